@@ -1,0 +1,88 @@
+//! The one place where domain errors become HTTP responses: JSON `{"error", "code"}` with the
+//! right status.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::media::cache::CacheError;
+use crate::streaming::adaptive::StreamingError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+
+    pub fn bad_request(code: &'static str, what: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, what)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, error = %self.message, "request failed");
+        }
+        (self.status, Json(json!({ "error": self.message, "code": self.code }))).into_response()
+    }
+}
+
+impl From<StreamingError> for ApiError {
+    fn from(e: StreamingError) -> Self {
+        let code = match &e {
+            StreamingError::UnknownTrack(_) => "unknown_track",
+            StreamingError::UnknownQuality(_) => "unknown_quality",
+            StreamingError::UnknownSession(_) => "unknown_session",
+            StreamingError::UnknownSegment(_) => "unknown_segment",
+            StreamingError::NoLibrary => {
+                return Self::new(StatusCode::SERVICE_UNAVAILABLE, "no_library", e.to_string())
+            }
+        };
+        Self::new(StatusCode::NOT_FOUND, code, e.to_string())
+    }
+}
+
+impl From<CacheError> for ApiError {
+    fn from(e: CacheError) -> Self {
+        match &e {
+            CacheError::NoSuchSegment(_) => Self::new(StatusCode::NOT_FOUND, "unknown_segment", e.to_string()),
+            // The source could not be transcoded (corrupt or unsupported content): the request was
+            // fine, the file is not. 422 says so without blaming the server.
+            CacheError::Transcode(_) => {
+                tracing::warn!(error = %e, "transcode failed");
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "transcode_failed", e.to_string())
+            }
+            CacheError::ShuttingDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", e.to_string()),
+            CacheError::Io(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "cache_io", e.to_string()),
+        }
+    }
+}
+
+/// JSON body rejections (malformed or wrongly typed payloads) as our error shape.
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        Self::new(e.status(), "invalid_body", e.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
+    }
+}

@@ -1,0 +1,71 @@
+//! HTTP: the axum router, its handlers and DTOs. The only module that knows the wire.
+
+pub mod error;
+mod hls;
+mod observe;
+pub mod range;
+mod sessions;
+mod stream;
+mod tracks;
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue, Method};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::library::Library;
+use crate::media::cache::TranscodeCache;
+use crate::streaming::adaptive::AdaptiveStreamingManager;
+
+pub use error::ApiError;
+
+/// Everything a handler may need, built once at start-up.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub library: Arc<Library>,
+    pub streaming: Arc<AdaptiveStreamingManager>,
+    pub cache: TranscodeCache,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+/// The whole HTTP API.
+pub fn router(state: Arc<AppState>) -> Router {
+    let cors = cors_layer(&state.config.cors_origins);
+    Router::new()
+        .route("/healthz", get(observe::healthz))
+        .route("/metrics", get(observe::metrics))
+        .route("/api/tracks", get(tracks::list))
+        .route("/api/tracks/{id}", get(tracks::one))
+        .route("/hls/{track_id}/master.m3u8", get(hls::master))
+        .route("/hls/{track_id}/{quality}/playlist.m3u8", get(hls::media))
+        .route("/hls/{track_id}/{quality}/{segment}", get(hls::segment))
+        .route("/stream/{*filename}", get(stream::progressive).head(stream::progressive))
+        .route("/api/streaming/session", post(sessions::create))
+        .route("/api/streaming/session/{id}", get(sessions::get))
+        .route("/api/streaming/session/{id}/metrics", post(sessions::metrics))
+        .route("/api/streaming/stats", get(sessions::stats))
+        .fallback(observe::not_found)
+        .layer(axum::middleware::from_fn(observe::record_request))
+        .layer(cors)
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            tracing::info_span!("request", method = %req.method(), uri = %req.uri())
+        }))
+        .with_state(state)
+}
+
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::OPTIONS])
+        .allow_headers([header::RANGE, header::CONTENT_TYPE, header::IF_RANGE, header::IF_NONE_MATCH])
+        .expose_headers([header::CONTENT_RANGE, header::CONTENT_LENGTH, header::ACCEPT_RANGES, header::ETAG])
+}

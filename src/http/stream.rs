@@ -1,0 +1,208 @@
+//! `GET/HEAD /stream/{*filename}`: progressive delivery of a whole track in one profile, with
+//! byte ranges, chosen from the client's capabilities when not forced.
+//!
+//! Only files the scanner put in the catalogue can be named, so no path can reach outside the
+//! library; hostile-looking names are refused up front all the same, with a 400 that says why.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+use tokio_util::io::ReaderStream;
+
+use super::range::{parse_range, RangeRequest};
+use super::{ApiError, AppState};
+use crate::library::Track;
+use crate::streaming::adaptive::{select_progressive_profile, ClientHints, ConnectionType, DeviceType};
+
+/// Why a library path is refused, if it is.
+pub fn hostile_path(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("empty path");
+    }
+    if name.contains('\0') {
+        return Some("NUL byte in path");
+    }
+    if name.contains('\\') {
+        return Some("backslash in path");
+    }
+    if name.starts_with('/') || (name.len() >= 2 && name.as_bytes()[1] == b':') {
+        return Some("absolute path");
+    }
+    if name.split('/').any(|c| c == ".." || c == "." || c.is_empty()) {
+        return Some("path with '.', '..' or empty components");
+    }
+    None
+}
+
+/// Reads what the request says about its client: query parameters first, then Client Hints,
+/// then the `User-Agent`.
+fn client_hints(params: &HashMap<String, String>, headers: &HeaderMap) -> Result<ClientHints, ApiError> {
+    let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let bandwidth_kbps = match params.get("bandwidth_kbps") {
+        Some(v) => Some(v.trim().parse::<u32>().map_err(|_| ApiError::bad_request("invalid_query", format!("bandwidth_kbps {v:?} is not a number")))?),
+        // Client Hint `Downlink` is in Mbit/s.
+        None => header_str("downlink")
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .map(|mbps| (mbps * 1000.0).min(f64::from(u32::MAX)) as u32),
+    };
+    let connection = match params.get("connection") {
+        Some(v) => Some(ConnectionType::parse(v).ok_or_else(|| ApiError::bad_request("invalid_query", format!("unknown connection {v:?}")))?),
+        None => header_str("ect").and_then(ConnectionType::from_ect),
+    };
+    let device = match params.get("device") {
+        Some(v) => Some(DeviceType::parse(v).ok_or_else(|| ApiError::bad_request("invalid_query", format!("unknown device {v:?}")))?),
+        None => header_str("user-agent").map(DeviceType::from_user_agent),
+    };
+    let save_data = header_str("save-data").is_some_and(|v| v.trim().eq_ignore_ascii_case("on"));
+    Ok(ClientHints {
+        bandwidth_kbps,
+        connection,
+        device,
+        save_data,
+        preferred_quality: None,
+    })
+}
+
+fn find_track(state: &AppState, name: &str) -> Option<Arc<Track>> {
+    let catalog = state.library.catalog();
+    catalog.by_filename(name).or_else(|| catalog.get(name))
+}
+
+pub async fn progressive(
+    State(state): State<Arc<AppState>>,
+    Path(filename): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(why) = hostile_path(&filename) {
+        tracing::warn!(path = %filename, why, "refused hostile path");
+        return Err(ApiError::bad_request("invalid_path", why));
+    }
+    let track = find_track(&state, &filename).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_track", format!("no track {filename:?}")))?;
+
+    let (profile, varies) = match params.get("quality") {
+        Some(q) => (state.streaming.profile(q).cloned().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_quality", format!("unknown quality {q:?}")))?, false),
+        None => {
+            let caps = client_hints(&params, &headers)?.into_capabilities();
+            (select_progressive_profile(&caps, state.streaming.profiles()), true)
+        }
+    };
+    let req = state.streaming.transcode_request(&track.id, &profile.quality_id)?;
+    let encoded = state.cache.complete(&req).await?;
+
+    let prefix = Bytes::from(encoded.info_tag.clone().unwrap_or_default());
+    let total = prefix.len() as u64 + encoded.stream_len();
+    let etag = format!("\"{}-{}-{}\"", track.version, profile.quality_id, total);
+    let modified = tokio::fs::metadata(&encoded.path).await.ok().and_then(|m| m.modified().ok());
+
+    let mut response_headers = HeaderMap::new();
+    let mut set = |k: header::HeaderName, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            response_headers.insert(k, v);
+        }
+    };
+    set(header::CONTENT_TYPE, profile.codec_kind().mime_type().to_string());
+    set(header::ACCEPT_RANGES, "bytes".into());
+    set(header::ETAG, etag.clone());
+    set(header::CACHE_CONTROL, "public, max-age=86400".into());
+    set(header::HeaderName::from_static("x-stream-quality"), profile.quality_id.clone());
+    if let Some(m) = modified {
+        set(header::LAST_MODIFIED, httpdate::fmt_http_date(m));
+    }
+    if varies {
+        set(header::VARY, "Downlink, ECT, Save-Data, User-Agent".into());
+    }
+
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return Ok((StatusCode::NOT_MODIFIED, response_headers).into_response());
+    }
+
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| if_range_holds(&headers, &etag, modified))
+        .map_or(RangeRequest::Full, |r| parse_range(r, total));
+    let (status, start, len) = match range {
+        RangeRequest::Full => (StatusCode::OK, 0, total),
+        RangeRequest::Partial(r) => {
+            set(header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end, total));
+            (StatusCode::PARTIAL_CONTENT, r.start, r.len())
+        }
+        RangeRequest::Unsatisfiable => {
+            set(header::CONTENT_RANGE, format!("bytes */{total}"));
+            return Ok((StatusCode::RANGE_NOT_SATISFIABLE, response_headers).into_response());
+        }
+    };
+    set(header::CONTENT_LENGTH, len.to_string());
+    if method == Method::HEAD {
+        return Ok((status, response_headers).into_response());
+    }
+    let body = body_stream(prefix, &encoded.path, start, len).await?;
+    Ok((status, response_headers, body).into_response())
+}
+
+/// `If-Range` (RFC 9110 §13.1.5): the range applies only if the validator still matches.
+fn if_range_holds(headers: &HeaderMap, etag: &str, modified: Option<std::time::SystemTime>) -> bool {
+    let Some(v) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let v = v.trim();
+    if v.starts_with('"') || v.starts_with("W/") {
+        return v == etag; // strong comparison: a weak tag never matches
+    }
+    match (httpdate::parse_http_date(v), modified) {
+        (Ok(date), Some(m)) => {
+            let secs = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            secs(date) == secs(m)
+        }
+        _ => false,
+    }
+}
+
+/// The bytes `[start, start + len)` of `prefix` followed by the file, streamed from disk.
+async fn body_stream(prefix: Bytes, path: &std::path::Path, start: u64, len: u64) -> Result<Body, ApiError> {
+    let plen = prefix.len() as u64;
+    let head = if start < plen {
+        let end = (start + len).min(plen);
+        prefix.slice(start as usize..end as usize)
+    } else {
+        Bytes::new()
+    };
+    let file_start = start.saturating_sub(plen);
+    let file_len = len - head.len() as u64;
+    let mut file = tokio::fs::File::open(path).await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cache_io", e.to_string()))?;
+    file.seek(std::io::SeekFrom::Start(file_start)).await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cache_io", e.to_string()))?;
+    let rest = ReaderStream::with_capacity(file.take(file_len), 64 * 1024);
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(head) })
+        .filter(|r| std::future::ready(!matches!(r, Ok(b) if b.is_empty())))
+        .chain(rest);
+    Ok(Body::from_stream(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_paths() {
+        for bad in ["", "../etc/passwd", "a/../../b", "/etc/passwd", "a\\..\\b", "C:/x", "a//b", "./a", "a/.", "a\0b"] {
+            assert!(hostile_path(bad).is_some(), "{bad:?}");
+        }
+        for good in ["a.mp3", "Artist/Album/01 - Song.flac", "weird name (1).wav", "...dots.mp3", "a..b.mp3"] {
+            assert!(hostile_path(good).is_none(), "{good:?}");
+        }
+    }
+}

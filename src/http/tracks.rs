@@ -1,0 +1,85 @@
+//! `/api/tracks`: the catalogue as JSON.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState};
+use crate::library::Track;
+
+/// A track as clients see it.
+#[derive(Debug, Serialize)]
+pub struct TrackDto {
+    pub id: String,
+    pub filename: String,
+    pub title: String,
+    pub artist: Option<String>,
+    pub album: Option<String>,
+    pub genre: Option<String>,
+    pub duration_ms: u64,
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub codec: String,
+}
+
+impl From<&Track> for TrackDto {
+    fn from(t: &Track) -> Self {
+        Self {
+            id: t.id.clone(),
+            filename: t.filename.clone(),
+            title: t.title.clone(),
+            artist: t.artist.clone(),
+            album: t.album.clone(),
+            genre: t.genre.clone(),
+            duration_ms: t.duration_ms,
+            sample_rate: t.sample_rate,
+            channels: t.channels,
+            codec: t.codec.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// Case-insensitive search in title, artist, album, genre and file name.
+    q: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Vec<TrackDto>>, ApiError> {
+    let Query(query) = query?;
+    let catalog = state.library.catalog();
+    let needle = query.q.as_deref().map(str::to_lowercase).filter(|s| !s.is_empty());
+    let matches = |t: &Track| {
+        needle.as_deref().is_none_or(|n| {
+            [Some(&t.title), t.artist.as_ref(), t.album.as_ref(), t.genre.as_ref(), Some(&t.filename)]
+                .into_iter()
+                .flatten()
+                .any(|f| f.to_lowercase().contains(n))
+        })
+    };
+    let tracks = catalog
+        .tracks()
+        .iter()
+        .filter(|t| matches(t))
+        .skip(query.offset.unwrap_or(0))
+        .take(query.limit.unwrap_or(usize::MAX))
+        .map(|t| TrackDto::from(t.as_ref()))
+        .collect();
+    Ok(Json(tracks))
+}
+
+pub async fn one(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<TrackDto>, ApiError> {
+    state
+        .library
+        .get(&id)
+        .map(|t| Json(TrackDto::from(t.as_ref())))
+        .ok_or_else(|| ApiError::new(axum::http::StatusCode::NOT_FOUND, "unknown_track", format!("unknown track {id:?}")))
+}

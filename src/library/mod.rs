@@ -1,0 +1,135 @@
+//! The music library: a catalogue of tracks found under one folder.
+//!
+//! A track's id is derived from its path relative to the library root, so it is stable across
+//! restarts; its `version` changes whenever the file does, and keys everything derived from the
+//! file (transcodes, segment URLs), so nothing stale is ever served.
+
+pub mod demo;
+pub mod probe;
+pub mod scan;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+pub use scan::{ScanProblem, ScanReport};
+
+/// One playable file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Track {
+    pub id: String,
+    /// Path relative to the library root, `/`-separated.
+    pub filename: String,
+    pub title: String,
+    pub artist: Option<String>,
+    pub album: Option<String>,
+    pub genre: Option<String>,
+    pub duration_ms: u64,
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub codec: String,
+    /// Exact length in samples per channel (gapless-trimmed), which every layout derives from.
+    pub samples: u64,
+    /// Changes when the file changes (size, modification time).
+    pub version: String,
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// The catalogue of one scan.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    tracks: Vec<Arc<Track>>,
+    by_id: HashMap<String, Arc<Track>>,
+    by_filename: HashMap<String, Arc<Track>>,
+}
+
+impl Catalog {
+    pub fn new(mut tracks: Vec<Track>) -> Self {
+        tracks.sort_by(|a, b| {
+            (&a.artist, &a.album, &a.filename).cmp(&(&b.artist, &b.album, &b.filename))
+        });
+        let tracks: Vec<Arc<Track>> = tracks.into_iter().map(Arc::new).collect();
+        let by_id = tracks.iter().map(|t| (t.id.clone(), t.clone())).collect();
+        let by_filename = tracks.iter().map(|t| (t.filename.clone(), t.clone())).collect();
+        Self {
+            tracks,
+            by_id,
+            by_filename,
+        }
+    }
+
+    pub fn tracks(&self) -> &[Arc<Track>] {
+        &self.tracks
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Track>> {
+        self.by_id.get(id).cloned()
+    }
+
+    /// By library-relative path (`/`-separated, as in [`Track::filename`]).
+    pub fn by_filename(&self, filename: &str) -> Option<Arc<Track>> {
+        self.by_filename.get(filename).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.tracks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tracks.is_empty()
+    }
+}
+
+/// The live library: the current catalogue, swapped whole when a scan finishes.
+pub struct Library {
+    root: PathBuf,
+    /// Readers take a snapshot (`Arc`) and never block a rescan for long.
+    catalog: RwLock<Arc<Catalog>>,
+    ready: AtomicBool,
+}
+
+impl Library {
+    /// An empty library over `root`, not yet scanned.
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// A library with a known catalogue (tests, tools).
+    pub fn with_catalog(root: &Path, catalog: Catalog) -> Self {
+        let lib = Self::new(root);
+        lib.set_catalog(catalog);
+        lib
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().clone()
+    }
+
+    pub fn set_catalog(&self, catalog: Catalog) {
+        metrics::gauge!("library_tracks").set(catalog.len() as f64);
+        *self.catalog.write() = Arc::new(catalog);
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a first scan has completed.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Track>> {
+        self.catalog.read().get(id)
+    }
+}

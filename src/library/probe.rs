@@ -1,0 +1,45 @@
+//! Reading one file's facts: tags, stream parameters and exact length.
+
+use std::path::Path;
+
+use crate::media::decode::{DecodeError, SourceDecoder, Tags};
+
+/// What a probe learns of a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub tags: Tags,
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub codec: String,
+    pub samples: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("no audio in the file")]
+    Empty,
+    #[error("outside limits: {0}")]
+    TooLong(String),
+}
+
+/// Opens `path`, reads its tags and counts its samples (demuxing only, gapless-trimmed).
+pub fn probe(path: &Path, max_secs: u64) -> Result<Probe, ProbeError> {
+    let mut dec = SourceDecoder::open(path)?;
+    let samples = dec.count_samples()?;
+    if samples == 0 {
+        return Err(ProbeError::Empty);
+    }
+    let secs = samples / u64::from(dec.sample_rate);
+    if secs > max_secs {
+        return Err(ProbeError::TooLong(format!("{secs} s long (at most {max_secs} s)")));
+    }
+    Ok(Probe {
+        tags: dec.tags.clone(),
+        sample_rate: dec.sample_rate,
+        channels: dec.channels as u16,
+        codec: dec.codec.clone(),
+        samples,
+    })
+}

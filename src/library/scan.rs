@@ -1,0 +1,198 @@
+//! Scanning a folder into tracks.
+//!
+//! A scan never fails because of one file: it returns the tracks it could read and the list of
+//! problems, each naming its file. Files are probed on a few threads; a probe result is cached in
+//! `<data-dir>/library-index.json` against the file's size and modification time, so a restart
+//! re-reads only what changed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::probe::probe;
+use super::Track;
+
+/// A file the scan skipped, and why.
+#[derive(Debug, Clone)]
+pub struct ScanProblem {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+#[derive(Debug, Default)]
+pub struct ScanReport {
+    pub tracks: Vec<Track>,
+    pub problems: Vec<ScanProblem>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("library folder {path} is not readable: {source}")]
+    Root {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct IndexFile {
+    entries: HashMap<String, Track>,
+}
+
+/// Stable id of a library-relative path.
+pub fn track_id(filename: &str) -> String {
+    hex(&Sha256::digest(filename.as_bytes())[..8])
+}
+
+fn version_of(filename: &str, size: u64, mtime_ns: u128) -> String {
+    let mut h = Sha256::new();
+    h.update(filename.as_bytes());
+    h.update(size.to_le_bytes());
+    h.update(mtime_ns.to_le_bytes());
+    hex(&h.finalize()[..6])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Scans `root` recursively. `index` is the probe cache file (read and rewritten), if any.
+pub fn scan(root: &Path, index: Option<&Path>, max_secs: u64, threads: usize) -> Result<ScanReport, ScanError> {
+    let root = root.canonicalize().map_err(|source| ScanError::Root {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let cached: IndexFile = index
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+
+    let mut report = ScanReport::default();
+    let mut todo = Vec::new();
+    for entry in walkdir::WalkDir::new(&root).follow_links(true).sort_by_file_name() {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| root.clone());
+                tracing::warn!(path = %path.display(), error = %e, "skipping unreadable entry");
+                report.problems.push(ScanProblem { path, reason: e.to_string() });
+                continue;
+            }
+        };
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy();
+        if name.starts_with('.') {
+            continue;
+        }
+        // Symlinks may point anywhere: only files really inside the library are served.
+        let real = match entry.path().canonicalize() {
+            Ok(p) if p.starts_with(&root) => p,
+            Ok(_) => {
+                tracing::warn!(path = %entry.path().display(), "skipping link that leads out of the library");
+                report.problems.push(ScanProblem {
+                    path: entry.path().to_path_buf(),
+                    reason: "symbolic link leading out of the library".into(),
+                });
+                continue;
+            }
+            Err(e) => {
+                report.problems.push(ScanProblem {
+                    path: entry.path().to_path_buf(),
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let Some(filename) = relative_name(&root, entry.path()) else {
+            report.problems.push(ScanProblem {
+                path: entry.path().to_path_buf(),
+                reason: "file name is not valid UTF-8".into(),
+            });
+            continue;
+        };
+        todo.push((filename, real));
+    }
+
+    let queue = Mutex::new(todo.into_iter());
+    let results = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| loop {
+                let Some((filename, path)) = queue.lock().next() else { break };
+                let r = probe_one(&filename, &path, &cached, max_secs);
+                results.lock().push((path, r));
+            });
+        }
+    });
+    for (path, r) in results.into_inner() {
+        match r {
+            Ok(track) => report.tracks.push(track),
+            Err(reason) => {
+                tracing::warn!(path = %path.display(), %reason, "skipping file");
+                report.problems.push(ScanProblem { path, reason });
+            }
+        }
+    }
+    report.tracks.sort_by(|a, b| a.filename.cmp(&b.filename));
+    if let Some(index) = index {
+        let file = IndexFile {
+            entries: report.tracks.iter().map(|t| (t.filename.clone(), t.clone())).collect(),
+        };
+        if let Ok(bytes) = serde_json::to_vec(&file) {
+            let tmp = index.with_extension("json.tmp");
+            if std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, index)).is_err() {
+                tracing::warn!(path = %index.display(), "could not write the library index");
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn relative_name(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
+    let parts: Option<Vec<&str>> = rel.iter().map(|p| p.to_str()).collect();
+    Some(parts?.join("/"))
+}
+
+fn probe_one(filename: &str, path: &Path, cached: &IndexFile, max_secs: u64) -> Result<Track, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    let mtime_ns = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let version = version_of(filename, meta.len(), mtime_ns);
+    if let Some(t) = cached.entries.get(filename).filter(|t| t.version == version) {
+        return Ok(Track {
+            path: path.to_path_buf(),
+            ..t.clone()
+        });
+    }
+    let p = probe(path, max_secs).map_err(|e| e.to_string())?;
+    let title = p.tags.title.clone().unwrap_or_else(|| {
+        Path::new(filename)
+            .file_stem()
+            .map_or_else(|| filename.to_string(), |s| s.to_string_lossy().into_owned())
+    });
+    Ok(Track {
+        id: track_id(filename),
+        filename: filename.to_string(),
+        title,
+        artist: p.tags.artist,
+        album: p.tags.album,
+        genre: p.tags.genre,
+        duration_ms: (u128::from(p.samples) * 1000 / u128::from(p.sample_rate)) as u64,
+        sample_rate: p.sample_rate,
+        channels: p.channels,
+        codec: p.codec,
+        samples: p.samples,
+        version,
+        path: path.to_path_buf(),
+    })
+}

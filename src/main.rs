@@ -1,0 +1,201 @@
+//! The `stream-server` command line: serve, scan, transcode.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use stream_server::config::Config;
+use stream_server::server;
+
+/// Self-hosted adaptive audio streaming: HLS and progressive delivery of your music library,
+/// transcoded in process to four quality profiles (AAC 320/192/96 kbps, MP3 128 kbps).
+///
+/// Settings come from built-in defaults, then the TOML file (--config or STREAM_SERVER_CONFIG),
+/// then STREAM_SERVER_* environment variables, then these flags.
+#[derive(Parser, Debug)]
+#[command(name = "stream-server", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server (the default when no command is given).
+    Serve(ServeArgs),
+    /// Scan the library, print what was found and what was skipped, and exit.
+    Scan(CommonArgs),
+    /// Encode tracks into the transcode cache ahead of time.
+    Transcode(TranscodeArgs),
+}
+
+#[derive(Args, Debug, Default, Clone)]
+struct CommonArgs {
+    /// Music folder to serve, scanned recursively [env: STREAM_SERVER_LIBRARY]. Without it the
+    /// demo library is used.
+    #[arg(long, value_name = "DIR")]
+    library: Option<PathBuf>,
+    /// Where the transcode cache, the library index and the demo library live
+    /// [env: STREAM_SERVER_DATA_DIR] [default: ./data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file [env: STREAM_SERVER_CONFIG].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Serve the synthesised demo library (implied when no library is given)
+    /// [env: STREAM_SERVER_DEMO].
+    #[arg(long)]
+    demo: bool,
+    /// Size cap of the transcode cache in MiB [env: STREAM_SERVER_CACHE_MAX_MB] [default: 2048].
+    #[arg(long, value_name = "MIB")]
+    cache_max_mb: Option<u64>,
+    /// Encodes allowed at once; 0 means one per core [env: STREAM_SERVER_TRANSCODE_WORKERS].
+    #[arg(long, value_name = "N")]
+    transcode_workers: Option<usize>,
+}
+
+#[derive(Args, Debug, Default)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Address to listen on [env: STREAM_SERVER_BIND] [default: 0.0.0.0:8082].
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<SocketAddr>,
+    /// Allowed CORS origins, comma-separated; `*` allows any [env: STREAM_SERVER_CORS_ORIGINS]
+    /// [default: *].
+    #[arg(long, value_name = "ORIGINS", value_delimiter = ',')]
+    cors_origins: Option<Vec<String>>,
+}
+
+#[derive(Args, Debug)]
+struct TranscodeArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Encode every track of the library.
+    #[arg(long, conflicts_with = "tracks")]
+    all: bool,
+    /// Only these profiles (default: all of them).
+    #[arg(long = "quality", value_name = "QUALITY")]
+    qualities: Vec<String>,
+    /// Track ids or library-relative paths to encode.
+    #[arg(value_name = "TRACK")]
+    tracks: Vec<String>,
+}
+
+fn load_config(common: &CommonArgs) -> anyhow::Result<Config> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let mut config = Config::from_sources(common.config.as_deref(), &env)?;
+    if let Some(l) = &common.library {
+        config.library = Some(l.clone());
+    }
+    if let Some(d) = &common.data_dir {
+        config.data_dir = d.clone();
+    }
+    if common.demo {
+        config.demo = true;
+    }
+    if let Some(c) = common.cache_max_mb {
+        config.cache_max_mb = c;
+    }
+    if let Some(w) = common.transcode_workers {
+        config.transcode_workers = w;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn main() -> anyhow::Result<()> {
+    stream_server::telemetry::init_tracing();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+            Command::Serve(args) => serve(args).await,
+            Command::Scan(args) => scan(args).await,
+            Command::Transcode(args) => transcode(args).await,
+        }
+    })
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = load_config(&args.common)?;
+    if let Some(b) = args.bind {
+        config.bind = b;
+    }
+    if let Some(o) = args.cors_origins {
+        config.cors_origins = o;
+    }
+    let bind = config.bind;
+    let state = server::build_state(config)?;
+    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
+    eprintln!("stream-server listening on http://{}/ (library: {})", listener.local_addr()?, state.library.root().display());
+    server::run(listener, state, server::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn scan(args: CommonArgs) -> anyhow::Result<()> {
+    let config = load_config(&args)?;
+    let root = if config.uses_demo() { config.demo_dir() } else { config.library.clone().unwrap_or_default() };
+    let state = server::build_state(config)?;
+    let data_dir = state.config.data_dir.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        stream_server::library::scan::scan(&root, Some(&data_dir.join("library-index.json")), 6 * 3600, 2)
+    })
+    .await??;
+    for t in &report.tracks {
+        println!("{}  {:>8.1}s  {:>6} Hz  {}ch  {:<6}  {}", t.id, t.duration_ms as f64 / 1000.0, t.sample_rate, t.channels, t.codec, t.filename);
+    }
+    for p in &report.problems {
+        println!("skipped  {}: {}", p.path.display(), p.reason);
+    }
+    println!("{} tracks, {} skipped", report.tracks.len(), report.problems.len());
+    Ok(())
+}
+
+async fn transcode(args: TranscodeArgs) -> anyhow::Result<()> {
+    if !args.all && args.tracks.is_empty() {
+        anyhow::bail!("name tracks to encode, or pass --all");
+    }
+    let config = load_config(&args.common)?;
+    let state = server::build_state(config)?;
+    server::scan_library(&state).await?;
+    let catalog = state.library.catalog();
+    let tracks: Vec<_> = if args.all {
+        catalog.tracks().to_vec()
+    } else {
+        args.tracks
+            .iter()
+            .map(|t| catalog.get(t).or_else(|| catalog.by_filename(t)).with_context(|| format!("no track {t:?} in the library")))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let qualities: Vec<String> = if args.qualities.is_empty() {
+        state.streaming.profiles().iter().map(|p| p.quality_id.clone()).collect()
+    } else {
+        args.qualities.clone()
+    };
+    let bar = indicatif::ProgressBar::new(tracks.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} tracks  {elapsed_precise} (eta {eta})  {msg}")
+            .expect("valid template"),
+    );
+    let mut failed = 0;
+    for track in &tracks {
+        bar.set_message(track.title.clone());
+        let reqs = qualities
+            .iter()
+            .map(|q| state.streaming.transcode_request(&track.id, q))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Err(e) = state.cache.warm(&reqs).await {
+            bar.println(format!("failed: {}: {e}", track.filename));
+            failed += 1;
+        }
+        bar.inc(1);
+    }
+    bar.finish_with_message("done");
+    println!("{} tracks encoded, {failed} failed; cache holds {:.1} MiB", tracks.len() - failed, state.cache.size_bytes() as f64 / 1048576.0);
+    if failed > 0 {
+        anyhow::bail!("{failed} tracks failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,592 @@
+//! The on-disk transcode cache: each (track, version, profile) is encoded at most once at a time,
+//! on first demand, and kept under `<data-dir>/cache` until the size cap evicts it (least
+//! recently used first).
+//!
+//! Layout on disk: `<dir>/<track_id>/<version>/<quality>.es` holds the raw frames (ADTS or MP3,
+//! no container) and `<quality>.idx` the byte offset of every segment boundary (and LAME's Info
+//! frame for MP3). The `.idx` is written last, atomically: an `.es` without one is an interrupted
+//! encode and is deleted at start-up.
+//!
+//! While an encode runs, readers follow its progress through a `watch` channel: a segment can be
+//! served as soon as its last frame is written, long before the track is done.
+
+use std::collections::HashMap;
+use std::io::{BufWriter, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Semaphore};
+
+use super::id3;
+use super::layout::SegmentLayout;
+use super::pipeline::{self, FrameSink, Output, TranscodeError};
+use crate::streaming::adaptive::AdaptiveProfile;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("transcoding failed: {0}")]
+    Transcode(String),
+    #[error("segment {0} does not exist")]
+    NoSuchSegment(usize),
+    #[error("cache i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("server is shutting down")]
+    ShuttingDown,
+}
+
+/// What to encode: one track (at one version of its file) in one profile.
+#[derive(Debug, Clone)]
+pub struct TranscodeRequest {
+    pub track_id: String,
+    /// Changes whenever the source file changes, so stale encodes are never served.
+    pub version: String,
+    pub source: PathBuf,
+    pub source_samples: u64,
+    pub profile: AdaptiveProfile,
+    pub layout: SegmentLayout,
+}
+
+impl TranscodeRequest {
+    fn key(&self) -> Key {
+        Key {
+            track_id: self.track_id.clone(),
+            version: self.version.clone(),
+            quality: self.profile.quality_id.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    track_id: String,
+    version: String,
+    quality: String,
+}
+
+impl Key {
+    fn dir(&self, root: &Path) -> PathBuf {
+        root.join(&self.track_id).join(&self.version)
+    }
+    fn es_path(&self, root: &Path) -> PathBuf {
+        self.dir(root).join(format!("{}.es", self.quality))
+    }
+    fn idx_path(&self, root: &Path) -> PathBuf {
+        self.dir(root).join(format!("{}.idx", self.quality))
+    }
+}
+
+/// A finished encode.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Encoded {
+    #[serde(skip)]
+    pub path: PathBuf,
+    /// Byte offset of every segment start, plus the end of the stream.
+    pub segment_offsets: Vec<u64>,
+    /// LAME's Info frame, put before the frames on progressive MP3.
+    pub info_tag: Option<Vec<u8>>,
+}
+
+impl Encoded {
+    pub fn stream_len(&self) -> u64 {
+        self.segment_offsets.last().copied().unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Progress {
+    Running { segment_offsets: Vec<u64> },
+    Done(Arc<Encoded>),
+    Failed(String),
+}
+
+enum Entry {
+    Ready { encoded: Arc<Encoded>, last_used: u64 },
+    Encoding(watch::Receiver<Progress>),
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<Key, Entry>,
+    ready_bytes: u64,
+    clock: u64,
+}
+
+/// The transcode cache: a cheap handle (clones share one cache).
+#[derive(Clone)]
+pub struct TranscodeCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    max_bytes: u64,
+    /// Map operations only; never held across an await or while encoding.
+    state: Mutex<State>,
+    /// Bounds encodes running at once (each takes a core).
+    permits: Arc<Semaphore>,
+    /// Set at shutdown: running encodes stop between blocks, new ones are refused.
+    stopping: AtomicBool,
+}
+
+enum Lookup {
+    Ready(Arc<Encoded>),
+    Encoding(watch::Receiver<Progress>),
+}
+
+enum Waited<T> {
+    Found(T),
+    Done(Arc<Encoded>),
+}
+
+impl TranscodeCache {
+    /// Opens the cache in `dir`, dropping interrupted encodes and indexing finished ones.
+    pub fn open(dir: &Path, max_bytes: u64, workers: usize) -> Result<Self, CacheError> {
+        std::fs::create_dir_all(dir)?;
+        let mut state = State::default();
+        let mut found = Vec::new();
+        for entry in walkdir::WalkDir::new(dir).min_depth(3).max_depth(3) {
+            let Ok(entry) = entry else { continue };
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("es") {
+                continue;
+            }
+            let idx = path.with_extension("idx");
+            let loaded = std::fs::read(&idx)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Encoded>(&b).ok())
+                .filter(|e| std::fs::metadata(path).is_ok_and(|m| m.len() == e.stream_len()));
+            let rel: Vec<String> = path
+                .strip_prefix(dir)
+                .unwrap_or(path)
+                .iter()
+                .filter_map(|p| p.to_str().map(str::to_string))
+                .collect();
+            match (loaded, rel.as_slice()) {
+                (Some(mut encoded), [track_id, version, file]) => {
+                    let key = Key {
+                        track_id: track_id.clone(),
+                        version: version.clone(),
+                        quality: file.trim_end_matches(".es").to_string(),
+                    };
+                    let mtime = entry.metadata().ok().and_then(|m| m.modified().ok());
+                    encoded.path = path.to_path_buf();
+                    found.push((mtime, key, encoded));
+                }
+                _ => {
+                    tracing::info!(path = %path.display(), "removing interrupted encode");
+                    let _ = std::fs::remove_file(path);
+                    let _ = std::fs::remove_file(&idx);
+                }
+            }
+        }
+        // Oldest first, so the LRU clock starts in file-time order.
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, key, encoded) in found {
+            state.clock += 1;
+            state.ready_bytes += encoded.stream_len();
+            state.entries.insert(
+                key,
+                Entry::Ready {
+                    encoded: Arc::new(encoded),
+                    last_used: state.clock,
+                },
+            );
+        }
+        let inner = Arc::new(Inner {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            state: Mutex::new(state),
+            permits: Arc::new(Semaphore::new(workers.max(1))),
+            stopping: AtomicBool::new(false),
+        });
+        inner.evict(None);
+        Ok(Self { inner })
+    }
+
+    /// Stops running encodes and refuses new ones.
+    pub fn shutdown(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.permits.close();
+    }
+
+    /// Bytes of finished encodes on disk.
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.state.lock().ready_bytes
+    }
+
+    /// The bytes of segment `index` of `req`, starting with its ID3 timestamp tag; waits only
+    /// until that segment is encoded.
+    pub async fn segment(&self, req: &TranscodeRequest, index: usize) -> Result<Bytes, CacheError> {
+        let span = req.layout.segment(index).ok_or(CacheError::NoSuchSegment(index))?;
+        let tag = id3::timestamp_tag(req.layout.frame_ticks(span.first_frame));
+        let pick = |offsets: &[u64]| (offsets.len() > index + 1).then(|| (offsets[index], offsets[index + 1]));
+        let mut attempt = 0;
+        loop {
+            let (path, (start, end)) = self.wait_for(req, pick).await?;
+            match read_range(&path, start, end).await {
+                Ok(body) => {
+                    let mut out = BytesMut::with_capacity(tag.len() + body.len());
+                    out.extend_from_slice(&tag);
+                    out.extend_from_slice(&body);
+                    return Ok(out.freeze());
+                }
+                // Evicted between lookup and read: encode again, once.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt == 0 => {
+                    attempt += 1;
+                    self.inner.forget(&req.key());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The whole encoded stream, once finished (for progressive delivery).
+    pub async fn complete(&self, req: &TranscodeRequest) -> Result<Arc<Encoded>, CacheError> {
+        match self.inner.clone().lookup_or_start(std::slice::from_ref(req)).pop() {
+            Some(Lookup::Ready(e)) => {
+                if tokio::fs::metadata(&e.path).await.is_ok() {
+                    return Ok(e);
+                }
+                // Evicted under our feet: encode again.
+                self.inner.forget(&req.key());
+                Box::pin(self.complete(req)).await
+            }
+            Some(Lookup::Encoding(rx)) => match wait_progress(rx, |_| None::<()>).await? {
+                Waited::Done(e) => Ok(e),
+                Waited::Found(()) => unreachable!("the predicate never matches"),
+            },
+            None => Err(CacheError::ShuttingDown),
+        }
+    }
+
+    /// Encodes every request not cached yet, in one decode pass, and waits for all of them
+    /// (`stream-server transcode`). The requests must share one source.
+    pub async fn warm(&self, reqs: &[TranscodeRequest]) -> Result<(), CacheError> {
+        for l in self.inner.clone().lookup_or_start(reqs) {
+            if let Lookup::Encoding(rx) = l {
+                wait_progress(rx, |_| None::<()>).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait_for<T>(
+        &self,
+        req: &TranscodeRequest,
+        pick: impl Fn(&[u64]) -> Option<T>,
+    ) -> Result<(PathBuf, T), CacheError> {
+        let path = req.key().es_path(&self.inner.dir);
+        let short = || CacheError::Transcode("encoded stream does not match the segment layout".into());
+        match self.inner.clone().lookup_or_start(std::slice::from_ref(req)).pop() {
+            Some(Lookup::Ready(e)) => pick(&e.segment_offsets).map(|t| (e.path.clone(), t)).ok_or_else(short),
+            Some(Lookup::Encoding(rx)) => match wait_progress(rx, &pick).await? {
+                Waited::Found(t) => Ok((path, t)),
+                Waited::Done(e) => pick(&e.segment_offsets).map(|t| (e.path.clone(), t)).ok_or_else(short),
+            },
+            None => Err(CacheError::ShuttingDown),
+        }
+    }
+}
+
+impl Inner {
+    /// Returns each request's state, starting one encode job for all those neither cached nor
+    /// being encoded.
+    fn lookup_or_start(self: Arc<Self>, reqs: &[TranscodeRequest]) -> Vec<Lookup> {
+        let mut out = Vec::with_capacity(reqs.len());
+        let mut to_start = Vec::new();
+        {
+            let mut state = self.state.lock();
+            state.clock += 1;
+            let now = state.clock;
+            for req in reqs {
+                let key = req.key();
+                match state.entries.get_mut(&key) {
+                    Some(Entry::Ready { encoded, last_used }) => {
+                        *last_used = now;
+                        metrics::counter!("cache_hits_total").increment(1);
+                        out.push(Lookup::Ready(encoded.clone()));
+                    }
+                    Some(Entry::Encoding(rx)) => {
+                        metrics::counter!("cache_hits_total").increment(1);
+                        out.push(Lookup::Encoding(rx.clone()));
+                    }
+                    None => {
+                        if self.stopping.load(Ordering::SeqCst) {
+                            return Vec::new();
+                        }
+                        metrics::counter!("cache_misses_total").increment(1);
+                        let (tx, rx) = watch::channel(Progress::Running {
+                            segment_offsets: vec![0],
+                        });
+                        state.entries.insert(key, Entry::Encoding(rx.clone()));
+                        out.push(Lookup::Encoding(rx));
+                        to_start.push((req.clone(), tx));
+                    }
+                }
+            }
+        }
+        if !to_start.is_empty() {
+            self.start_job(to_start);
+        }
+        out
+    }
+
+    fn start_job(self: Arc<Self>, jobs: Vec<(TranscodeRequest, watch::Sender<Progress>)>) {
+        tokio::spawn(async move {
+            let permit = self.permits.clone().acquire_owned().await;
+            let reqs: Vec<TranscodeRequest> = jobs.iter().map(|(r, _)| r.clone()).collect();
+            let senders: Vec<watch::Sender<Progress>> = jobs.into_iter().map(|(_, tx)| tx).collect();
+            let result = match permit {
+                Err(_) => Err(TranscodeError::Cancelled),
+                Ok(permit) => {
+                    let this = self.clone();
+                    let reqs = reqs.clone();
+                    let senders = senders.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let _permit = permit;
+                        this.run_job(&reqs, &senders)
+                    })
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(TranscodeError::Encode(super::EncodeError::Codec(format!(
+                            "encoder thread panicked: {e}"
+                        ))))
+                    })
+                }
+            };
+            self.finish(&reqs, &senders, result);
+        });
+    }
+
+    /// Runs on a blocking thread: the whole transcode of one source into several profiles.
+    fn run_job(
+        &self,
+        reqs: &[TranscodeRequest],
+        senders: &[watch::Sender<Progress>],
+    ) -> Result<Vec<Encoded>, TranscodeError> {
+        let started = Instant::now();
+        let track_id = reqs.first().map(|r| r.track_id.as_str()).unwrap_or_default();
+        let qualities: Vec<&str> = reqs.iter().map(|r| r.profile.quality_id.as_str()).collect();
+        tracing::info!(track_id, ?qualities, "transcode started");
+        metrics::counter!("transcodes_started_total").increment(reqs.len() as u64);
+        let mut sinks = Vec::with_capacity(reqs.len());
+        for (req, tx) in reqs.iter().zip(senders) {
+            sinks.push(FileSink::create(&req.key(), &self.dir, &req.layout, tx.clone()).map_err(TranscodeError::Sink)?);
+        }
+        let outputs: Vec<Output<'_>> = reqs
+            .iter()
+            .zip(sinks.iter_mut())
+            .map(|(req, sink)| Output {
+                profile: req.profile.clone(),
+                layout: req.layout.clone(),
+                sink: sink as &mut dyn FrameSink,
+            })
+            .collect();
+        let source = &reqs[0].source;
+        let stopping = || self.stopping.load(Ordering::Relaxed);
+        pipeline::transcode(source, reqs[0].source_samples, outputs, &stopping)?;
+        let secs = started.elapsed().as_secs_f64();
+        metrics::histogram!("transcode_duration_seconds").record(secs);
+        tracing::info!(track_id, ?qualities, secs, "transcode finished");
+        Ok(sinks.into_iter().map(FileSink::into_encoded).collect())
+    }
+
+    fn finish(
+        &self,
+        reqs: &[TranscodeRequest],
+        senders: &[watch::Sender<Progress>],
+        result: Result<Vec<Encoded>, TranscodeError>,
+    ) {
+        match result {
+            Ok(encoded) => {
+                metrics::counter!("transcodes_finished_total").increment(reqs.len() as u64);
+                let mut state = self.state.lock();
+                state.clock += 1;
+                let now = state.clock;
+                for ((req, tx), encoded) in reqs.iter().zip(senders).zip(encoded) {
+                    let encoded = Arc::new(encoded);
+                    state.ready_bytes += encoded.stream_len();
+                    state.entries.insert(
+                        req.key(),
+                        Entry::Ready {
+                            encoded: encoded.clone(),
+                            last_used: now,
+                        },
+                    );
+                    tx.send_replace(Progress::Done(encoded));
+                }
+                drop(state);
+                let keep = reqs.first().map(TranscodeRequest::key);
+                self.evict(keep.as_ref());
+            }
+            Err(err) => {
+                if !matches!(err, TranscodeError::Cancelled) {
+                    metrics::counter!("transcodes_failed_total").increment(reqs.len() as u64);
+                    tracing::warn!(track_id = %reqs[0].track_id, source = %reqs[0].source.display(), error = %err, "transcode failed");
+                }
+                let mut state = self.state.lock();
+                for (req, tx) in reqs.iter().zip(senders) {
+                    let key = req.key();
+                    state.entries.remove(&key);
+                    let _ = std::fs::remove_file(key.es_path(&self.dir));
+                    let _ = std::fs::remove_file(key.idx_path(&self.dir));
+                    tx.send_replace(Progress::Failed(err.to_string()));
+                }
+            }
+        }
+    }
+
+    fn forget(&self, key: &Key) {
+        let mut state = self.state.lock();
+        if let Some(Entry::Ready { encoded, .. }) = state.entries.get(key) {
+            state.ready_bytes = state.ready_bytes.saturating_sub(encoded.stream_len());
+            state.entries.remove(key);
+        }
+    }
+
+    /// Removes least recently used finished entries until under the cap (never `keep`).
+    fn evict(&self, keep: Option<&Key>) {
+        let mut victims = Vec::new();
+        let bytes = {
+            let mut state = self.state.lock();
+            while state.ready_bytes > self.max_bytes {
+                let oldest = state
+                    .entries
+                    .iter()
+                    .filter_map(|(k, e)| match e {
+                        Entry::Ready { last_used, .. } if Some(k) != keep => Some((*last_used, k.clone())),
+                        _ => None,
+                    })
+                    .min_by_key(|(t, _)| *t);
+                let Some((_, key)) = oldest else { break };
+                if let Some(Entry::Ready { encoded, .. }) = state.entries.remove(&key) {
+                    state.ready_bytes = state.ready_bytes.saturating_sub(encoded.stream_len());
+                    victims.push(key);
+                }
+            }
+            state.ready_bytes
+        };
+        for key in victims {
+            metrics::counter!("cache_evictions_total").increment(1);
+            tracing::info!(track_id = %key.track_id, quality = %key.quality, "evicted from the transcode cache");
+            let _ = std::fs::remove_file(key.idx_path(&self.dir));
+            let _ = std::fs::remove_file(key.es_path(&self.dir));
+            let _ = std::fs::remove_dir(key.dir(&self.dir));
+            let _ = std::fs::remove_dir(self.dir.join(&key.track_id));
+        }
+        metrics::gauge!("cache_bytes").set(bytes as f64);
+    }
+}
+
+/// Waits until `pick` finds what it wants in the running encode's offsets, or the encode ends.
+async fn wait_progress<T>(
+    mut rx: watch::Receiver<Progress>,
+    pick: impl Fn(&[u64]) -> Option<T>,
+) -> Result<Waited<T>, CacheError> {
+    loop {
+        {
+            let progress = rx.borrow_and_update();
+            match &*progress {
+                Progress::Running { segment_offsets } => {
+                    if let Some(t) = pick(segment_offsets) {
+                        return Ok(Waited::Found(t));
+                    }
+                }
+                Progress::Done(e) => return Ok(Waited::Done(e.clone())),
+                Progress::Failed(msg) => return Err(CacheError::Transcode(msg.clone())),
+            }
+        }
+        if rx.changed().await.is_err() {
+            // The job vanished without a word (runtime shutting down).
+            return Err(CacheError::ShuttingDown);
+        }
+    }
+}
+
+async fn read_range(path: &Path, start: u64, end: u64) -> std::io::Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(std::io::SeekFrom::Start(start)).await?;
+    let mut buf = vec![0; (end - start) as usize];
+    file.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+/// Writes one profile's frames to `<quality>.es`, publishing each finished segment's end offset.
+struct FileSink {
+    writer: BufWriter<std::fs::File>,
+    es_path: PathBuf,
+    idx_path: PathBuf,
+    written: u64,
+    segment_frames: u64,
+    total_frames: u64,
+    offsets: Vec<u64>,
+    info_tag: Option<Vec<u8>>,
+    tx: watch::Sender<Progress>,
+}
+
+impl FileSink {
+    fn create(key: &Key, root: &Path, layout: &SegmentLayout, tx: watch::Sender<Progress>) -> std::io::Result<Self> {
+        std::fs::create_dir_all(key.dir(root))?;
+        let es_path = key.es_path(root);
+        let idx_path = key.idx_path(root);
+        let _ = std::fs::remove_file(&idx_path);
+        Ok(Self {
+            writer: BufWriter::with_capacity(64 * 1024, std::fs::File::create(&es_path)?),
+            es_path,
+            idx_path,
+            written: 0,
+            segment_frames: layout.segment_frames,
+            total_frames: layout.total_frames,
+            offsets: vec![0],
+            info_tag: None,
+            tx,
+        })
+    }
+
+    fn into_encoded(self) -> Encoded {
+        Encoded {
+            path: self.es_path,
+            segment_offsets: self.offsets,
+            info_tag: self.info_tag,
+        }
+    }
+}
+
+impl FrameSink for FileSink {
+    fn frame(&mut self, index: u64, data: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(data)?;
+        self.written += data.len() as u64;
+        let done = index + 1;
+        if done % self.segment_frames == 0 || done == self.total_frames {
+            // Readers open the file themselves: the segment's bytes must be in the file before
+            // its offset is published.
+            self.writer.flush()?;
+            self.offsets.push(self.written);
+            self.tx.send_replace(Progress::Running {
+                segment_offsets: self.offsets.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, info_tag: Option<Vec<u8>>) -> std::io::Result<()> {
+        self.writer.flush()?;
+        self.writer.get_ref().sync_data()?;
+        self.info_tag = info_tag;
+        let index = Encoded {
+            path: PathBuf::new(),
+            segment_offsets: self.offsets.clone(),
+            info_tag: self.info_tag.clone(),
+        };
+        // The index is the commit record: written to a temporary name, then renamed.
+        let tmp = self.idx_path.with_extension("idx.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&index).map_err(std::io::Error::other)?)?;
+        std::fs::rename(&tmp, &self.idx_path)
+    }
+}

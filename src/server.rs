@@ -1,0 +1,114 @@
+//! Start-up and the serving loop: builds the [`AppState`], scans the library in the background
+//! and serves the router on a listener the caller bound, until the shutdown future resolves.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::http::{router, AppState};
+use crate::library::{demo, scan, Catalog, Library};
+use crate::media::cache::{CacheError, TranscodeCache};
+use crate::streaming::adaptive::AdaptiveStreamingManager;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot write the demo library into {path}: {source}")]
+    Demo { path: PathBuf, source: std::io::Error },
+    #[error("library folder {0} does not exist or is not a folder")]
+    Library(PathBuf),
+    #[error("transcode cache: {0}")]
+    Cache(#[from] CacheError),
+}
+
+/// Prepares the data directory, the library (the demo one if asked for or none given) and the
+/// cache. The library is not scanned yet: see [`scan_library`].
+pub fn build_state(config: Config) -> Result<Arc<AppState>, StartupError> {
+    let config = Arc::new(config);
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let root = if config.uses_demo() {
+        let dir = config.demo_dir();
+        demo::ensure_demo_library(&dir).map_err(|source| StartupError::Demo { path: dir.clone(), source })?
+    } else {
+        let dir = config.library.clone().unwrap_or_default();
+        if !dir.is_dir() {
+            return Err(StartupError::Library(dir));
+        }
+        dir
+    };
+    let library = Arc::new(Library::new(&root));
+    let cache = TranscodeCache::open(&config.cache_dir(), config.cache_max_mb * 1024 * 1024, config.effective_workers())?;
+    let streaming = Arc::new(AdaptiveStreamingManager::with_library(config.clone(), library.clone()));
+    Ok(Arc::new(AppState {
+        config,
+        library,
+        streaming,
+        cache,
+        metrics: crate::telemetry::prometheus(),
+    }))
+}
+
+/// Scans the library on a blocking thread and publishes the catalogue. Returns the number of
+/// tracks and of files skipped.
+pub async fn scan_library(state: &AppState) -> Result<(usize, usize), scan::ScanError> {
+    let root = state.library.root().to_path_buf();
+    let index = state.config.data_dir.join("library-index.json");
+    let max_secs = state.config.max_track_secs;
+    let threads = state.config.effective_workers();
+    let report = tokio::task::spawn_blocking(move || scan::scan(&root, Some(&index), max_secs, threads))
+        .await
+        .expect("scan thread panicked")?;
+    let counts = (report.tracks.len(), report.problems.len());
+    state.library.set_catalog(Catalog::new(report.tracks));
+    tracing::info!(tracks = counts.0, skipped = counts.1, root = %state.library.root().display(), "library scanned");
+    Ok(counts)
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish and stops encodes.
+pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    state.streaming.start_quality_monitor().await;
+    let scanner = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = scan_library(&scanner).await {
+            tracing::error!(error = %e, "library scan failed");
+            scanner.library.set_catalog(Catalog::default());
+        }
+    });
+    let app = router(state.clone());
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    let result = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await;
+    state.cache.shutdown();
+    result
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,428 @@
+//! The spec's `AdaptiveStreamingManager`: profiles, sessions, the quality monitor, and the HLS
+//! playlists of library tracks.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+use tokio::sync::RwLock;
+
+use super::{
+    policy, select_initial_profile, AdaptiveProfile, ClientCapabilities, HLSManifest, HLSSegment,
+    MasterPlaylist, PerformanceMetrics, StreamInfo, StreamingSession,
+};
+use crate::config::Config;
+use crate::library::{Library, Track};
+use crate::media::cache::TranscodeRequest;
+use crate::media::id3;
+use crate::media::layout::{segment_frames, SegmentLayout};
+use crate::streaming::hls;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamingError {
+    #[error("unknown track {0:?}")]
+    UnknownTrack(String),
+    #[error("unknown quality {0:?}")]
+    UnknownQuality(String),
+    #[error("unknown streaming session {0:?}")]
+    UnknownSession(String),
+    #[error("unknown segment {0:?}")]
+    UnknownSegment(String),
+    #[error("no library is attached to this manager")]
+    NoLibrary,
+}
+
+/// A parsed segment file name: `<version>-<index>.<ext>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentName {
+    pub version: String,
+    pub index: usize,
+}
+
+/// Sessions idle longer than this are dropped by the quality monitor.
+const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+/// How often the quality monitor looks at sessions.
+const MONITOR_PERIOD: Duration = Duration::from_secs(2);
+
+pub struct AdaptiveStreamingManager {
+    config: Arc<Config>,
+    /// Why a tokio `RwLock`: the spec's API is async, and readers (playlist requests) far
+    /// outnumber writers; no lock is held across other awaits.
+    sessions: Arc<RwLock<HashMap<String, SessionState>>>,
+    profiles: Vec<AdaptiveProfile>,
+    /// Frames per segment for each profile (aligned within a codec family).
+    segment_frames: HashMap<String, u64>,
+    library: Option<Arc<Library>>,
+    monitor_started: AtomicBool,
+    stats: Arc<Counters>,
+}
+
+#[derive(Debug, Clone)]
+struct SessionState {
+    session: StreamingSession,
+    previous_metrics: Option<PerformanceMetrics>,
+    pending_report: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    sessions_created: AtomicU64,
+    quality_changes: AtomicU64,
+    sessions_expired: AtomicU64,
+}
+
+impl AdaptiveStreamingManager {
+    /// A manager with the configured ladder and no library (the spec's constructor): sessions and
+    /// master playlists work; media playlists need [`Self::with_library`].
+    pub fn new(config: Arc<Config>) -> Self {
+        let profiles = AdaptiveProfile::ladder(&config.profiles);
+        let segment_frames = profiles
+            .iter()
+            .map(|p| (p.quality_id.clone(), segment_frames(p, &profiles, config.segment_target_secs)))
+            .collect();
+        Self {
+            config,
+            sessions: Arc::default(),
+            profiles,
+            segment_frames,
+            library: None,
+            monitor_started: AtomicBool::new(false),
+            stats: Arc::default(),
+        }
+    }
+
+    /// A manager serving the tracks of `library`.
+    pub fn with_library(config: Arc<Config>, library: Arc<Library>) -> Self {
+        Self {
+            library: Some(library),
+            ..Self::new(config)
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The ladder, best first.
+    pub fn profiles(&self) -> &[AdaptiveProfile] {
+        &self.profiles
+    }
+
+    pub fn profile(&self, quality: &str) -> Option<&AdaptiveProfile> {
+        self.profiles.iter().find(|p| p.quality_id == quality)
+    }
+
+    /// Starts the background task that re-decides each session's quality from its reports and
+    /// drops idle sessions. Idempotent; the task ends when the manager is dropped.
+    pub async fn start_quality_monitor(&self) {
+        if self.monitor_started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let sessions = Arc::downgrade(&self.sessions);
+        let stats = self.stats.clone();
+        let profiles = self.profiles.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(MONITOR_PERIOD);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(sessions) = sessions.upgrade() else { break };
+                let mut sessions = sessions.write().await;
+                let now = SystemTime::now();
+                let before = sessions.len();
+                sessions.retain(|_, s| now.duration_since(s.session.last_updated).unwrap_or_default() < SESSION_IDLE);
+                stats.sessions_expired.fetch_add((before - sessions.len()) as u64, Ordering::Relaxed);
+                for state in sessions.values_mut().filter(|s| s.pending_report) {
+                    state.pending_report = false;
+                    let family: Vec<&AdaptiveProfile> = family_of(&profiles, &state.session.current_quality);
+                    let metrics = state.session.performance_metrics.clone();
+                    if let Some(next) = policy::decide(&state.session.current_quality, state.previous_metrics.as_ref(), &metrics, &family) {
+                        tracing::info!(session_id = %state.session.session_id, from = %state.session.current_quality, to = %next, "quality changed by monitor");
+                        state.session.current_quality = next;
+                        state.session.performance_metrics.quality_switches += 1;
+                        stats.quality_changes.fetch_add(1, Ordering::Relaxed);
+                    }
+                    state.previous_metrics = Some(metrics);
+                }
+            }
+        });
+    }
+
+    /// Creates a session with unknown capabilities and returns its initial profile.
+    pub async fn create_session(&self, session_id: String, track_id: String) -> AdaptiveProfile {
+        self.create_session_with_capabilities(session_id, track_id, String::new(), ClientCapabilities::default())
+            .await
+    }
+
+    /// Creates a session for a client with known capabilities; returns the initial profile
+    /// (see `capabilities` for the selection table).
+    pub async fn create_session_with_capabilities(
+        &self,
+        session_id: String,
+        track_id: String,
+        client_id: String,
+        capabilities: ClientCapabilities,
+    ) -> AdaptiveProfile {
+        let profile = select_initial_profile(&capabilities, &self.profiles);
+        let now = SystemTime::now();
+        let session = StreamingSession {
+            session_id: session_id.clone(),
+            track_id,
+            client_id,
+            current_quality: profile.quality_id.clone(),
+            client_capabilities: capabilities,
+            performance_metrics: PerformanceMetrics::default(),
+            created_at: now,
+            last_updated: now,
+        };
+        self.sessions.write().await.insert(
+            session_id,
+            SessionState {
+                session,
+                previous_metrics: None,
+                pending_report: false,
+            },
+        );
+        self.stats.sessions_created.fetch_add(1, Ordering::Relaxed);
+        profile
+    }
+
+    /// Sets a session's quality (ignored for unknown sessions or qualities, as the spec's
+    /// signature has no error to return).
+    pub async fn update_session_quality(&self, session_id: &str, quality: String) {
+        if self.profile(&quality).is_none() {
+            tracing::warn!(session_id, quality, "ignoring unknown quality");
+            return;
+        }
+        if let Some(state) = self.sessions.write().await.get_mut(session_id) {
+            if state.session.current_quality != quality {
+                state.session.current_quality = quality;
+                state.session.performance_metrics.quality_switches += 1;
+                self.stats.quality_changes.fetch_add(1, Ordering::Relaxed);
+            }
+            state.session.last_updated = SystemTime::now();
+        }
+    }
+
+    /// Records a player's report; the quality monitor acts on it at its next pass.
+    pub async fn report_metrics(&self, session_id: &str, metrics: PerformanceMetrics) -> Result<StreamingSession, StreamingError> {
+        let mut sessions = self.sessions.write().await;
+        let state = sessions
+            .get_mut(session_id)
+            .ok_or_else(|| StreamingError::UnknownSession(session_id.to_string()))?;
+        let switches = state.session.performance_metrics.quality_switches;
+        state.session.performance_metrics = PerformanceMetrics {
+            quality_switches: switches.max(metrics.quality_switches),
+            ..metrics.sanitized()
+        };
+        state.session.last_updated = SystemTime::now();
+        state.pending_report = true;
+        Ok(state.session.clone())
+    }
+
+    pub async fn get_session(&self, session_id: &str) -> Option<StreamingSession> {
+        self.sessions.read().await.get(session_id).map(|s| s.session.clone())
+    }
+
+    /// The master playlist of a track: the AAC rungs, a safe start (the smallest) listed first.
+    pub async fn generate_master_playlist(&self, track_id: &str) -> Result<String, StreamingError> {
+        self.generate_master_playlist_for(track_id, None).await
+    }
+
+    /// The master playlist with the session's current profile listed first (HLS clients start
+    /// with the first variant). A session on the MP3 rung starts on the smallest AAC rung.
+    pub async fn generate_master_playlist_for(&self, track_id: &str, session_id: Option<&str>) -> Result<String, StreamingError> {
+        if let Some(lib) = &self.library {
+            lib.get(track_id).ok_or_else(|| StreamingError::UnknownTrack(track_id.to_string()))?;
+        }
+        let first = match session_id {
+            Some(id) => Some(
+                self.get_session(id)
+                    .await
+                    .ok_or_else(|| StreamingError::UnknownSession(id.to_string()))?
+                    .current_quality,
+            ),
+            None => None,
+        };
+        Ok(hls::render_master(&self.master_playlist(first.as_deref())))
+    }
+
+    /// The master playlist's data.
+    pub fn master_playlist(&self, first: Option<&str>) -> MasterPlaylist {
+        let mut variants: Vec<&AdaptiveProfile> = self.profiles.iter().filter(|p| p.codec == "aac").collect();
+        if variants.is_empty() {
+            variants = self.profiles.iter().collect();
+        }
+        variants.sort_by(|a, b| b.bitrate_kbps.cmp(&a.bitrate_kbps));
+        let start = first
+            .and_then(|q| variants.iter().position(|p| p.quality_id == q))
+            .unwrap_or(variants.len() - 1);
+        let start = variants.remove(start);
+        variants.insert(0, start);
+        MasterPlaylist {
+            version: 3,
+            streams: variants.iter().map(|p| self.stream_info(p)).collect(),
+        }
+    }
+
+    fn stream_info(&self, p: &AdaptiveProfile) -> StreamInfo {
+        let frames = self.segment_frames[&p.quality_id];
+        let seg_secs = f64::from(p.frame_len()) * frames as f64 / f64::from(p.sample_rate);
+        let avg = f64::from(p.bitrate_kbps) * 1000.0 + (id3::TAG_LEN * 8) as f64 / seg_secs;
+        StreamInfo {
+            // CBR encoders: segments stay within a few percent of the average; 10% covers the
+            // bit reservoir and header overhead.
+            bandwidth: (avg * 1.1).round() as u32,
+            average_bandwidth: Some(avg.round() as u32),
+            codecs: p.hls_codecs().to_string(),
+            resolution: None,
+            url: format!("{}/playlist.m3u8", p.quality_id),
+        }
+    }
+
+    /// The VOD media playlist of a track in one profile.
+    pub async fn generate_quality_playlist(&self, track_id: &str, quality: &str) -> Result<String, StreamingError> {
+        Ok(hls::render_media(&self.media_manifest(track_id, quality)?))
+    }
+
+    /// The media playlist's data.
+    pub fn media_manifest(&self, track_id: &str, quality: &str) -> Result<HLSManifest, StreamingError> {
+        let (track, profile, layout) = self.resolve(track_id, quality)?;
+        let segments: Vec<HLSSegment> = layout
+            .segments()
+            .map(|s| HLSSegment {
+                duration: layout.frames_secs(s.frames) as f32,
+                url: format!("{}-{}.{}", track.version, s.index, profile.file_extension),
+                byte_range: None,
+            })
+            .collect();
+        let target = layout.frames_secs(layout.segment_frames.min(layout.total_frames)).round() as u32;
+        Ok(HLSManifest {
+            version: 3,
+            target_duration: target,
+            media_sequence: 0,
+            segments,
+            end_list: true,
+        })
+    }
+
+    /// Parses a segment file name of `quality` for `track_id`.
+    pub fn parse_segment_name(&self, quality: &str, name: &str) -> Result<SegmentName, StreamingError> {
+        let bad = || StreamingError::UnknownSegment(name.to_string());
+        let profile = self.profile(quality).ok_or_else(|| StreamingError::UnknownQuality(quality.to_string()))?;
+        let stem = name
+            .strip_suffix(&format!(".{}", profile.file_extension))
+            .ok_or_else(bad)?;
+        let (version, index) = stem.rsplit_once('-').ok_or_else(bad)?;
+        if version.is_empty() || !version.bytes().all(|b| b.is_ascii_hexdigit()) || index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) || index.len() > 9 {
+            return Err(bad());
+        }
+        Ok(SegmentName {
+            version: version.to_string(),
+            index: index.parse().map_err(|_| bad())?,
+        })
+    }
+
+    /// What the cache needs to encode a track in a profile.
+    pub fn transcode_request(&self, track_id: &str, quality: &str) -> Result<TranscodeRequest, StreamingError> {
+        let (track, profile, layout) = self.resolve(track_id, quality)?;
+        Ok(TranscodeRequest {
+            track_id: track.id.clone(),
+            version: track.version.clone(),
+            source: track.path.clone(),
+            source_samples: track.samples,
+            profile: profile.clone(),
+            layout,
+        })
+    }
+
+    fn resolve(&self, track_id: &str, quality: &str) -> Result<(Arc<Track>, &AdaptiveProfile, SegmentLayout), StreamingError> {
+        let lib = self.library.as_ref().ok_or(StreamingError::NoLibrary)?;
+        let track = lib.get(track_id).ok_or_else(|| StreamingError::UnknownTrack(track_id.to_string()))?;
+        let profile = self.profile(quality).ok_or_else(|| StreamingError::UnknownQuality(quality.to_string()))?;
+        let layout = SegmentLayout::new(track.samples, track.sample_rate, profile, self.segment_frames[&profile.quality_id]);
+        Ok((track, profile, layout))
+    }
+
+    /// The spec's streaming statistics: sessions now, by quality, by connection and device, and
+    /// the totals since start.
+    pub async fn get_streaming_stats(&self) -> serde_json::Value {
+        let sessions = self.sessions.read().await;
+        let mut by_quality: HashMap<String, u64> = self.profiles.iter().map(|p| (p.quality_id.clone(), 0)).collect();
+        let mut by_connection: HashMap<String, u64> = HashMap::new();
+        let mut by_device: HashMap<String, u64> = HashMap::new();
+        let mut buffer_sum = 0.0f64;
+        let mut reported = 0u64;
+        let mut rebuffers = 0u64;
+        for s in sessions.values().map(|s| &s.session) {
+            *by_quality.entry(s.current_quality.clone()).or_default() += 1;
+            *by_connection.entry(format!("{:?}", s.client_capabilities.connection_type)).or_default() += 1;
+            *by_device.entry(format!("{:?}", s.client_capabilities.device_type)).or_default() += 1;
+            if s.performance_metrics.download_speed_kbps > 0 || s.performance_metrics.buffer_health_percentage > 0.0 {
+                buffer_sum += f64::from(s.performance_metrics.buffer_health_percentage);
+                reported += 1;
+            }
+            rebuffers += u64::from(s.performance_metrics.rebuffer_count);
+        }
+        json!({
+            "active_sessions": sessions.len(),
+            "sessions_by_quality": by_quality,
+            "sessions_by_connection": by_connection,
+            "sessions_by_device": by_device,
+            "average_buffer_health": if reported > 0 { Some(buffer_sum / reported as f64) } else { None },
+            "total_rebuffers": rebuffers,
+            "sessions_created": self.stats.sessions_created.load(Ordering::Relaxed),
+            "quality_changes": self.stats.quality_changes.load(Ordering::Relaxed),
+            "sessions_expired": self.stats.sessions_expired.load(Ordering::Relaxed),
+            "profiles": self.profiles,
+            "monitor_running": self.monitor_started.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// The rungs a session on `quality` can switch between: its codec family.
+fn family_of<'a>(profiles: &'a [AdaptiveProfile], quality: &str) -> Vec<&'a AdaptiveProfile> {
+    let codec = profiles.iter().find(|p| p.quality_id == quality).map(|p| p.codec.clone());
+    profiles.iter().filter(|p| Some(&p.codec) == codec.as_ref()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn master_orders_the_session_profile_first() {
+        let m = AdaptiveStreamingManager::new(Arc::new(Config::default()));
+        let text = m.generate_master_playlist("any").await.unwrap();
+        let urls: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(urls, ["mobile/playlist.m3u8", "high/playlist.m3u8", "medium/playlist.m3u8"]);
+        m.create_session("s1".into(), "any".into()).await;
+        m.update_session_quality("s1", "high".into()).await;
+        let text = m.generate_master_playlist_for("any", Some("s1")).await.unwrap();
+        let urls: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(urls[0], "high/playlist.m3u8");
+        assert!(!text.contains("low/"), "the MP3 rung is not mixed into the AAC master");
+        assert!(matches!(m.generate_master_playlist_for("any", Some("nope")).await, Err(StreamingError::UnknownSession(_))));
+    }
+
+    #[test]
+    fn segment_names() {
+        let m = AdaptiveStreamingManager::new(Arc::new(Config::default()));
+        assert_eq!(m.parse_segment_name("high", "0a1b2c-12.aac").unwrap(), SegmentName { version: "0a1b2c".into(), index: 12 });
+        for bad in ["12.aac", "x-1.aac", "0a-1.mp3", "0a-.aac", "-1.aac", "0a-1x.aac", "0a-99999999999.aac", "../0a-1.aac"] {
+            assert!(m.parse_segment_name("high", bad).is_err(), "{bad}");
+        }
+        assert!(m.parse_segment_name("low", "0a-1.mp3").is_ok());
+        assert!(matches!(m.parse_segment_name("ultra", "0a-1.aac"), Err(StreamingError::UnknownQuality(_))));
+    }
+
+    #[tokio::test]
+    async fn metrics_need_a_session() {
+        let m = AdaptiveStreamingManager::new(Arc::new(Config::default()));
+        assert!(m.report_metrics("x", PerformanceMetrics::default()).await.is_err());
+        let stats = m.get_streaming_stats().await;
+        assert_eq!(stats["active_sessions"], 0);
+    }
+}

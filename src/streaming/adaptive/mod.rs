@@ -1,0 +1,15 @@
+//! Adaptive streaming: the spec's profiles, client capabilities, sessions and the
+//! [`AdaptiveStreamingManager`] that ties them to the library and the HLS packager.
+
+mod capabilities;
+mod manager;
+pub mod policy;
+mod playlist;
+mod profile;
+mod session;
+
+pub use capabilities::{select_initial_profile, select_progressive_profile, ClientCapabilities, ClientHints, ConnectionType, DeviceType};
+pub use manager::{AdaptiveStreamingManager, SegmentName, StreamingError};
+pub use playlist::{HLSManifest, HLSSegment, MasterPlaylist, StreamInfo};
+pub use profile::{AdaptiveProfile, Codec};
+pub use session::{PerformanceMetrics, StreamingSession};

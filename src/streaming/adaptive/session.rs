@@ -1,0 +1,43 @@
+//! Streaming sessions and the performance reports players send about them.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::ClientCapabilities;
+
+/// One listener playing one track (the spec's `StreamingSession`).
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamingSession {
+    pub session_id: String,
+    pub track_id: String,
+    pub client_id: String,
+    pub current_quality: String,
+    pub client_capabilities: ClientCapabilities,
+    pub performance_metrics: PerformanceMetrics,
+    pub created_at: SystemTime,
+    pub last_updated: SystemTime,
+}
+
+/// A player's report on how playback goes (the spec's `PerformanceMetrics`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PerformanceMetrics {
+    pub buffer_health_percentage: f32,
+    pub download_speed_kbps: u32,
+    pub packet_loss_percentage: f32,
+    pub latency_ms: u32,
+    pub rebuffer_count: u32,
+    pub rebuffer_duration_ms: u32,
+    pub quality_switches: u32,
+}
+
+impl PerformanceMetrics {
+    /// Clamps values a player may send out of range (percentages to 0..=100, NaN to 0).
+    pub fn sanitized(mut self) -> Self {
+        let pct = |v: f32| if v.is_finite() { v.clamp(0.0, 100.0) } else { 0.0 };
+        self.buffer_health_percentage = pct(self.buffer_health_percentage);
+        self.packet_loss_percentage = pct(self.packet_loss_percentage);
+        self
+    }
+}
