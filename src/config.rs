@@ -94,7 +94,10 @@ impl Config {
     }
 
     /// Defaults < `file` (TOML) < the given environment.
-    pub fn from_sources(file: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigError> {
+    pub fn from_sources(
+        file: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
         let from_env = |k: &str| {
             env.iter()
                 .find(|(n, _)| n == &format!("STREAM_SERVER_{k}"))
@@ -186,7 +189,9 @@ impl Config {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             {
-                return Err(bad("quality_id must be non-empty ASCII letters, digits, '-' or '_'"));
+                return Err(bad(
+                    "quality_id must be non-empty ASCII letters, digits, '-' or '_'",
+                ));
             }
             if !matches!(p.codec.as_str(), "aac" | "mp3") {
                 return Err(bad("codec must be \"aac\" or \"mp3\""));
@@ -196,7 +201,9 @@ impl Config {
             }
             // Rates both LAME (MPEG-1 and MPEG-2 Layer III) and fdk-aac accept.
             if ![16000, 22050, 24000, 32000, 44100, 48000].contains(&p.sample_rate) {
-                return Err(bad("sample_rate must be one of 16000, 22050, 24000, 32000, 44100, 48000"));
+                return Err(bad(
+                    "sample_rate must be one of 16000, 22050, 24000, 32000, 44100, 48000",
+                ));
             }
         }
         Ok(())
@@ -283,7 +290,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "bogus_key = 1\n").unwrap();
-        let err = Config::from_sources(Some(&path), &[]).unwrap_err().to_string();
+        let err = Config::from_sources(Some(&path), &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bogus_key"), "{err}");
         std::fs::write(&path, "[[profiles]]\nquality_id = \"x\"\nbitrate_kbps = 96\nsample_rate = 11025\ncodec = \"aac\"\n").unwrap();
         assert!(Config::from_sources(Some(&path), &[]).is_err());

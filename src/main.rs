@@ -108,7 +108,9 @@ fn load_config(common: &CommonArgs) -> anyhow::Result<Config> {
 fn main() -> anyhow::Result<()> {
     stream_server::telemetry::init_tracing();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
             Command::Serve(args) => serve(args).await,
@@ -128,28 +130,55 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let bind = config.bind;
     let state = server::build_state(config)?;
-    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
-    eprintln!("stream-server listening on http://{}/ (library: {})", listener.local_addr()?, state.library.root().display());
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    eprintln!(
+        "stream-server listening on http://{}/ (library: {})",
+        listener.local_addr()?,
+        state.library.root().display()
+    );
     server::run(listener, state, server::shutdown_signal()).await?;
     Ok(())
 }
 
 async fn scan(args: CommonArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
-    let root = if config.uses_demo() { config.demo_dir() } else { config.library.clone().unwrap_or_default() };
+    let root = if config.uses_demo() {
+        config.demo_dir()
+    } else {
+        config.library.clone().unwrap_or_default()
+    };
     let state = server::build_state(config)?;
     let data_dir = state.config.data_dir.clone();
     let report = tokio::task::spawn_blocking(move || {
-        stream_server::library::scan::scan(&root, Some(&data_dir.join("library-index.json")), 6 * 3600, 2)
+        stream_server::library::scan::scan(
+            &root,
+            Some(&data_dir.join("library-index.json")),
+            6 * 3600,
+            2,
+        )
     })
     .await??;
     for t in &report.tracks {
-        println!("{}  {:>8.1}s  {:>6} Hz  {}ch  {:<6}  {}", t.id, t.duration_ms as f64 / 1000.0, t.sample_rate, t.channels, t.codec, t.filename);
+        println!(
+            "{}  {:>8.1}s  {:>6} Hz  {}ch  {:<6}  {}",
+            t.id,
+            t.duration_ms as f64 / 1000.0,
+            t.sample_rate,
+            t.channels,
+            t.codec,
+            t.filename
+        );
     }
     for p in &report.problems {
         println!("skipped  {}: {}", p.path.display(), p.reason);
     }
-    println!("{} tracks, {} skipped", report.tracks.len(), report.problems.len());
+    println!(
+        "{} tracks, {} skipped",
+        report.tracks.len(),
+        report.problems.len()
+    );
     Ok(())
 }
 
@@ -166,18 +195,30 @@ async fn transcode(args: TranscodeArgs) -> anyhow::Result<()> {
     } else {
         args.tracks
             .iter()
-            .map(|t| catalog.get(t).or_else(|| catalog.by_filename(t)).with_context(|| format!("no track {t:?} in the library")))
+            .map(|t| {
+                catalog
+                    .get(t)
+                    .or_else(|| catalog.by_filename(t))
+                    .with_context(|| format!("no track {t:?} in the library"))
+            })
             .collect::<anyhow::Result<_>>()?
     };
     let qualities: Vec<String> = if args.qualities.is_empty() {
-        state.streaming.profiles().iter().map(|p| p.quality_id.clone()).collect()
+        state
+            .streaming
+            .profiles()
+            .iter()
+            .map(|p| p.quality_id.clone())
+            .collect()
     } else {
         args.qualities.clone()
     };
     let bar = indicatif::ProgressBar::new(tracks.len() as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} tracks  {elapsed_precise} (eta {eta})  {msg}")
-            .expect("valid template"),
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} tracks  {elapsed_precise} (eta {eta})  {msg}",
+        )
+        .expect("valid template"),
     );
     let mut failed = 0;
     for track in &tracks {
@@ -193,7 +234,11 @@ async fn transcode(args: TranscodeArgs) -> anyhow::Result<()> {
         bar.inc(1);
     }
     bar.finish_with_message("done");
-    println!("{} tracks encoded, {failed} failed; cache holds {:.1} MiB", tracks.len() - failed, state.cache.size_bytes() as f64 / 1048576.0);
+    println!(
+        "{} tracks encoded, {failed} failed; cache holds {:.1} MiB",
+        tracks.len() - failed,
+        state.cache.size_bytes() as f64 / 1048576.0
+    );
     if failed > 0 {
         anyhow::bail!("{failed} tracks failed");
     }

@@ -16,9 +16,15 @@ use crate::streaming::adaptive::AdaptiveStreamingManager;
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("cannot create data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write the demo library into {path}: {source}")]
-    Demo { path: PathBuf, source: std::io::Error },
+    Demo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("library folder {0} does not exist or is not a folder")]
     Library(PathBuf),
     #[error("transcode cache: {0}")]
@@ -35,7 +41,10 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, StartupError> {
     })?;
     let root = if config.uses_demo() {
         let dir = config.demo_dir();
-        demo::ensure_demo_library(&dir).map_err(|source| StartupError::Demo { path: dir.clone(), source })?
+        demo::ensure_demo_library(&dir).map_err(|source| StartupError::Demo {
+            path: dir.clone(),
+            source,
+        })?
     } else {
         let dir = config.library.clone().unwrap_or_default();
         if !dir.is_dir() {
@@ -44,8 +53,15 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, StartupError> {
         dir
     };
     let library = Arc::new(Library::new(&root));
-    let cache = TranscodeCache::open(&config.cache_dir(), config.cache_max_mb * 1024 * 1024, config.effective_workers())?;
-    let streaming = Arc::new(AdaptiveStreamingManager::with_library(config.clone(), library.clone()));
+    let cache = TranscodeCache::open(
+        &config.cache_dir(),
+        config.cache_max_mb * 1024 * 1024,
+        config.effective_workers(),
+    )?;
+    let streaming = Arc::new(AdaptiveStreamingManager::with_library(
+        config.clone(),
+        library.clone(),
+    ));
     Ok(Arc::new(AppState {
         config,
         library,
@@ -62,9 +78,10 @@ pub async fn scan_library(state: &AppState) -> Result<(usize, usize), scan::Scan
     let index = state.config.data_dir.join("library-index.json");
     let max_secs = state.config.max_track_secs;
     let threads = state.config.effective_workers();
-    let report = tokio::task::spawn_blocking(move || scan::scan(&root, Some(&index), max_secs, threads))
-        .await
-        .expect("scan thread panicked")?;
+    let report =
+        tokio::task::spawn_blocking(move || scan::scan(&root, Some(&index), max_secs, threads))
+            .await
+            .expect("scan thread panicked")?;
     let counts = (report.tracks.len(), report.problems.len());
     state.library.set_catalog(Catalog::new(report.tracks));
     tracing::info!(tracks = counts.0, skipped = counts.1, root = %state.library.root().display(), "library scanned");
@@ -72,7 +89,11 @@ pub async fn scan_library(state: &AppState) -> Result<(usize, usize), scan::Scan
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish and stops encodes.
-pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     state.streaming.start_quality_monitor().await;
     let scanner = state.clone();
     tokio::spawn(async move {
@@ -83,9 +104,12 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Fut
     });
     let app = router(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    let result = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
     state.cache.shutdown();
     result
 }

@@ -13,7 +13,9 @@ pub fn prometheus() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
-                .set_buckets(&[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+                .set_buckets(&[
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ])
                 .ok()?
                 .build_recorder();
             let handle = recorder.handle();
@@ -26,16 +28,40 @@ pub fn prometheus() -> Option<PrometheusHandle> {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!("http_requests_total", "HTTP requests by route template, method and status");
-    describe_histogram!("http_request_duration_seconds", Unit::Seconds, "HTTP request latency by route template");
+    describe_counter!(
+        "http_requests_total",
+        "HTTP requests by route template, method and status"
+    );
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by route template"
+    );
     describe_counter!("transcodes_started_total", "Profile encodes started");
     describe_counter!("transcodes_finished_total", "Profile encodes finished");
     describe_counter!("transcodes_failed_total", "Profile encodes failed");
-    describe_histogram!("transcode_duration_seconds", Unit::Seconds, "Wall time of one transcode job");
-    describe_counter!("cache_hits_total", "Transcode cache lookups served by a finished or running encode");
-    describe_counter!("cache_misses_total", "Transcode cache lookups that started an encode");
-    describe_counter!("cache_evictions_total", "Entries evicted by the cache size cap");
-    describe_gauge!("cache_bytes", Unit::Bytes, "Bytes of finished encodes on disk");
+    describe_histogram!(
+        "transcode_duration_seconds",
+        Unit::Seconds,
+        "Wall time of one transcode job"
+    );
+    describe_counter!(
+        "cache_hits_total",
+        "Transcode cache lookups served by a finished or running encode"
+    );
+    describe_counter!(
+        "cache_misses_total",
+        "Transcode cache lookups that started an encode"
+    );
+    describe_counter!(
+        "cache_evictions_total",
+        "Entries evicted by the cache size cap"
+    );
+    describe_gauge!(
+        "cache_bytes",
+        Unit::Bytes,
+        "Bytes of finished encodes on disk"
+    );
     describe_gauge!("library_tracks", "Tracks in the library");
 }
 
@@ -43,5 +69,8 @@ fn describe() {
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
 }

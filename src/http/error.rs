@@ -39,7 +39,11 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, error = %self.message, "request failed");
         }
-        (self.status, Json(json!({ "error": self.message, "code": self.code }))).into_response()
+        (
+            self.status,
+            Json(json!({ "error": self.message, "code": self.code })),
+        )
+            .into_response()
     }
 }
 
@@ -61,15 +65,27 @@ impl From<StreamingError> for ApiError {
 impl From<CacheError> for ApiError {
     fn from(e: CacheError) -> Self {
         match &e {
-            CacheError::NoSuchSegment(_) => Self::new(StatusCode::NOT_FOUND, "unknown_segment", e.to_string()),
+            CacheError::NoSuchSegment(_) => {
+                Self::new(StatusCode::NOT_FOUND, "unknown_segment", e.to_string())
+            }
             // The source could not be transcoded (corrupt or unsupported content): the request was
             // fine, the file is not. 422 says so without blaming the server.
             CacheError::Transcode(_) => {
                 tracing::warn!(error = %e, "transcode failed");
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "transcode_failed", e.to_string())
+                Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "transcode_failed",
+                    e.to_string(),
+                )
             }
-            CacheError::ShuttingDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", e.to_string()),
-            CacheError::Io(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "cache_io", e.to_string()),
+            CacheError::ShuttingDown => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                e.to_string(),
+            ),
+            CacheError::Io(_) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "cache_io", e.to_string())
+            }
         }
     }
 }

@@ -29,18 +29,42 @@ pub async fn master(
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
     let session = query.session_id.as_deref().filter(|s| !s.is_empty());
-    let body = state.streaming.generate_master_playlist_for(&track_id, session).await?;
+    let body = state
+        .streaming
+        .generate_master_playlist_for(&track_id, session)
+        .await?;
     // A session's master is personal (its order follows that listener's link).
-    let cache = if session.is_some() { "private, no-cache" } else { PLAYLIST_CACHE };
-    Ok(([(header::CONTENT_TYPE, PLAYLIST_TYPE), (header::CACHE_CONTROL, cache)], body).into_response())
+    let cache = if session.is_some() {
+        "private, no-cache"
+    } else {
+        PLAYLIST_CACHE
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, PLAYLIST_TYPE),
+            (header::CACHE_CONTROL, cache),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 pub async fn media(
     State(state): State<Arc<AppState>>,
     Path((track_id, quality)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let body = state.streaming.generate_quality_playlist(&track_id, &quality).await?;
-    Ok(([(header::CONTENT_TYPE, PLAYLIST_TYPE), (header::CACHE_CONTROL, PLAYLIST_CACHE)], body).into_response())
+    let body = state
+        .streaming
+        .generate_quality_playlist(&track_id, &quality)
+        .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, PLAYLIST_TYPE),
+            (header::CACHE_CONTROL, PLAYLIST_CACHE),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 pub async fn segment(
@@ -62,5 +86,12 @@ pub async fn segment(
         Codec::Aac => Codec::Aac.mime_type(),
         Codec::Mp3 => Codec::Mp3.mime_type(),
     };
-    Ok(([(header::CONTENT_TYPE, ctype), (header::CACHE_CONTROL, SEGMENT_CACHE)], body).into_response())
+    Ok((
+        [
+            (header::CONTENT_TYPE, ctype),
+            (header::CACHE_CONTROL, SEGMENT_CACHE),
+        ],
+        body,
+    )
+        .into_response())
 }

@@ -66,6 +66,16 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::OPTIONS])
-        .allow_headers([header::RANGE, header::CONTENT_TYPE, header::IF_RANGE, header::IF_NONE_MATCH])
-        .expose_headers([header::CONTENT_RANGE, header::CONTENT_LENGTH, header::ACCEPT_RANGES, header::ETAG])
+        .allow_headers([
+            header::RANGE,
+            header::CONTENT_TYPE,
+            header::IF_RANGE,
+            header::IF_NONE_MATCH,
+        ])
+        .expose_headers([
+            header::CONTENT_RANGE,
+            header::CONTENT_LENGTH,
+            header::ACCEPT_RANGES,
+            header::ETAG,
+        ])
 }

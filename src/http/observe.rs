@@ -22,11 +22,19 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     match &state.metrics {
         Some(handle) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             handle.render(),
         )
             .into_response(),
-        None => ApiError::new(StatusCode::NOT_FOUND, "metrics_disabled", "metrics are not enabled").into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "metrics_disabled",
+            "metrics are not enabled",
+        )
+        .into_response(),
     }
 }
 

@@ -42,7 +42,11 @@ pub fn parse_range(header: &str, len: u64) -> RangeRequest {
         return RangeRequest::Full;
     };
     let (first, last) = (first.trim(), last.trim());
-    let num = |s: &str| (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse::<u64>().ok()).flatten();
+    let num = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
     match (first.is_empty(), num(first), num(last)) {
         // bytes=-N: the last N bytes.
         (true, _, Some(n)) => {
@@ -86,7 +90,10 @@ mod tests {
         assert_eq!(parse_range("bytes=-100", 1000), p(900, 999));
         assert_eq!(parse_range("bytes=-5000", 1000), p(0, 999));
         assert_eq!(parse_range("bytes=900-5000", 1000), p(900, 999));
-        assert_eq!(parse_range("bytes=1000-", 1000), RangeRequest::Unsatisfiable);
+        assert_eq!(
+            parse_range("bytes=1000-", 1000),
+            RangeRequest::Unsatisfiable
+        );
         assert_eq!(parse_range("bytes=-0", 1000), RangeRequest::Unsatisfiable);
         assert_eq!(parse_range("bytes=5-2", 1000), RangeRequest::Full);
         assert_eq!(parse_range("bytes=0-1,5-6", 1000), RangeRequest::Full);

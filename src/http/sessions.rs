@@ -33,7 +33,12 @@ pub async fn create(
     let session_id = uuid::Uuid::new_v4().to_string();
     let profile = state
         .streaming
-        .create_session_with_capabilities(session_id.clone(), body.track_id.clone(), body.client_id.unwrap_or_default(), body.client_capabilities)
+        .create_session_with_capabilities(
+            session_id.clone(),
+            body.track_id.clone(),
+            body.client_id.unwrap_or_default(),
+            body.client_capabilities,
+        )
         .await;
     Ok((
         StatusCode::CREATED,
@@ -45,7 +50,10 @@ pub async fn create(
     ))
 }
 
-pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let session = state
         .streaming
         .get_session(&id)
@@ -61,7 +69,9 @@ pub async fn metrics(
 ) -> Result<Json<Value>, ApiError> {
     let Json(metrics) = body?;
     let session = state.streaming.report_metrics(&id, metrics).await?;
-    Ok(Json(json!({ "session_id": session.session_id, "current_quality": session.current_quality })))
+    Ok(Json(
+        json!({ "session_id": session.session_id, "current_quality": session.current_quality }),
+    ))
 }
 
 pub async fn stats(State(state): State<Arc<AppState>>) -> Json<Value> {

@@ -19,7 +19,9 @@ use tokio_util::io::ReaderStream;
 use super::range::{parse_range, RangeRequest};
 use super::{ApiError, AppState};
 use crate::library::Track;
-use crate::streaming::adaptive::{select_progressive_profile, ClientHints, ConnectionType, DeviceType};
+use crate::streaming::adaptive::{
+    select_progressive_profile, ClientHints, ConnectionType, DeviceType,
+};
 
 /// Why a library path is refused, if it is.
 pub fn hostile_path(name: &str) -> Option<&'static str> {
@@ -35,7 +37,10 @@ pub fn hostile_path(name: &str) -> Option<&'static str> {
     if name.starts_with('/') || (name.len() >= 2 && name.as_bytes()[1] == b':') {
         return Some("absolute path");
     }
-    if name.split('/').any(|c| c == ".." || c == "." || c.is_empty()) {
+    if name
+        .split('/')
+        .any(|c| c == ".." || c == "." || c.is_empty())
+    {
         return Some("path with '.', '..' or empty components");
     }
     None
@@ -43,10 +48,18 @@ pub fn hostile_path(name: &str) -> Option<&'static str> {
 
 /// Reads what the request says about its client: query parameters first, then Client Hints,
 /// then the `User-Agent`.
-fn client_hints(params: &HashMap<String, String>, headers: &HeaderMap) -> Result<ClientHints, ApiError> {
+fn client_hints(
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<ClientHints, ApiError> {
     let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let bandwidth_kbps = match params.get("bandwidth_kbps") {
-        Some(v) => Some(v.trim().parse::<u32>().map_err(|_| ApiError::bad_request("invalid_query", format!("bandwidth_kbps {v:?} is not a number")))?),
+        Some(v) => Some(v.trim().parse::<u32>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("bandwidth_kbps {v:?} is not a number"),
+            )
+        })?),
         // Client Hint `Downlink` is in Mbit/s.
         None => header_str("downlink")
             .and_then(|v| v.trim().parse::<f64>().ok())
@@ -54,11 +67,15 @@ fn client_hints(params: &HashMap<String, String>, headers: &HeaderMap) -> Result
             .map(|mbps| (mbps * 1000.0).min(f64::from(u32::MAX)) as u32),
     };
     let connection = match params.get("connection") {
-        Some(v) => Some(ConnectionType::parse(v).ok_or_else(|| ApiError::bad_request("invalid_query", format!("unknown connection {v:?}")))?),
+        Some(v) => Some(ConnectionType::parse(v).ok_or_else(|| {
+            ApiError::bad_request("invalid_query", format!("unknown connection {v:?}"))
+        })?),
         None => header_str("ect").and_then(ConnectionType::from_ect),
     };
     let device = match params.get("device") {
-        Some(v) => Some(DeviceType::parse(v).ok_or_else(|| ApiError::bad_request("invalid_query", format!("unknown device {v:?}")))?),
+        Some(v) => Some(DeviceType::parse(v).ok_or_else(|| {
+            ApiError::bad_request("invalid_query", format!("unknown device {v:?}"))
+        })?),
         None => header_str("user-agent").map(DeviceType::from_user_agent),
     };
     let save_data = header_str("save-data").is_some_and(|v| v.trim().eq_ignore_ascii_case("on"));
@@ -87,22 +104,45 @@ pub async fn progressive(
         tracing::warn!(path = %filename, why, "refused hostile path");
         return Err(ApiError::bad_request("invalid_path", why));
     }
-    let track = find_track(&state, &filename).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_track", format!("no track {filename:?}")))?;
+    let track = find_track(&state, &filename).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_track",
+            format!("no track {filename:?}"),
+        )
+    })?;
 
     let (profile, varies) = match params.get("quality") {
-        Some(q) => (state.streaming.profile(q).cloned().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_quality", format!("unknown quality {q:?}")))?, false),
+        Some(q) => (
+            state.streaming.profile(q).cloned().ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_quality",
+                    format!("unknown quality {q:?}"),
+                )
+            })?,
+            false,
+        ),
         None => {
             let caps = client_hints(&params, &headers)?.into_capabilities();
-            (select_progressive_profile(&caps, state.streaming.profiles()), true)
+            (
+                select_progressive_profile(&caps, state.streaming.profiles()),
+                true,
+            )
         }
     };
-    let req = state.streaming.transcode_request(&track.id, &profile.quality_id)?;
+    let req = state
+        .streaming
+        .transcode_request(&track.id, &profile.quality_id)?;
     let encoded = state.cache.complete(&req).await?;
 
     let prefix = Bytes::from(encoded.info_tag.clone().unwrap_or_default());
     let total = prefix.len() as u64 + encoded.stream_len();
     let etag = format!("\"{}-{}-{}\"", track.version, profile.quality_id, total);
-    let modified = tokio::fs::metadata(&encoded.path).await.ok().and_then(|m| m.modified().ok());
+    let modified = tokio::fs::metadata(&encoded.path)
+        .await
+        .ok()
+        .and_then(|m| m.modified().ok());
 
     let mut response_headers = HeaderMap::new();
     let mut set = |k: header::HeaderName, v: String| {
@@ -110,11 +150,17 @@ pub async fn progressive(
             response_headers.insert(k, v);
         }
     };
-    set(header::CONTENT_TYPE, profile.codec_kind().mime_type().to_string());
+    set(
+        header::CONTENT_TYPE,
+        profile.codec_kind().mime_type().to_string(),
+    );
     set(header::ACCEPT_RANGES, "bytes".into());
     set(header::ETAG, etag.clone());
     set(header::CACHE_CONTROL, "public, max-age=86400".into());
-    set(header::HeaderName::from_static("x-stream-quality"), profile.quality_id.clone());
+    set(
+        header::HeaderName::from_static("x-stream-quality"),
+        profile.quality_id.clone(),
+    );
     if let Some(m) = modified {
         set(header::LAST_MODIFIED, httpdate::fmt_http_date(m));
     }
@@ -138,7 +184,10 @@ pub async fn progressive(
     let (status, start, len) = match range {
         RangeRequest::Full => (StatusCode::OK, 0, total),
         RangeRequest::Partial(r) => {
-            set(header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end, total));
+            set(
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{}", r.start, r.end, total),
+            );
             (StatusCode::PARTIAL_CONTENT, r.start, r.len())
         }
         RangeRequest::Unsatisfiable => {
@@ -155,7 +204,11 @@ pub async fn progressive(
 }
 
 /// `If-Range` (RFC 9110 §13.1.5): the range applies only if the validator still matches.
-fn if_range_holds(headers: &HeaderMap, etag: &str, modified: Option<std::time::SystemTime>) -> bool {
+fn if_range_holds(
+    headers: &HeaderMap,
+    etag: &str,
+    modified: Option<std::time::SystemTime>,
+) -> bool {
     let Some(v) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) else {
         return true;
     };
@@ -165,7 +218,11 @@ fn if_range_holds(headers: &HeaderMap, etag: &str, modified: Option<std::time::S
     }
     match (httpdate::parse_http_date(v), modified) {
         (Ok(date), Some(m)) => {
-            let secs = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let secs = |t: std::time::SystemTime| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+            };
             secs(date) == secs(m)
         }
         _ => false,
@@ -173,7 +230,12 @@ fn if_range_holds(headers: &HeaderMap, etag: &str, modified: Option<std::time::S
 }
 
 /// The bytes `[start, start + len)` of `prefix` followed by the file, streamed from disk.
-async fn body_stream(prefix: Bytes, path: &std::path::Path, start: u64, len: u64) -> Result<Body, ApiError> {
+async fn body_stream(
+    prefix: Bytes,
+    path: &std::path::Path,
+    start: u64,
+    len: u64,
+) -> Result<Body, ApiError> {
     let plen = prefix.len() as u64;
     let head = if start < plen {
         let end = (start + len).min(plen);
@@ -183,8 +245,12 @@ async fn body_stream(prefix: Bytes, path: &std::path::Path, start: u64, len: u64
     };
     let file_start = start.saturating_sub(plen);
     let file_len = len - head.len() as u64;
-    let mut file = tokio::fs::File::open(path).await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cache_io", e.to_string()))?;
-    file.seek(std::io::SeekFrom::Start(file_start)).await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cache_io", e.to_string()))?;
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cache_io", e.to_string()))?;
+    file.seek(std::io::SeekFrom::Start(file_start))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cache_io", e.to_string()))?;
     let rest = ReaderStream::with_capacity(file.take(file_len), 64 * 1024);
     let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(head) })
         .filter(|r| std::future::ready(!matches!(r, Ok(b) if b.is_empty())))
@@ -198,10 +264,27 @@ mod tests {
 
     #[test]
     fn hostile_paths() {
-        for bad in ["", "../etc/passwd", "a/../../b", "/etc/passwd", "a\\..\\b", "C:/x", "a//b", "./a", "a/.", "a\0b"] {
+        for bad in [
+            "",
+            "../etc/passwd",
+            "a/../../b",
+            "/etc/passwd",
+            "a\\..\\b",
+            "C:/x",
+            "a//b",
+            "./a",
+            "a/.",
+            "a\0b",
+        ] {
             assert!(hostile_path(bad).is_some(), "{bad:?}");
         }
-        for good in ["a.mp3", "Artist/Album/01 - Song.flac", "weird name (1).wav", "...dots.mp3", "a..b.mp3"] {
+        for good in [
+            "a.mp3",
+            "Artist/Album/01 - Song.flac",
+            "weird name (1).wav",
+            "...dots.mp3",
+            "a..b.mp3",
+        ] {
             assert!(hostile_path(good).is_none(), "{good:?}");
         }
     }

@@ -56,13 +56,23 @@ pub async fn list(
 ) -> Result<Json<Vec<TrackDto>>, ApiError> {
     let Query(query) = query?;
     let catalog = state.library.catalog();
-    let needle = query.q.as_deref().map(str::to_lowercase).filter(|s| !s.is_empty());
+    let needle = query
+        .q
+        .as_deref()
+        .map(str::to_lowercase)
+        .filter(|s| !s.is_empty());
     let matches = |t: &Track| {
         needle.as_deref().is_none_or(|n| {
-            [Some(&t.title), t.artist.as_ref(), t.album.as_ref(), t.genre.as_ref(), Some(&t.filename)]
-                .into_iter()
-                .flatten()
-                .any(|f| f.to_lowercase().contains(n))
+            [
+                Some(&t.title),
+                t.artist.as_ref(),
+                t.album.as_ref(),
+                t.genre.as_ref(),
+                Some(&t.filename),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|f| f.to_lowercase().contains(n))
         })
     };
     let tracks = catalog
@@ -76,10 +86,19 @@ pub async fn list(
     Ok(Json(tracks))
 }
 
-pub async fn one(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<TrackDto>, ApiError> {
+pub async fn one(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<TrackDto>, ApiError> {
     state
         .library
         .get(&id)
         .map(|t| Json(TrackDto::from(t.as_ref())))
-        .ok_or_else(|| ApiError::new(axum::http::StatusCode::NOT_FOUND, "unknown_track", format!("unknown track {id:?}")))
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "unknown_track",
+                format!("unknown track {id:?}"),
+            )
+        })
 }

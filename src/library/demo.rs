@@ -116,7 +116,10 @@ impl Noise {
 
 /// Band-limited sawtooth from its first harmonics.
 fn saw(phase: f32, harmonics: u32) -> f32 {
-    (1..=harmonics).map(|k| (phase * k as f32).sin() / k as f32).sum::<f32>() * 0.6
+    (1..=harmonics)
+        .map(|k| (phase * k as f32).sin() / k as f32)
+        .sum::<f32>()
+        * 0.6
 }
 
 /// Renders interleaved stereo samples in [-1, 1].
@@ -137,7 +140,11 @@ fn render(p: &Piece) -> Vec<f32> {
         let (offset, minor) = p.progression[bar_idx % 4];
         let chord_root = (p.root + offset) as f32;
         let third = if minor { 3.0 } else { 4.0 };
-        let tones = [chord_root + 12.0, chord_root + 12.0 + third, chord_root + 19.0];
+        let tones = [
+            chord_root + 12.0,
+            chord_root + 12.0 + third,
+            chord_root + 19.0,
+        ];
         let in_bar = t % bar;
         let in_beat = t % beat;
         let section = bar_idx * 4 / p.bars.max(1); // 0..3: intro, A, B, outro
@@ -157,7 +164,8 @@ fn render(p: &Piece) -> Vec<f32> {
             let eighth = beat / 2.0;
             let te = t % eighth;
             let f = midi_hz(chord_root - 12.0);
-            let b = ((TAU * f * t).sin() + 0.4 * (TAU * 2.0 * f * t).sin()) * (-te * 7.0).exp() * 0.32;
+            let b =
+                ((TAU * f * t).sin() + 0.4 * (TAU * 2.0 * f * t).sin()) * (-te * 7.0).exp() * 0.32;
             l += b;
             r += b;
         }
@@ -166,9 +174,11 @@ fn render(p: &Piece) -> Vec<f32> {
         let sixteenth = beat / 4.0;
         let step = (t / sixteenth) as usize;
         let ts = t % sixteenth;
-        let note = tones[(step * (1 + p.seed as usize % 2)) % 3] + if step % 8 >= 6 { 12.0 } else { 0.0 };
+        let note =
+            tones[(step * (1 + p.seed as usize % 2)) % 3] + if step % 8 >= 6 { 12.0 } else { 0.0 };
         let f = midi_hz(note);
-        let arp = ((TAU * f * t).sin() + 0.3 * (TAU * 3.0 * f * t).sin()) * (-ts * 18.0).exp() * 0.13;
+        let arp =
+            ((TAU * f * t).sin() + 0.3 * (TAU * 3.0 * f * t).sin()) * (-ts * 18.0).exp() * 0.13;
         if section != 0 {
             if step % 2 == 0 {
                 l += arp;
@@ -190,7 +200,8 @@ fn render(p: &Piece) -> Vec<f32> {
             }
             let n = noise.next();
             if beat_no % 2 == 1 {
-                let s = (n * 0.6 + (TAU * 185.0 * in_beat).sin() * 0.4) * (-in_beat * 16.0).exp() * 0.3;
+                let s =
+                    (n * 0.6 + (TAU * 185.0 * in_beat).sin() * 0.4) * (-in_beat * 16.0).exp() * 0.3;
                 l += s;
                 r += s;
             }
@@ -210,7 +221,12 @@ fn render(p: &Piece) -> Vec<f32> {
 
 fn write_wav(path: &Path, p: &Piece, stereo: &[f32]) -> std::io::Result<()> {
     let mut info = Vec::new();
-    for (id, value) in [(b"INAM", p.title), (b"IART", p.artist), (b"IPRD", ALBUM), (b"IGNR", p.genre)] {
+    for (id, value) in [
+        (b"INAM", p.title),
+        (b"IART", p.artist),
+        (b"IPRD", ALBUM),
+        (b"IGNR", p.genre),
+    ] {
         let mut v = value.as_bytes().to_vec();
         v.push(0);
         if v.len() % 2 == 1 {
@@ -226,7 +242,10 @@ fn write_wav(path: &Path, p: &Piece, stereo: &[f32]) -> std::io::Result<()> {
             .flat_map(|f| to_i16((f[0] + f[1]) * 0.5).to_le_bytes())
             .collect()
     } else {
-        stereo.iter().flat_map(|s| to_i16(*s).to_le_bytes()).collect()
+        stereo
+            .iter()
+            .flat_map(|s| to_i16(*s).to_le_bytes())
+            .collect()
     };
     let block_align = p.channels * 2;
     let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
@@ -270,7 +289,13 @@ mod tests {
         // zero-crossing rates across one-second windows.
         let zcr: Vec<usize> = samples
             .chunks(44100 * 2)
-            .map(|w| w.chunks_exact(2).collect::<Vec<_>>().windows(2).filter(|p| (p[0][0] >= 0.0) != (p[1][0] >= 0.0)).count())
+            .map(|w| {
+                w.chunks_exact(2)
+                    .collect::<Vec<_>>()
+                    .windows(2)
+                    .filter(|p| (p[0][0] >= 0.0) != (p[1][0] >= 0.0))
+                    .count()
+            })
             .collect();
         let min = zcr.iter().min().unwrap();
         let max = zcr.iter().max().unwrap();
@@ -286,11 +311,19 @@ mod tests {
         let report = crate::library::scan::scan(dir.path(), None, 3600, 2).unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         assert_eq!(report.tracks.len(), PIECES.len());
-        let t = report.tracks.iter().find(|t| t.title == "Night Drive").unwrap();
+        let t = report
+            .tracks
+            .iter()
+            .find(|t| t.title == "Night Drive")
+            .unwrap();
         assert_eq!(t.artist.as_deref(), Some("Neon Pulse"));
         assert_eq!(t.genre.as_deref(), Some("electronic"));
         assert_eq!(t.album.as_deref(), Some(ALBUM));
-        let mono = report.tracks.iter().find(|t| t.title == "Slow Tide").unwrap();
+        let mono = report
+            .tracks
+            .iter()
+            .find(|t| t.title == "Slow Tide")
+            .unwrap();
         assert_eq!((mono.channels, mono.sample_rate), (1, 48000));
     }
 }

@@ -55,7 +55,10 @@ impl Catalog {
         });
         let tracks: Vec<Arc<Track>> = tracks.into_iter().map(Arc::new).collect();
         let by_id = tracks.iter().map(|t| (t.id.clone(), t.clone())).collect();
-        let by_filename = tracks.iter().map(|t| (t.filename.clone(), t.clone())).collect();
+        let by_filename = tracks
+            .iter()
+            .map(|t| (t.filename.clone(), t.clone()))
+            .collect();
         Self {
             tracks,
             by_id,

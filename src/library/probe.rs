@@ -33,12 +33,25 @@ pub fn probe(path: &Path, max_secs: u64) -> Result<Probe, ProbeError> {
     }
     let secs = samples / u64::from(dec.sample_rate);
     if secs > max_secs {
-        return Err(ProbeError::TooLong(format!("{secs} s long (at most {max_secs} s)")));
+        return Err(ProbeError::TooLong(format!(
+            "{secs} s long (at most {max_secs} s)"
+        )));
+    }
+    let mut channels = dec.channels;
+    if channels == 0 {
+        // The container does not say (MP4 keeps it in the codec config): decode a packet.
+        let mut fresh = SourceDecoder::open(path)?;
+        let mut scratch = Vec::new();
+        fresh.next_block(&mut scratch)?;
+        channels = fresh.channels;
+    }
+    if channels == 0 {
+        return Err(ProbeError::Empty);
     }
     Ok(Probe {
         tags: dec.tags.clone(),
         sample_rate: dec.sample_rate,
-        channels: dec.channels as u16,
+        channels: channels as u16,
         codec: dec.codec.clone(),
         samples,
     })

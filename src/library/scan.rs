@@ -38,8 +38,12 @@ pub enum ScanError {
     },
 }
 
+/// Bumped whenever probing changes what it records, so old index files are not trusted.
+const INDEX_FORMAT: u32 = 1;
+
 #[derive(Serialize, Deserialize, Default)]
 struct IndexFile {
+    format: u32,
     entries: HashMap<String, Track>,
 }
 
@@ -61,25 +65,40 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Scans `root` recursively. `index` is the probe cache file (read and rewritten), if any.
-pub fn scan(root: &Path, index: Option<&Path>, max_secs: u64, threads: usize) -> Result<ScanReport, ScanError> {
+pub fn scan(
+    root: &Path,
+    index: Option<&Path>,
+    max_secs: u64,
+    threads: usize,
+) -> Result<ScanReport, ScanError> {
     let root = root.canonicalize().map_err(|source| ScanError::Root {
         path: root.to_path_buf(),
         source,
     })?;
     let cached: IndexFile = index
         .and_then(|p| std::fs::read(p).ok())
-        .and_then(|b| serde_json::from_slice(&b).ok())
+        .and_then(|b| serde_json::from_slice::<IndexFile>(&b).ok())
+        .filter(|i| i.format == INDEX_FORMAT)
         .unwrap_or_default();
 
     let mut report = ScanReport::default();
     let mut todo = Vec::new();
-    for entry in walkdir::WalkDir::new(&root).follow_links(true).sort_by_file_name() {
+    for entry in walkdir::WalkDir::new(&root)
+        .follow_links(true)
+        .sort_by_file_name()
+    {
         let entry = match entry {
             Ok(e) => e,
             Err(e) => {
-                let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| root.clone());
+                let path = e
+                    .path()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| root.clone());
                 tracing::warn!(path = %path.display(), error = %e, "skipping unreadable entry");
-                report.problems.push(ScanProblem { path, reason: e.to_string() });
+                report.problems.push(ScanProblem {
+                    path,
+                    reason: e.to_string(),
+                });
                 continue;
             }
         };
@@ -124,7 +143,9 @@ pub fn scan(root: &Path, index: Option<&Path>, max_secs: u64, threads: usize) ->
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
             s.spawn(|| loop {
-                let Some((filename, path)) = queue.lock().next() else { break };
+                let Some((filename, path)) = queue.lock().next() else {
+                    break;
+                };
                 let r = probe_one(&filename, &path, &cached, max_secs);
                 results.lock().push((path, r));
             });
@@ -142,11 +163,19 @@ pub fn scan(root: &Path, index: Option<&Path>, max_secs: u64, threads: usize) ->
     report.tracks.sort_by(|a, b| a.filename.cmp(&b.filename));
     if let Some(index) = index {
         let file = IndexFile {
-            entries: report.tracks.iter().map(|t| (t.filename.clone(), t.clone())).collect(),
+            format: INDEX_FORMAT,
+            entries: report
+                .tracks
+                .iter()
+                .map(|t| (t.filename.clone(), t.clone()))
+                .collect(),
         };
         if let Ok(bytes) = serde_json::to_vec(&file) {
             let tmp = index.with_extension("json.tmp");
-            if std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, index)).is_err() {
+            if std::fs::write(&tmp, bytes)
+                .and_then(|_| std::fs::rename(&tmp, index))
+                .is_err()
+            {
                 tracing::warn!(path = %index.display(), "could not write the library index");
             }
         }
@@ -160,7 +189,12 @@ fn relative_name(root: &Path, path: &Path) -> Option<String> {
     Some(parts?.join("/"))
 }
 
-fn probe_one(filename: &str, path: &Path, cached: &IndexFile, max_secs: u64) -> Result<Track, String> {
+fn probe_one(
+    filename: &str,
+    path: &Path,
+    cached: &IndexFile,
+    max_secs: u64,
+) -> Result<Track, String> {
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     let mtime_ns = meta
         .modified()
@@ -168,7 +202,11 @@ fn probe_one(filename: &str, path: &Path, cached: &IndexFile, max_secs: u64) -> 
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
     let version = version_of(filename, meta.len(), mtime_ns);
-    if let Some(t) = cached.entries.get(filename).filter(|t| t.version == version) {
+    if let Some(t) = cached
+        .entries
+        .get(filename)
+        .filter(|t| t.version == version)
+    {
         return Ok(Track {
             path: path.to_path_buf(),
             ..t.clone()
@@ -176,9 +214,10 @@ fn probe_one(filename: &str, path: &Path, cached: &IndexFile, max_secs: u64) -> 
     }
     let p = probe(path, max_secs).map_err(|e| e.to_string())?;
     let title = p.tags.title.clone().unwrap_or_else(|| {
-        Path::new(filename)
-            .file_stem()
-            .map_or_else(|| filename.to_string(), |s| s.to_string_lossy().into_owned())
+        Path::new(filename).file_stem().map_or_else(
+            || filename.to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        )
     });
     Ok(Track {
         id: track_id(filename),

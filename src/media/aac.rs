@@ -40,13 +40,22 @@ impl AacEncoder {
             delay: 0,
         };
         let params: [(fdk::AACENC_PARAM, u32); 8] = [
-            (fdk::AACENC_PARAM_AACENC_AOT, fdk::AUDIO_OBJECT_TYPE_AOT_AAC_LC as u32),
+            (
+                fdk::AACENC_PARAM_AACENC_AOT,
+                fdk::AUDIO_OBJECT_TYPE_AOT_AAC_LC as u32,
+            ),
             (fdk::AACENC_PARAM_AACENC_SAMPLERATE, sample_rate),
-            (fdk::AACENC_PARAM_AACENC_CHANNELMODE, fdk::CHANNEL_MODE_MODE_2 as u32),
+            (
+                fdk::AACENC_PARAM_AACENC_CHANNELMODE,
+                fdk::CHANNEL_MODE_MODE_2 as u32,
+            ),
             (fdk::AACENC_PARAM_AACENC_CHANNELORDER, 1), // WAV order: L, R
             (fdk::AACENC_PARAM_AACENC_BITRATEMODE, 0),  // CBR: steady segment sizes for ABR
             (fdk::AACENC_PARAM_AACENC_BITRATE, bitrate_kbps * 1000),
-            (fdk::AACENC_PARAM_AACENC_TRANSMUX, fdk::TRANSPORT_TYPE_TT_MP4_ADTS as u32),
+            (
+                fdk::AACENC_PARAM_AACENC_TRANSMUX,
+                fdk::TRANSPORT_TYPE_TT_MP4_ADTS as u32,
+            ),
             (fdk::AACENC_PARAM_AACENC_AFTERBURNER, 1),
         ];
         for (param, value) in params {
@@ -59,7 +68,13 @@ impl AacEncoder {
         // SAFETY: a call with null buffers initialises the encoder with the parameters set.
         check(
             unsafe {
-                fdk::aacEncEncode(enc.handle, ptr::null(), ptr::null(), ptr::null(), ptr::null_mut())
+                fdk::aacEncEncode(
+                    enc.handle,
+                    ptr::null(),
+                    ptr::null(),
+                    ptr::null(),
+                    ptr::null_mut(),
+                )
             },
             "initialise",
         )?;
@@ -108,12 +123,18 @@ impl AacEncoder {
                 return Ok(());
             }
         }
-        Err(EncodeError::Codec("fdk-aac did not reach end of stream".into()))
+        Err(EncodeError::Codec(
+            "fdk-aac did not reach end of stream".into(),
+        ))
     }
 
     /// One `aacEncEncode` call with the pending input from `start` (or a flush when `None`).
     /// Returns the samples consumed, or `usize::MAX` at end of stream.
-    fn call(&mut self, start: Option<usize>, frames: &mut Vec<Vec<u8>>) -> Result<usize, EncodeError> {
+    fn call(
+        &mut self,
+        start: Option<usize>,
+        frames: &mut Vec<Vec<u8>>,
+    ) -> Result<usize, EncodeError> {
         let input: &[i16] = match start {
             Some(s) => &self.pending[s..],
             None => &[],
@@ -141,14 +162,19 @@ impl AacEncoder {
             bufElSizes: &mut out_el,
         };
         let in_args = fdk::AACENC_InArgs {
-            numInSamples: if start.is_some() { input.len() as i32 } else { -1 },
+            numInSamples: if start.is_some() {
+                input.len() as i32
+            } else {
+                -1
+            },
             numAncBytes: 0,
         };
         // SAFETY: plain data filled by fdk.
         let mut out_args: fdk::AACENC_OutArgs = unsafe { std::mem::zeroed() };
         // SAFETY: descriptors point at live buffers of the sizes given; fdk reads at most
         // `in_size` bytes and writes at most `out_size` bytes.
-        let err = unsafe { fdk::aacEncEncode(self.handle, &in_desc, &out_desc, &in_args, &mut out_args) };
+        let err =
+            unsafe { fdk::aacEncEncode(self.handle, &in_desc, &out_desc, &in_args, &mut out_args) };
         if err == fdk::AACENC_ERROR_AACENC_ENCODE_EOF {
             return Ok(usize::MAX);
         }
@@ -177,7 +203,9 @@ fn check(err: fdk::AACENC_ERROR, what: &str) -> Result<(), EncodeError> {
     if err == fdk::AACENC_ERROR_AACENC_OK {
         Ok(())
     } else {
-        Err(EncodeError::Codec(format!("fdk-aac {what} failed (error {err:#x})")))
+        Err(EncodeError::Codec(format!(
+            "fdk-aac {what} failed (error {err:#x})"
+        )))
     }
 }
 
@@ -218,7 +246,9 @@ mod tests {
         for f in &frames {
             assert_eq!(f[0], 0xff);
             assert_eq!(f[1] & 0xf6, 0xf0, "ADTS sync word, layer 0");
-            let len = ((usize::from(f[3]) & 3) << 11) | (usize::from(f[4]) << 3) | (usize::from(f[5]) >> 5);
+            let len = ((usize::from(f[3]) & 3) << 11)
+                | (usize::from(f[4]) << 3)
+                | (usize::from(f[5]) >> 5);
             assert_eq!(len, f.len());
         }
     }

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -105,7 +105,10 @@ enum Progress {
 }
 
 enum Entry {
-    Ready { encoded: Arc<Encoded>, last_used: u64 },
+    Ready {
+        encoded: Arc<Encoded>,
+        last_used: u64,
+    },
     Encoding(watch::Receiver<Progress>),
 }
 
@@ -131,6 +134,8 @@ struct Inner {
     permits: Arc<Semaphore>,
     /// Set at shutdown: running encodes stop between blocks, new ones are refused.
     stopping: AtomicBool,
+    /// Encode jobs started since open (one job may produce several profiles).
+    jobs_started: AtomicU64,
 }
 
 enum Lookup {
@@ -185,7 +190,7 @@ impl TranscodeCache {
             }
         }
         // Oldest first, so the LRU clock starts in file-time order.
-        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found.sort_by_key(|f| f.0);
         for (_, key, encoded) in found {
             state.clock += 1;
             state.ready_bytes += encoded.stream_len();
@@ -203,6 +208,7 @@ impl TranscodeCache {
             state: Mutex::new(state),
             permits: Arc::new(Semaphore::new(workers.max(1))),
             stopping: AtomicBool::new(false),
+            jobs_started: AtomicU64::new(0),
         });
         inner.evict(None);
         Ok(Self { inner })
@@ -219,12 +225,30 @@ impl TranscodeCache {
         self.inner.state.lock().ready_bytes
     }
 
+    /// Encode jobs started since the cache was opened.
+    pub fn jobs_started(&self) -> u64 {
+        self.inner.jobs_started.load(Ordering::Relaxed)
+    }
+
+    /// Whether `req` is fully encoded on disk.
+    pub fn is_complete(&self, req: &TranscodeRequest) -> bool {
+        matches!(
+            self.inner.state.lock().entries.get(&req.key()),
+            Some(Entry::Ready { .. })
+        )
+    }
+
     /// The bytes of segment `index` of `req`, starting with its ID3 timestamp tag; waits only
     /// until that segment is encoded.
     pub async fn segment(&self, req: &TranscodeRequest, index: usize) -> Result<Bytes, CacheError> {
-        let span = req.layout.segment(index).ok_or(CacheError::NoSuchSegment(index))?;
+        let span = req
+            .layout
+            .segment(index)
+            .ok_or(CacheError::NoSuchSegment(index))?;
         let tag = id3::timestamp_tag(req.layout.frame_ticks(span.first_frame));
-        let pick = |offsets: &[u64]| (offsets.len() > index + 1).then(|| (offsets[index], offsets[index + 1]));
+        let pick = |offsets: &[u64]| {
+            (offsets.len() > index + 1).then(|| (offsets[index], offsets[index + 1]))
+        };
         let mut attempt = 0;
         loop {
             let (path, (start, end)) = self.wait_for(req, pick).await?;
@@ -247,7 +271,12 @@ impl TranscodeCache {
 
     /// The whole encoded stream, once finished (for progressive delivery).
     pub async fn complete(&self, req: &TranscodeRequest) -> Result<Arc<Encoded>, CacheError> {
-        match self.inner.clone().lookup_or_start(std::slice::from_ref(req)).pop() {
+        match self
+            .inner
+            .clone()
+            .lookup_or_start(std::slice::from_ref(req))
+            .pop()
+        {
             Some(Lookup::Ready(e)) => {
                 if tokio::fs::metadata(&e.path).await.is_ok() {
                     return Ok(e);
@@ -281,12 +310,22 @@ impl TranscodeCache {
         pick: impl Fn(&[u64]) -> Option<T>,
     ) -> Result<(PathBuf, T), CacheError> {
         let path = req.key().es_path(&self.inner.dir);
-        let short = || CacheError::Transcode("encoded stream does not match the segment layout".into());
-        match self.inner.clone().lookup_or_start(std::slice::from_ref(req)).pop() {
-            Some(Lookup::Ready(e)) => pick(&e.segment_offsets).map(|t| (e.path.clone(), t)).ok_or_else(short),
+        let short =
+            || CacheError::Transcode("encoded stream does not match the segment layout".into());
+        match self
+            .inner
+            .clone()
+            .lookup_or_start(std::slice::from_ref(req))
+            .pop()
+        {
+            Some(Lookup::Ready(e)) => pick(&e.segment_offsets)
+                .map(|t| (e.path.clone(), t))
+                .ok_or_else(short),
             Some(Lookup::Encoding(rx)) => match wait_progress(rx, &pick).await? {
                 Waited::Found(t) => Ok((path, t)),
-                Waited::Done(e) => pick(&e.segment_offsets).map(|t| (e.path.clone(), t)).ok_or_else(short),
+                Waited::Done(e) => pick(&e.segment_offsets)
+                    .map(|t| (e.path.clone(), t))
+                    .ok_or_else(short),
             },
             None => Err(CacheError::ShuttingDown),
         }
@@ -337,10 +376,12 @@ impl Inner {
     }
 
     fn start_job(self: Arc<Self>, jobs: Vec<(TranscodeRequest, watch::Sender<Progress>)>) {
+        self.jobs_started.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let permit = self.permits.clone().acquire_owned().await;
             let reqs: Vec<TranscodeRequest> = jobs.iter().map(|(r, _)| r.clone()).collect();
-            let senders: Vec<watch::Sender<Progress>> = jobs.into_iter().map(|(_, tx)| tx).collect();
+            let senders: Vec<watch::Sender<Progress>> =
+                jobs.into_iter().map(|(_, tx)| tx).collect();
             let result = match permit {
                 Err(_) => Err(TranscodeError::Cancelled),
                 Ok(permit) => {
@@ -370,13 +411,19 @@ impl Inner {
         senders: &[watch::Sender<Progress>],
     ) -> Result<Vec<Encoded>, TranscodeError> {
         let started = Instant::now();
-        let track_id = reqs.first().map(|r| r.track_id.as_str()).unwrap_or_default();
+        let track_id = reqs
+            .first()
+            .map(|r| r.track_id.as_str())
+            .unwrap_or_default();
         let qualities: Vec<&str> = reqs.iter().map(|r| r.profile.quality_id.as_str()).collect();
         tracing::info!(track_id, ?qualities, "transcode started");
         metrics::counter!("transcodes_started_total").increment(reqs.len() as u64);
         let mut sinks = Vec::with_capacity(reqs.len());
         for (req, tx) in reqs.iter().zip(senders) {
-            sinks.push(FileSink::create(&req.key(), &self.dir, &req.layout, tx.clone()).map_err(TranscodeError::Sink)?);
+            sinks.push(
+                FileSink::create(&req.key(), &self.dir, &req.layout, tx.clone())
+                    .map_err(TranscodeError::Sink)?,
+            );
         }
         let outputs: Vec<Output<'_>> = reqs
             .iter()
@@ -459,7 +506,9 @@ impl Inner {
                     .entries
                     .iter()
                     .filter_map(|(k, e)| match e {
-                        Entry::Ready { last_used, .. } if Some(k) != keep => Some((*last_used, k.clone())),
+                        Entry::Ready { last_used, .. } if Some(k) != keep => {
+                            Some((*last_used, k.clone()))
+                        }
                         _ => None,
                     })
                     .min_by_key(|(t, _)| *t);
@@ -531,7 +580,12 @@ struct FileSink {
 }
 
 impl FileSink {
-    fn create(key: &Key, root: &Path, layout: &SegmentLayout, tx: watch::Sender<Progress>) -> std::io::Result<Self> {
+    fn create(
+        key: &Key,
+        root: &Path,
+        layout: &SegmentLayout,
+        tx: watch::Sender<Progress>,
+    ) -> std::io::Result<Self> {
         std::fs::create_dir_all(key.dir(root))?;
         let es_path = key.es_path(root);
         let idx_path = key.idx_path(root);
@@ -586,7 +640,139 @@ impl FrameSink for FileSink {
         };
         // The index is the commit record: written to a temporary name, then renamed.
         let tmp = self.idx_path.with_extension("idx.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&index).map_err(std::io::Error::other)?)?;
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(&index).map_err(std::io::Error::other)?,
+        )?;
         std::fs::rename(&tmp, &self.idx_path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::library::probe::probe;
+    use crate::media::layout::segment_frames;
+    use crate::media::testutil::write_wav;
+
+    fn request(dir: &Path, name: &str, rate: u32, secs: f64, quality: &str) -> TranscodeRequest {
+        let path = dir.join(name);
+        if !path.exists() {
+            write_wav(&path, rate, 2, secs);
+        }
+        let p = probe(&path, 3600).unwrap();
+        let ladder = AdaptiveProfile::presets();
+        let profile = ladder
+            .iter()
+            .find(|q| q.quality_id == quality)
+            .unwrap()
+            .clone();
+        let frames = segment_frames(&profile, &ladder, 6.0);
+        TranscodeRequest {
+            track_id: name.replace('.', "_"),
+            version: "abc123".into(),
+            source: path,
+            source_samples: p.samples,
+            layout: SegmentLayout::new(p.samples, p.sample_rate, &profile, frames),
+            profile,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_share_one_encode() {
+        let src = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = TranscodeCache::open(dir.path(), 1 << 30, 2).unwrap();
+        let req = request(src.path(), "a.wav", 44100, 20.0, "medium");
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let (cache, req) = (cache.clone(), req.clone());
+                tokio::spawn(async move { cache.segment(&req, i % 3).await.unwrap() })
+            })
+            .collect();
+        let mut bodies = Vec::new();
+        for t in tasks {
+            bodies.push(t.await.unwrap());
+        }
+        assert_eq!(cache.jobs_started(), 1);
+        for (i, b) in bodies.iter().enumerate() {
+            assert_eq!(b, &bodies[i % 3], "same segment, same bytes");
+            assert_eq!(&b[..3], b"ID3");
+        }
+        // The whole stream equals the segments end to end (less their ID3 tags).
+        let whole = cache.complete(&req).await.unwrap();
+        let data = std::fs::read(&whole.path).unwrap();
+        let mut joined = Vec::new();
+        for i in 0..req.layout.segment_count() {
+            joined.extend_from_slice(&cache.segment(&req, i).await.unwrap()[id3::TAG_LEN..]);
+        }
+        assert_eq!(joined, data);
+        assert!(matches!(
+            cache.segment(&req, 99).await,
+            Err(CacheError::NoSuchSegment(99))
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn first_segment_before_the_track_is_done() {
+        let src = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = TranscodeCache::open(dir.path(), 1 << 30, 1).unwrap();
+        // Ten minutes: far longer to encode than one segment.
+        let req = request(src.path(), "long.wav", 44100, 600.0, "high");
+        let first = cache.segment(&req, 0).await.unwrap();
+        assert!(first.len() > 100_000);
+        assert!(
+            !cache.is_complete(&req),
+            "segment 0 was served before the encode finished"
+        );
+        cache.complete(&req).await.unwrap();
+        assert!(cache.is_complete(&req));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lru_eviction_and_reopen() {
+        let src = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let a = request(src.path(), "a.wav", 44100, 8.0, "mobile");
+        let b = request(src.path(), "b.wav", 44100, 8.0, "mobile");
+        let c = request(src.path(), "c.wav", 44100, 8.0, "mobile");
+        // ~8 s at 96 kbps ≈ 100 kB each: a cap of 250 kB holds two.
+        let cache = TranscodeCache::open(dir.path(), 250_000, 2).unwrap();
+        cache.complete(&a).await.unwrap();
+        cache.complete(&b).await.unwrap();
+        cache.segment(&a, 0).await.unwrap(); // a is now more recent than b
+        cache.complete(&c).await.unwrap();
+        assert!(cache.is_complete(&a) && cache.is_complete(&c));
+        assert!(!cache.is_complete(&b), "least recently used entry evicted");
+        assert!(cache.size_bytes() <= 250_000);
+        // Reopening finds what is on disk; a half-written encode is removed.
+        let stray = dir.path().join("x").join("v").join("high.es");
+        std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
+        std::fs::write(&stray, b"partial").unwrap();
+        drop(cache);
+        let cache = TranscodeCache::open(dir.path(), 250_000, 2).unwrap();
+        assert!(cache.is_complete(&a) && cache.is_complete(&c));
+        assert!(!stray.exists());
+        assert_eq!(cache.jobs_started(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_broken_source_fails_cleanly_and_is_retried() {
+        let src = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = TranscodeCache::open(dir.path(), 1 << 30, 2).unwrap();
+        let req = request(src.path(), "gone.wav", 44100, 3.0, "low");
+        std::fs::write(&req.source, b"no longer audio").unwrap();
+        let err = cache.segment(&req, 0).await.unwrap_err();
+        assert!(matches!(err, CacheError::Transcode(_)), "{err}");
+        assert!(
+            !req.key().es_path(dir.path()).exists(),
+            "no partial output left behind"
+        );
+        // Fixed file: the next request encodes again.
+        write_wav(&req.source, 44100, 2, 3.0);
+        cache.segment(&req, 0).await.unwrap();
+        assert_eq!(cache.jobs_started(), 2);
     }
 }

@@ -76,7 +76,12 @@ impl SourceDecoder {
             .format(&hint, mss, &format_opts, &MetadataOptions::default())
             .map_err(|e| DecodeError::Unsupported(e.to_string()))?;
         let mut tags = Tags::default();
-        if let Some(rev) = probed.metadata.get().as_ref().and_then(|m| m.current().cloned()) {
+        if let Some(rev) = probed
+            .metadata
+            .get()
+            .as_ref()
+            .and_then(|m| m.current().cloned())
+        {
             merge_tags(&mut tags, &rev);
         }
         if let Some(rev) = probed.format.metadata().current() {
@@ -86,7 +91,9 @@ impl SourceDecoder {
         let track = format
             .tracks()
             .iter()
-            .find(|t| t.codec_params.codec != CODEC_TYPE_NULL && t.codec_params.sample_rate.is_some())
+            .find(|t| {
+                t.codec_params.codec != CODEC_TYPE_NULL && t.codec_params.sample_rate.is_some()
+            })
             .ok_or(DecodeError::NoAudioTrack)?;
         let params = &track.codec_params;
         let sample_rate = params.sample_rate.unwrap_or(0);
@@ -97,7 +104,9 @@ impl SourceDecoder {
         }
         let channels = params.channels.map_or(0, |c| c.count());
         if channels > MAX_CHANNELS {
-            return Err(DecodeError::Limit(format!("{channels} channels (at most {MAX_CHANNELS})")));
+            return Err(DecodeError::Limit(format!(
+                "{channels} channels (at most {MAX_CHANNELS})"
+            )));
         }
         let codec = symphonia::default::get_codecs()
             .get_codec(params.codec)
@@ -126,10 +135,14 @@ impl SourceDecoder {
         loop {
             match self.format.next_packet() {
                 Ok(p) if p.track_id() == self.track_id => {
-                    total += p.dur.saturating_sub(u64::from(p.trim_start) + u64::from(p.trim_end));
+                    total += p
+                        .dur
+                        .saturating_sub(u64::from(p.trim_start) + u64::from(p.trim_end));
                 }
                 Ok(_) => {}
-                Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(SymphoniaError::IoError(e))
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+                {
                     return Ok(total)
                 }
                 Err(SymphoniaError::ResetRequired) => return Ok(total),
@@ -150,7 +163,9 @@ impl SourceDecoder {
         loop {
             let packet = match self.format.next_packet() {
                 Ok(p) => p,
-                Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(SymphoniaError::IoError(e))
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+                {
                     return Ok(false)
                 }
                 Err(SymphoniaError::ResetRequired) => return Ok(false),
@@ -163,6 +178,8 @@ impl SourceDecoder {
                 Ok(decoded) => {
                     self.consecutive_errors = 0;
                     let spec = *decoded.spec();
+                    // Some containers (MP4) only know the channel count once the codec runs.
+                    self.channels = spec.channels.count();
                     let frames = decoded.frames();
                     if frames == 0 {
                         continue;
@@ -182,7 +199,9 @@ impl SourceDecoder {
                         return Err(DecodeError::Corrupt(e.to_string()));
                     }
                     // Keep timing: a lost packet is heard as silence of its length.
-                    let dur = packet.dur.saturating_sub(u64::from(packet.trim_start) + u64::from(packet.trim_end));
+                    let dur = packet
+                        .dur
+                        .saturating_sub(u64::from(packet.trim_start) + u64::from(packet.trim_end));
                     out.extend(std::iter::repeat_n(0.0, dur.min(1 << 16) as usize * 2));
                     return Ok(true);
                 }
@@ -269,6 +288,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.mp3");
         std::fs::write(&p, b"this is not audio at all, just text pretending").unwrap();
-        assert!(matches!(SourceDecoder::open(&p), Err(DecodeError::Unsupported(_))));
+        assert!(matches!(
+            SourceDecoder::open(&p),
+            Err(DecodeError::Unsupported(_))
+        ));
     }
 }

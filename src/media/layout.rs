@@ -110,7 +110,11 @@ pub fn resampled_len(samples: u64, from: u32, to: u32) -> u64 {
 
 /// Frames per segment for `profile`, given the whole `ladder` (segments of one codec family are
 /// aligned in time when that keeps them near the target) and the wanted length in seconds.
-pub fn segment_frames(profile: &AdaptiveProfile, ladder: &[AdaptiveProfile], target_secs: f64) -> u64 {
+pub fn segment_frames(
+    profile: &AdaptiveProfile,
+    ladder: &[AdaptiveProfile],
+    target_secs: f64,
+) -> u64 {
     let own = quantum(profile);
     let family = ladder
         .iter()
@@ -192,7 +196,9 @@ mod tests {
         // high, medium: 294 AAC frames at 44.1 kHz; low: 245 MP3 frames at 22.05 kHz (6.4 s);
         // mobile: 147 AAC frames at 22.05 kHz. AAC rungs are aligned at 6.827 s.
         assert_eq!(frames, [294, 294, 245, 147]);
-        let secs = |p: &AdaptiveProfile, n: u64| (n * u64::from(p.frame_len())) as f64 / f64::from(p.sample_rate);
+        let secs = |p: &AdaptiveProfile, n: u64| {
+            (n * u64::from(p.frame_len())) as f64 / f64::from(p.sample_rate)
+        };
         assert!((secs(&l[0], 294) - secs(&l[3], 147)).abs() < 1e-9);
         assert!((secs(&l[2], 245) - 6.4).abs() < 1e-9);
     }
@@ -203,7 +209,12 @@ mod tests {
         for p in &l {
             let n = segment_frames(p, &l, 6.0);
             let samples = n * u64::from(p.frame_len());
-            assert_eq!(samples * MPEG_CLOCK_HZ % u64::from(p.sample_rate), 0, "{}", p.quality_id);
+            assert_eq!(
+                samples * MPEG_CLOCK_HZ % u64::from(p.sample_rate),
+                0,
+                "{}",
+                p.quality_id
+            );
         }
     }
 

@@ -21,3 +21,48 @@ pub enum EncodeError {
     #[error("{0}")]
     Codec(String),
 }
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use std::io::Write as _;
+    use std::path::Path;
+
+    /// Writes a 16-bit PCM WAV of a chord with a little noise (`secs` long).
+    pub fn write_wav(path: &Path, rate: u32, channels: u16, secs: f64) {
+        let n = (f64::from(rate) * secs) as usize;
+        let mut seed = 12345u32;
+        let mut data = Vec::with_capacity(n * usize::from(channels) * 2);
+        for i in 0..n {
+            let t = i as f64 / f64::from(rate);
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let noise = (f64::from(seed >> 16) / 32768.0 - 1.0) * 0.02;
+            for c in 0..channels {
+                let v = [220.0, 277.2, 329.6]
+                    .iter()
+                    .map(|f| {
+                        (t * f * (1.0 + f64::from(c) * 0.01) * std::f64::consts::TAU).sin() * 0.2
+                    })
+                    .sum::<f64>()
+                    + noise;
+                data.extend_from_slice(&((v * 32767.0) as i16).to_le_bytes());
+            }
+        }
+        let mut f = std::fs::File::create(path).unwrap();
+        let block = channels * 2;
+        f.write_all(b"RIFF").unwrap();
+        f.write_all(&(36 + data.len() as u32).to_le_bytes())
+            .unwrap();
+        f.write_all(b"WAVEfmt ").unwrap();
+        f.write_all(&16u32.to_le_bytes()).unwrap();
+        f.write_all(&1u16.to_le_bytes()).unwrap();
+        f.write_all(&channels.to_le_bytes()).unwrap();
+        f.write_all(&rate.to_le_bytes()).unwrap();
+        f.write_all(&(rate * u32::from(block)).to_le_bytes())
+            .unwrap();
+        f.write_all(&block.to_le_bytes()).unwrap();
+        f.write_all(&16u16.to_le_bytes()).unwrap();
+        f.write_all(b"data").unwrap();
+        f.write_all(&(data.len() as u32).to_le_bytes()).unwrap();
+        f.write_all(&data).unwrap();
+    }
+}

@@ -87,7 +87,9 @@ impl Mp3Encoder {
     pub fn finish(&mut self, frames: &mut Vec<Vec<u8>>) -> Result<(), EncodeError> {
         self.buf.resize(7200 + 4096, 0);
         // SAFETY: buf is large enough for a flush (at most a few frames).
-        let n = unsafe { lame::lame_encode_flush(self.gfp, self.buf.as_mut_ptr(), self.buf.len() as c_int) };
+        let n = unsafe {
+            lame::lame_encode_flush(self.gfp, self.buf.as_mut_ptr(), self.buf.len() as c_int)
+        };
         self.take(n, frames)?;
         if !self.pending.is_empty() {
             return Err(EncodeError::Codec(format!(
@@ -129,7 +131,9 @@ impl Mp3Encoder {
             pos += len;
         }
         if pos == 0 && self.pending.len() >= 4 && frame_len(&self.pending).is_none() {
-            return Err(EncodeError::Codec("LAME produced bytes that are not an MP3 frame".into()));
+            return Err(EncodeError::Codec(
+                "LAME produced bytes that are not an MP3 frame".into(),
+            ));
         }
         self.pending.drain(..pos);
         Ok(())
@@ -162,7 +166,9 @@ pub fn frame_len(data: &[u8]) -> Option<usize> {
     if bitrate_idx == 0 || bitrate_idx == 15 || rate_idx == 3 {
         return None;
     }
-    const V1: [usize; 15] = [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320];
+    const V1: [usize; 15] = [
+        0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+    ];
     const V2: [usize; 15] = [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160];
     const RATES: [usize; 3] = [44100, 48000, 32000];
     let (kbps, rate, coef) = match version {

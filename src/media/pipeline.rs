@@ -84,7 +84,9 @@ impl Lane<'_> {
             }
             // Frames past the layout's count hold only padding after the source's end.
             if self.next < self.want {
-                self.sink.frame(self.next, &frame).map_err(TranscodeError::Sink)?;
+                self.sink
+                    .frame(self.next, &frame)
+                    .map_err(TranscodeError::Sink)?;
                 self.next += 1;
             }
         }
@@ -110,8 +112,14 @@ pub fn transcode(
     let mut groups: Vec<(u32, StereoResampler, Vec<Lane<'_>>)> = Vec::new();
     for out in outputs {
         let encoder = match out.profile.codec_kind() {
-            Codec::Aac => Encoder::Aac(AacEncoder::new(out.profile.sample_rate, out.profile.bitrate_kbps)?),
-            Codec::Mp3 => Encoder::Mp3(Mp3Encoder::new(out.profile.sample_rate, out.profile.bitrate_kbps)?),
+            Codec::Aac => Encoder::Aac(AacEncoder::new(
+                out.profile.sample_rate,
+                out.profile.bitrate_kbps,
+            )?),
+            Codec::Mp3 => Encoder::Mp3(Mp3Encoder::new(
+                out.profile.sample_rate,
+                out.profile.bitrate_kbps,
+            )?),
         };
         let to_drop = match out.profile.codec_kind() {
             Codec::Aac => AAC_DROPPED_FRAMES,
@@ -128,7 +136,11 @@ pub fn transcode(
         let rate = out.profile.sample_rate;
         match groups.iter_mut().find(|g| g.0 == rate) {
             Some(g) => g.2.push(lane),
-            None => groups.push((rate, StereoResampler::new(src_rate, rate, source_samples), vec![lane])),
+            None => groups.push((
+                rate,
+                StereoResampler::new(src_rate, rate, source_samples),
+                vec![lane],
+            )),
         }
     }
 

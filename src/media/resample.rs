@@ -27,7 +27,9 @@ impl StereoResampler {
                 .expect("rates validated by the decoder (8..=192 kHz)")
         });
         let to_skip = inner.as_ref().map_or(0, |r| r.output_delay());
-        let output = inner.as_ref().map_or_else(Vec::new, |r| r.output_buffer_allocate(true));
+        let output = inner
+            .as_ref()
+            .map_or_else(Vec::new, |r| r.output_buffer_allocate(true));
         Self {
             inner,
             input: [Vec::with_capacity(CHUNK * 2), Vec::with_capacity(CHUNK * 2)],
@@ -52,12 +54,21 @@ impl StereoResampler {
         let mut start = 0;
         while self.input[0].len() - start >= inner.input_frames_next() {
             let n = inner.input_frames_next();
-            let chunk = [&self.input[0][start..start + n], &self.input[1][start..start + n]];
+            let chunk = [
+                &self.input[0][start..start + n],
+                &self.input[1][start..start + n],
+            ];
             let (_, produced) = inner
                 .process_into_buffer(&chunk, &mut self.output, None)
                 .expect("buffers sized by rubato");
             start += n;
-            Self::emit(&self.output, produced, &mut self.to_skip, &mut self.remaining, out);
+            Self::emit(
+                &self.output,
+                produced,
+                &mut self.to_skip,
+                &mut self.remaining,
+                out,
+            );
         }
         self.input[0].drain(..start);
         self.input[1].drain(..start);
@@ -77,7 +88,13 @@ impl StereoResampler {
                     .expect("buffers sized by rubato");
                 self.input[0].clear();
                 self.input[1].clear();
-                Self::emit(&self.output, produced, &mut self.to_skip, &mut self.remaining, out);
+                Self::emit(
+                    &self.output,
+                    produced,
+                    &mut self.to_skip,
+                    &mut self.remaining,
+                    out,
+                );
                 guard += 1;
             }
         }
@@ -86,14 +103,20 @@ impl StereoResampler {
         self.remaining = 0;
     }
 
-    fn emit(output: &[Vec<f32>], produced: usize, skip: &mut usize, remaining: &mut u64, out: &mut Vec<f32>) {
+    fn emit(
+        output: &[Vec<f32>],
+        produced: usize,
+        skip: &mut usize,
+        remaining: &mut u64,
+        out: &mut Vec<f32>,
+    ) {
         let from = (*skip).min(produced);
         *skip -= from;
         let take = (produced - from).min(*remaining as usize);
         out.reserve(take * 2);
-        for i in from..from + take {
-            out.push(output[0][i]);
-            out.push(output[1][i]);
+        for (l, r) in output[0][from..from + take].iter().zip(&output[1][from..from + take]) {
+            out.push(*l);
+            out.push(*r);
         }
         *remaining -= take as u64;
     }
@@ -121,9 +144,19 @@ mod tests {
 
     #[test]
     fn exact_lengths() {
-        for (from, to, n) in [(44100, 22050, 100_001), (48000, 44100, 12345), (8000, 44100, 777), (44100, 44100, 5000), (192000, 22050, 300_000)] {
+        for (from, to, n) in [
+            (44100, 22050, 100_001),
+            (48000, 44100, 12345),
+            (8000, 44100, 777),
+            (44100, 44100, 5000),
+            (192000, 22050, 300_000),
+        ] {
             let out = run(from, to, n);
-            assert_eq!(out.len() as u64, resampled_len(n as u64, from, to) * 2, "{from}->{to}");
+            assert_eq!(
+                out.len() as u64,
+                resampled_len(n as u64, from, to) * 2,
+                "{from}->{to}"
+            );
         }
     }
 
@@ -135,7 +168,8 @@ mod tests {
         let rms_at = |shift: f64| {
             let err: f64 = (2000..40000)
                 .map(|i| {
-                    let ideal = ((i as f64 - shift) * 1000.0 * std::f64::consts::TAU / 44100.0).sin() * 0.5;
+                    let ideal =
+                        ((i as f64 - shift) * 1000.0 * std::f64::consts::TAU / 44100.0).sin() * 0.5;
                     (f64::from(out[i * 2]) - ideal).powi(2)
                 })
                 .sum();

@@ -121,7 +121,12 @@ impl ConnectionType {
 
 impl DeviceType {
     pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().replace(['_', '-'], "").as_str() {
+        match s
+            .trim()
+            .to_ascii_lowercase()
+            .replace(['_', '-'], "")
+            .as_str()
+        {
             "desktop" => Some(DeviceType::Desktop),
             "mobile" | "phone" => Some(DeviceType::Mobile),
             "tablet" => Some(DeviceType::Tablet),
@@ -137,13 +142,22 @@ impl DeviceType {
         let ua = ua.to_ascii_lowercase();
         if ua.contains("android auto") || ua.contains("carplay") || ua.contains("automotive") {
             DeviceType::CarAudio
-        } else if ua.contains("sonos") || ua.contains("alexa") || ua.contains("echo") || ua.contains("googlecast") || ua.contains("crkey") {
+        } else if ua.contains("sonos")
+            || ua.contains("alexa")
+            || ua.contains("echo")
+            || ua.contains("googlecast")
+            || ua.contains("crkey")
+        {
             DeviceType::SmartSpeaker
         } else if ua.contains("ipad") || ua.contains("tablet") {
             DeviceType::Tablet
         } else if ua.contains("mobi") || ua.contains("iphone") || ua.contains("android") {
             DeviceType::Mobile
-        } else if ua.contains("windows") || ua.contains("macintosh") || ua.contains("x11") || ua.contains("linux") {
+        } else if ua.contains("windows")
+            || ua.contains("macintosh")
+            || ua.contains("x11")
+            || ua.contains("linux")
+        {
             DeviceType::Desktop
         } else {
             DeviceType::Unknown
@@ -175,26 +189,40 @@ impl ClientHints {
         if self.save_data {
             // The user asked to spend less data: plan as if on the slowest link we know.
             caps.connection_type = ConnectionType::Cellular2G;
-            caps.estimated_bandwidth_kbps = caps.estimated_bandwidth_kbps.min(150).max(1);
+            caps.estimated_bandwidth_kbps = caps.estimated_bandwidth_kbps.clamp(1, 150);
         }
         caps
     }
 }
 
 /// The initial profile for an adaptive (HLS) client (see the module table): AAC rungs only.
-pub fn select_initial_profile(caps: &ClientCapabilities, ladder: &[AdaptiveProfile]) -> AdaptiveProfile {
+pub fn select_initial_profile(
+    caps: &ClientCapabilities,
+    ladder: &[AdaptiveProfile],
+) -> AdaptiveProfile {
     let adaptive: Vec<&AdaptiveProfile> = ladder.iter().filter(|p| p.codec == "aac").collect();
-    let candidates: Vec<&AdaptiveProfile> = if adaptive.is_empty() { ladder.iter().collect() } else { adaptive };
+    let candidates: Vec<&AdaptiveProfile> = if adaptive.is_empty() {
+        ladder.iter().collect()
+    } else {
+        adaptive
+    };
     select_from(caps, ladder, candidates)
 }
 
 /// The profile for a progressive download: the same table, but every rung may be chosen (a
 /// progressive client never switches, so the MP3 rung is fine).
-pub fn select_progressive_profile(caps: &ClientCapabilities, ladder: &[AdaptiveProfile]) -> AdaptiveProfile {
+pub fn select_progressive_profile(
+    caps: &ClientCapabilities,
+    ladder: &[AdaptiveProfile],
+) -> AdaptiveProfile {
     select_from(caps, ladder, ladder.iter().collect())
 }
 
-fn select_from(caps: &ClientCapabilities, ladder: &[AdaptiveProfile], candidates: Vec<&AdaptiveProfile>) -> AdaptiveProfile {
+fn select_from(
+    caps: &ClientCapabilities,
+    ladder: &[AdaptiveProfile],
+    candidates: Vec<&AdaptiveProfile>,
+) -> AdaptiveProfile {
     let by_id = |id: &str| ladder.iter().find(|p| p.quality_id == id);
     let smallest = candidates
         .iter()
@@ -221,16 +249,24 @@ fn select_from(caps: &ClientCapabilities, ladder: &[AdaptiveProfile], candidates
         return p.clone();
     }
     let mut ordered = candidates.clone();
-    ordered.sort_by(|a, b| b.bandwidth_estimate_kbps.cmp(&a.bandwidth_estimate_kbps));
-    let mut pick_idx = ordered.iter().position(|p| fits(p, budget)).unwrap_or(ordered.len() - 1);
+    ordered.sort_by_key(|p| std::cmp::Reverse(p.bandwidth_estimate_kbps));
+    let mut pick_idx = ordered
+        .iter()
+        .position(|p| fits(p, budget))
+        .unwrap_or(ordered.len() - 1);
 
-    let cautious = matches!(caps.device_type, DeviceType::SmartSpeaker | DeviceType::CarAudio);
+    let cautious = matches!(
+        caps.device_type,
+        DeviceType::SmartSpeaker | DeviceType::CarAudio
+    );
     if cautious && !fits(ordered[pick_idx], budget / 2.0) {
         pick_idx = (pick_idx + 1).min(ordered.len() - 1);
     }
     if caps.device_type == DeviceType::Mobile && caps.connection_type.is_cellular() {
         if let Some(medium) = by_id("medium") {
-            while pick_idx + 1 < ordered.len() && ordered[pick_idx].bandwidth_estimate_kbps > medium.bandwidth_estimate_kbps {
+            while pick_idx + 1 < ordered.len()
+                && ordered[pick_idx].bandwidth_estimate_kbps > medium.bandwidth_estimate_kbps
+            {
                 pick_idx += 1;
             }
         }
@@ -254,7 +290,10 @@ mod tests {
 
     #[test]
     fn the_spec_3g_phone_starts_at_mobile() {
-        assert_eq!(pick(150, ConnectionType::Cellular3G, DeviceType::Mobile), "mobile");
+        assert_eq!(
+            pick(150, ConnectionType::Cellular3G, DeviceType::Mobile),
+            "mobile"
+        );
     }
 
     #[test]
@@ -267,7 +306,10 @@ mod tests {
         assert_eq!(pick(300, Cellular4G, Tablet), "medium");
         assert_eq!(pick(5_000, Cellular4G, Mobile), "medium");
         assert_eq!(pick(100, Cellular2G, Mobile), "mobile");
-        assert_eq!(pick(0, ConnectionType::Unknown, DeviceType::Unknown), "medium");
+        assert_eq!(
+            pick(0, ConnectionType::Unknown, DeviceType::Unknown),
+            "medium"
+        );
         assert_eq!(pick(0, Wifi, Desktop), "high");
         assert_eq!(pick(0, Cellular3G, DeviceType::Unknown), "mobile");
         // Car on a link that just fits high starts lower; with twice the room it gets high.
@@ -275,8 +317,15 @@ mod tests {
         assert_eq!(pick(900, Wifi, CarAudio), "high");
         // Never the MP3 rung for an adaptive client; a progressive one may get it.
         assert_eq!(pick(170, Wifi, Desktop), "mobile");
-        let caps = ClientCapabilities { estimated_bandwidth_kbps: 170, connection_type: Wifi, ..Default::default() };
-        assert_eq!(select_progressive_profile(&caps, &AdaptiveProfile::presets()).quality_id, "low");
+        let caps = ClientCapabilities {
+            estimated_bandwidth_kbps: 170,
+            connection_type: Wifi,
+            ..Default::default()
+        };
+        assert_eq!(
+            select_progressive_profile(&caps, &AdaptiveProfile::presets()).quality_id,
+            "low"
+        );
     }
 
     #[test]
@@ -303,9 +352,23 @@ mod tests {
             ..Default::default()
         }
         .into_capabilities();
-        assert_eq!(select_initial_profile(&caps, &AdaptiveProfile::presets()).quality_id, "mobile");
-        assert_eq!(ConnectionType::from_ect("slow-2g"), Some(ConnectionType::Cellular2G));
-        assert_eq!(DeviceType::from_user_agent("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148"), DeviceType::Mobile);
-        assert_eq!(DeviceType::from_user_agent("Mozilla/5.0 (X11; Linux x86_64) Chrome/120"), DeviceType::Desktop);
+        assert_eq!(
+            select_initial_profile(&caps, &AdaptiveProfile::presets()).quality_id,
+            "mobile"
+        );
+        assert_eq!(
+            ConnectionType::from_ect("slow-2g"),
+            Some(ConnectionType::Cellular2G)
+        );
+        assert_eq!(
+            DeviceType::from_user_agent(
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148"
+            ),
+            DeviceType::Mobile
+        );
+        assert_eq!(
+            DeviceType::from_user_agent("Mozilla/5.0 (X11; Linux x86_64) Chrome/120"),
+            DeviceType::Desktop
+        );
     }
 }

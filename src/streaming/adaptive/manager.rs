@@ -80,7 +80,12 @@ impl AdaptiveStreamingManager {
         let profiles = AdaptiveProfile::ladder(&config.profiles);
         let segment_frames = profiles
             .iter()
-            .map(|p| (p.quality_id.clone(), segment_frames(p, &profiles, config.segment_target_secs)))
+            .map(|p| {
+                (
+                    p.quality_id.clone(),
+                    segment_frames(p, &profiles, config.segment_target_secs),
+                )
+            })
             .collect();
         Self {
             config,
@@ -128,17 +133,31 @@ impl AdaptiveStreamingManager {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let Some(sessions) = sessions.upgrade() else { break };
+                let Some(sessions) = sessions.upgrade() else {
+                    break;
+                };
                 let mut sessions = sessions.write().await;
                 let now = SystemTime::now();
                 let before = sessions.len();
-                sessions.retain(|_, s| now.duration_since(s.session.last_updated).unwrap_or_default() < SESSION_IDLE);
-                stats.sessions_expired.fetch_add((before - sessions.len()) as u64, Ordering::Relaxed);
+                sessions.retain(|_, s| {
+                    now.duration_since(s.session.last_updated)
+                        .unwrap_or_default()
+                        < SESSION_IDLE
+                });
+                stats
+                    .sessions_expired
+                    .fetch_add((before - sessions.len()) as u64, Ordering::Relaxed);
                 for state in sessions.values_mut().filter(|s| s.pending_report) {
                     state.pending_report = false;
-                    let family: Vec<&AdaptiveProfile> = family_of(&profiles, &state.session.current_quality);
+                    let family: Vec<&AdaptiveProfile> =
+                        family_of(&profiles, &state.session.current_quality);
                     let metrics = state.session.performance_metrics.clone();
-                    if let Some(next) = policy::decide(&state.session.current_quality, state.previous_metrics.as_ref(), &metrics, &family) {
+                    if let Some(next) = policy::decide(
+                        &state.session.current_quality,
+                        state.previous_metrics.as_ref(),
+                        &metrics,
+                        &family,
+                    ) {
                         tracing::info!(session_id = %state.session.session_id, from = %state.session.current_quality, to = %next, "quality changed by monitor");
                         state.session.current_quality = next;
                         state.session.performance_metrics.quality_switches += 1;
@@ -152,8 +171,13 @@ impl AdaptiveStreamingManager {
 
     /// Creates a session with unknown capabilities and returns its initial profile.
     pub async fn create_session(&self, session_id: String, track_id: String) -> AdaptiveProfile {
-        self.create_session_with_capabilities(session_id, track_id, String::new(), ClientCapabilities::default())
-            .await
+        self.create_session_with_capabilities(
+            session_id,
+            track_id,
+            String::new(),
+            ClientCapabilities::default(),
+        )
+        .await
     }
 
     /// Creates a session for a client with known capabilities; returns the initial profile
@@ -207,7 +231,11 @@ impl AdaptiveStreamingManager {
     }
 
     /// Records a player's report; the quality monitor acts on it at its next pass.
-    pub async fn report_metrics(&self, session_id: &str, metrics: PerformanceMetrics) -> Result<StreamingSession, StreamingError> {
+    pub async fn report_metrics(
+        &self,
+        session_id: &str,
+        metrics: PerformanceMetrics,
+    ) -> Result<StreamingSession, StreamingError> {
         let mut sessions = self.sessions.write().await;
         let state = sessions
             .get_mut(session_id)
@@ -223,7 +251,11 @@ impl AdaptiveStreamingManager {
     }
 
     pub async fn get_session(&self, session_id: &str) -> Option<StreamingSession> {
-        self.sessions.read().await.get(session_id).map(|s| s.session.clone())
+        self.sessions
+            .read()
+            .await
+            .get(session_id)
+            .map(|s| s.session.clone())
     }
 
     /// The master playlist of a track: the AAC rungs, a safe start (the smallest) listed first.
@@ -233,9 +265,14 @@ impl AdaptiveStreamingManager {
 
     /// The master playlist with the session's current profile listed first (HLS clients start
     /// with the first variant). A session on the MP3 rung starts on the smallest AAC rung.
-    pub async fn generate_master_playlist_for(&self, track_id: &str, session_id: Option<&str>) -> Result<String, StreamingError> {
+    pub async fn generate_master_playlist_for(
+        &self,
+        track_id: &str,
+        session_id: Option<&str>,
+    ) -> Result<String, StreamingError> {
         if let Some(lib) = &self.library {
-            lib.get(track_id).ok_or_else(|| StreamingError::UnknownTrack(track_id.to_string()))?;
+            lib.get(track_id)
+                .ok_or_else(|| StreamingError::UnknownTrack(track_id.to_string()))?;
         }
         let first = match session_id {
             Some(id) => Some(
@@ -251,11 +288,12 @@ impl AdaptiveStreamingManager {
 
     /// The master playlist's data.
     pub fn master_playlist(&self, first: Option<&str>) -> MasterPlaylist {
-        let mut variants: Vec<&AdaptiveProfile> = self.profiles.iter().filter(|p| p.codec == "aac").collect();
+        let mut variants: Vec<&AdaptiveProfile> =
+            self.profiles.iter().filter(|p| p.codec == "aac").collect();
         if variants.is_empty() {
             variants = self.profiles.iter().collect();
         }
-        variants.sort_by(|a, b| b.bitrate_kbps.cmp(&a.bitrate_kbps));
+        variants.sort_by_key(|p| std::cmp::Reverse(p.bitrate_kbps));
         let start = first
             .and_then(|q| variants.iter().position(|p| p.quality_id == q))
             .unwrap_or(variants.len() - 1);
@@ -283,12 +321,20 @@ impl AdaptiveStreamingManager {
     }
 
     /// The VOD media playlist of a track in one profile.
-    pub async fn generate_quality_playlist(&self, track_id: &str, quality: &str) -> Result<String, StreamingError> {
+    pub async fn generate_quality_playlist(
+        &self,
+        track_id: &str,
+        quality: &str,
+    ) -> Result<String, StreamingError> {
         Ok(hls::render_media(&self.media_manifest(track_id, quality)?))
     }
 
     /// The media playlist's data.
-    pub fn media_manifest(&self, track_id: &str, quality: &str) -> Result<HLSManifest, StreamingError> {
+    pub fn media_manifest(
+        &self,
+        track_id: &str,
+        quality: &str,
+    ) -> Result<HLSManifest, StreamingError> {
         let (track, profile, layout) = self.resolve(track_id, quality)?;
         let segments: Vec<HLSSegment> = layout
             .segments()
@@ -298,7 +344,9 @@ impl AdaptiveStreamingManager {
                 byte_range: None,
             })
             .collect();
-        let target = layout.frames_secs(layout.segment_frames.min(layout.total_frames)).round() as u32;
+        let target = layout
+            .frames_secs(layout.segment_frames.min(layout.total_frames))
+            .round() as u32;
         Ok(HLSManifest {
             version: 3,
             target_duration: target,
@@ -309,14 +357,25 @@ impl AdaptiveStreamingManager {
     }
 
     /// Parses a segment file name of `quality` for `track_id`.
-    pub fn parse_segment_name(&self, quality: &str, name: &str) -> Result<SegmentName, StreamingError> {
+    pub fn parse_segment_name(
+        &self,
+        quality: &str,
+        name: &str,
+    ) -> Result<SegmentName, StreamingError> {
         let bad = || StreamingError::UnknownSegment(name.to_string());
-        let profile = self.profile(quality).ok_or_else(|| StreamingError::UnknownQuality(quality.to_string()))?;
+        let profile = self
+            .profile(quality)
+            .ok_or_else(|| StreamingError::UnknownQuality(quality.to_string()))?;
         let stem = name
             .strip_suffix(&format!(".{}", profile.file_extension))
             .ok_or_else(bad)?;
         let (version, index) = stem.rsplit_once('-').ok_or_else(bad)?;
-        if version.is_empty() || !version.bytes().all(|b| b.is_ascii_hexdigit()) || index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) || index.len() > 9 {
+        if version.is_empty()
+            || !version.bytes().all(|b| b.is_ascii_hexdigit())
+            || index.is_empty()
+            || !index.bytes().all(|b| b.is_ascii_digit())
+            || index.len() > 9
+        {
             return Err(bad());
         }
         Ok(SegmentName {
@@ -326,7 +385,11 @@ impl AdaptiveStreamingManager {
     }
 
     /// What the cache needs to encode a track in a profile.
-    pub fn transcode_request(&self, track_id: &str, quality: &str) -> Result<TranscodeRequest, StreamingError> {
+    pub fn transcode_request(
+        &self,
+        track_id: &str,
+        quality: &str,
+    ) -> Result<TranscodeRequest, StreamingError> {
         let (track, profile, layout) = self.resolve(track_id, quality)?;
         Ok(TranscodeRequest {
             track_id: track.id.clone(),
@@ -338,11 +401,24 @@ impl AdaptiveStreamingManager {
         })
     }
 
-    fn resolve(&self, track_id: &str, quality: &str) -> Result<(Arc<Track>, &AdaptiveProfile, SegmentLayout), StreamingError> {
+    fn resolve(
+        &self,
+        track_id: &str,
+        quality: &str,
+    ) -> Result<(Arc<Track>, &AdaptiveProfile, SegmentLayout), StreamingError> {
         let lib = self.library.as_ref().ok_or(StreamingError::NoLibrary)?;
-        let track = lib.get(track_id).ok_or_else(|| StreamingError::UnknownTrack(track_id.to_string()))?;
-        let profile = self.profile(quality).ok_or_else(|| StreamingError::UnknownQuality(quality.to_string()))?;
-        let layout = SegmentLayout::new(track.samples, track.sample_rate, profile, self.segment_frames[&profile.quality_id]);
+        let track = lib
+            .get(track_id)
+            .ok_or_else(|| StreamingError::UnknownTrack(track_id.to_string()))?;
+        let profile = self
+            .profile(quality)
+            .ok_or_else(|| StreamingError::UnknownQuality(quality.to_string()))?;
+        let layout = SegmentLayout::new(
+            track.samples,
+            track.sample_rate,
+            profile,
+            self.segment_frames[&profile.quality_id],
+        );
         Ok((track, profile, layout))
     }
 
@@ -350,7 +426,11 @@ impl AdaptiveStreamingManager {
     /// the totals since start.
     pub async fn get_streaming_stats(&self) -> serde_json::Value {
         let sessions = self.sessions.read().await;
-        let mut by_quality: HashMap<String, u64> = self.profiles.iter().map(|p| (p.quality_id.clone(), 0)).collect();
+        let mut by_quality: HashMap<String, u64> = self
+            .profiles
+            .iter()
+            .map(|p| (p.quality_id.clone(), 0))
+            .collect();
         let mut by_connection: HashMap<String, u64> = HashMap::new();
         let mut by_device: HashMap<String, u64> = HashMap::new();
         let mut buffer_sum = 0.0f64;
@@ -358,9 +438,15 @@ impl AdaptiveStreamingManager {
         let mut rebuffers = 0u64;
         for s in sessions.values().map(|s| &s.session) {
             *by_quality.entry(s.current_quality.clone()).or_default() += 1;
-            *by_connection.entry(format!("{:?}", s.client_capabilities.connection_type)).or_default() += 1;
-            *by_device.entry(format!("{:?}", s.client_capabilities.device_type)).or_default() += 1;
-            if s.performance_metrics.download_speed_kbps > 0 || s.performance_metrics.buffer_health_percentage > 0.0 {
+            *by_connection
+                .entry(format!("{:?}", s.client_capabilities.connection_type))
+                .or_default() += 1;
+            *by_device
+                .entry(format!("{:?}", s.client_capabilities.device_type))
+                .or_default() += 1;
+            if s.performance_metrics.download_speed_kbps > 0
+                || s.performance_metrics.buffer_health_percentage > 0.0
+            {
                 buffer_sum += f64::from(s.performance_metrics.buffer_health_percentage);
                 reported += 1;
             }
@@ -384,8 +470,14 @@ impl AdaptiveStreamingManager {
 
 /// The rungs a session on `quality` can switch between: its codec family.
 fn family_of<'a>(profiles: &'a [AdaptiveProfile], quality: &str) -> Vec<&'a AdaptiveProfile> {
-    let codec = profiles.iter().find(|p| p.quality_id == quality).map(|p| p.codec.clone());
-    profiles.iter().filter(|p| Some(&p.codec) == codec.as_ref()).collect()
+    let codec = profiles
+        .iter()
+        .find(|p| p.quality_id == quality)
+        .map(|p| p.codec.clone());
+    profiles
+        .iter()
+        .filter(|p| Some(&p.codec) == codec.as_ref())
+        .collect()
 }
 
 #[cfg(test)]
@@ -397,31 +489,68 @@ mod tests {
         let m = AdaptiveStreamingManager::new(Arc::new(Config::default()));
         let text = m.generate_master_playlist("any").await.unwrap();
         let urls: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(urls, ["mobile/playlist.m3u8", "high/playlist.m3u8", "medium/playlist.m3u8"]);
+        assert_eq!(
+            urls,
+            [
+                "mobile/playlist.m3u8",
+                "high/playlist.m3u8",
+                "medium/playlist.m3u8"
+            ]
+        );
         m.create_session("s1".into(), "any".into()).await;
         m.update_session_quality("s1", "high".into()).await;
-        let text = m.generate_master_playlist_for("any", Some("s1")).await.unwrap();
+        let text = m
+            .generate_master_playlist_for("any", Some("s1"))
+            .await
+            .unwrap();
         let urls: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(urls[0], "high/playlist.m3u8");
-        assert!(!text.contains("low/"), "the MP3 rung is not mixed into the AAC master");
-        assert!(matches!(m.generate_master_playlist_for("any", Some("nope")).await, Err(StreamingError::UnknownSession(_))));
+        assert!(
+            !text.contains("low/"),
+            "the MP3 rung is not mixed into the AAC master"
+        );
+        assert!(matches!(
+            m.generate_master_playlist_for("any", Some("nope")).await,
+            Err(StreamingError::UnknownSession(_))
+        ));
     }
 
     #[test]
     fn segment_names() {
         let m = AdaptiveStreamingManager::new(Arc::new(Config::default()));
-        assert_eq!(m.parse_segment_name("high", "0a1b2c-12.aac").unwrap(), SegmentName { version: "0a1b2c".into(), index: 12 });
-        for bad in ["12.aac", "x-1.aac", "0a-1.mp3", "0a-.aac", "-1.aac", "0a-1x.aac", "0a-99999999999.aac", "../0a-1.aac"] {
+        assert_eq!(
+            m.parse_segment_name("high", "0a1b2c-12.aac").unwrap(),
+            SegmentName {
+                version: "0a1b2c".into(),
+                index: 12
+            }
+        );
+        for bad in [
+            "12.aac",
+            "x-1.aac",
+            "0a-1.mp3",
+            "0a-.aac",
+            "-1.aac",
+            "0a-1x.aac",
+            "0a-99999999999.aac",
+            "../0a-1.aac",
+        ] {
             assert!(m.parse_segment_name("high", bad).is_err(), "{bad}");
         }
         assert!(m.parse_segment_name("low", "0a-1.mp3").is_ok());
-        assert!(matches!(m.parse_segment_name("ultra", "0a-1.aac"), Err(StreamingError::UnknownQuality(_))));
+        assert!(matches!(
+            m.parse_segment_name("ultra", "0a-1.aac"),
+            Err(StreamingError::UnknownQuality(_))
+        ));
     }
 
     #[tokio::test]
     async fn metrics_need_a_session() {
         let m = AdaptiveStreamingManager::new(Arc::new(Config::default()));
-        assert!(m.report_metrics("x", PerformanceMetrics::default()).await.is_err());
+        assert!(m
+            .report_metrics("x", PerformanceMetrics::default())
+            .await
+            .is_err());
         let stats = m.get_streaming_stats().await;
         assert_eq!(stats["active_sessions"], 0);
     }

@@ -3,12 +3,15 @@
 
 mod capabilities;
 mod manager;
-pub mod policy;
 mod playlist;
+pub mod policy;
 mod profile;
 mod session;
 
-pub use capabilities::{select_initial_profile, select_progressive_profile, ClientCapabilities, ClientHints, ConnectionType, DeviceType};
+pub use capabilities::{
+    select_initial_profile, select_progressive_profile, ClientCapabilities, ClientHints,
+    ConnectionType, DeviceType,
+};
 pub use manager::{AdaptiveStreamingManager, SegmentName, StreamingError};
 pub use playlist::{HLSManifest, HLSSegment, MasterPlaylist, StreamInfo};
 pub use profile::{AdaptiveProfile, Codec};

@@ -70,21 +70,44 @@ mod tests {
     }
 
     fn aac() -> Vec<AdaptiveProfile> {
-        AdaptiveProfile::presets().into_iter().filter(|p| p.codec == "aac").collect()
+        AdaptiveProfile::presets()
+            .into_iter()
+            .filter(|p| p.codec == "aac")
+            .collect()
     }
 
     #[test]
     fn steps_down_fast_and_up_slowly() {
         let ladder = aac();
         let l: Vec<&AdaptiveProfile> = ladder.iter().collect();
-        assert_eq!(decide("high", None, &m(90.0, 130, 0), &l).as_deref(), Some("mobile"));
-        assert_eq!(decide("high", None, &m(10.0, 0, 0), &l).as_deref(), Some("medium"));
-        assert_eq!(decide("medium", Some(&m(80.0, 300, 0)), &m(80.0, 300, 1), &l).as_deref(), Some("mobile"));
+        assert_eq!(
+            decide("high", None, &m(90.0, 130, 0), &l).as_deref(),
+            Some("mobile")
+        );
+        assert_eq!(
+            decide("high", None, &m(10.0, 0, 0), &l).as_deref(),
+            Some("medium")
+        );
+        assert_eq!(
+            decide("medium", Some(&m(80.0, 300, 0)), &m(80.0, 300, 1), &l).as_deref(),
+            Some("mobile")
+        );
         // 300 kbps is enough for medium but not 1.5x of high's 400: stay.
         assert_eq!(decide("medium", None, &m(90.0, 300, 0), &l), None);
-        assert_eq!(decide("mobile", None, &m(90.0, 400, 0), &l).as_deref(), Some("medium"));
-        assert_eq!(decide("mobile", None, &m(50.0, 4000, 0), &l), None, "buffer not yet safe");
-        assert_eq!(decide("mobile", None, &m(10.0, 50, 3), &l), None, "already lowest");
+        assert_eq!(
+            decide("mobile", None, &m(90.0, 400, 0), &l).as_deref(),
+            Some("medium")
+        );
+        assert_eq!(
+            decide("mobile", None, &m(50.0, 4000, 0), &l),
+            None,
+            "buffer not yet safe"
+        );
+        assert_eq!(
+            decide("mobile", None, &m(10.0, 50, 3), &l),
+            None,
+            "already lowest"
+        );
     }
 
     #[test]

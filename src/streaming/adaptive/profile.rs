@@ -93,7 +93,7 @@ impl AdaptiveProfile {
             ladder.retain(|q| q.quality_id != profile.quality_id);
             ladder.push(profile);
         }
-        ladder.sort_by(|a, b| b.bitrate_kbps.cmp(&a.bitrate_kbps));
+        ladder.sort_by_key(|p| std::cmp::Reverse(p.bitrate_kbps));
         ladder
     }
 
@@ -135,7 +135,10 @@ mod tests {
         assert_eq!(ids, ["high", "medium", "low", "mobile"]);
         assert_eq!(AdaptiveProfile::low_quality().frame_len(), 576);
         assert_eq!(AdaptiveProfile::high_quality().frame_len(), 1024);
-        assert_eq!(AdaptiveProfile::mobile_quality().bandwidth_estimate_kbps, 120);
+        assert_eq!(
+            AdaptiveProfile::mobile_quality().bandwidth_estimate_kbps,
+            120
+        );
     }
 
     #[test]

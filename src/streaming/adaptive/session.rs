@@ -35,7 +35,13 @@ pub struct PerformanceMetrics {
 impl PerformanceMetrics {
     /// Clamps values a player may send out of range (percentages to 0..=100, NaN to 0).
     pub fn sanitized(mut self) -> Self {
-        let pct = |v: f32| if v.is_finite() { v.clamp(0.0, 100.0) } else { 0.0 };
+        let pct = |v: f32| {
+            if v.is_finite() {
+                v.clamp(0.0, 100.0)
+            } else {
+                0.0
+            }
+        };
         self.buffer_health_percentage = pct(self.buffer_health_percentage);
         self.packet_loss_percentage = pct(self.packet_loss_percentage);
         self

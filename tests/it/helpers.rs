@@ -1,0 +1,153 @@
+//! `spawn_app`: the real server on an ephemeral port with its own data directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use stream_server::config::Config;
+use stream_server::server;
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    /// Kept so tests can reach into the server when they need to, and so the data directory
+    /// lives as long as the server.
+    #[allow(dead_code)]
+    pub state: std::sync::Arc<stream_server::http::AppState>,
+    #[allow(dead_code)]
+    pub data_dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn json(&self, path: &str) -> serde_json::Value {
+        let r = self.get(path).await;
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.expect("json body")
+    }
+
+    /// The id of the track whose library-relative name is `filename`.
+    pub async fn track_id(&self, filename: &str) -> String {
+        let tracks = self.json("/api/tracks").await;
+        tracks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["filename"] == filename)
+            .unwrap_or_else(|| panic!("{filename} not in the library: {tracks}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+/// Starts the server over `library` (the demo library when `None`) and waits until it is ready.
+pub async fn spawn_app(library: Option<&Path>) -> TestApp {
+    spawn_app_with(library, |_| {}).await
+}
+
+pub async fn spawn_app_with(library: Option<&Path>, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        library: library.map(Path::to_path_buf),
+        data_dir: data_dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    tweak(&mut config);
+    let state = server::build_state(config).expect("server state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server::run(listener, state.clone(), async move {
+        let _ = stopped.await;
+    }));
+    let app = TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        state,
+        data_dir,
+        stop: Some(stop),
+    };
+    for _ in 0..600 {
+        if let Ok(r) = app.client.get(app.url("/healthz")).send().await {
+            if r.status() == 200 {
+                return app;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server not healthy within 30 s");
+}
+
+/// Runs a command, failing the test with its stderr if it fails.
+pub fn run(cmd: &mut Command) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is ffmpeg installed?)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Samples per channel ffmpeg decodes from `input` (a file or URL), and its stderr.
+pub fn decoded_samples(input: &str, rate: u32) -> (u64, String) {
+    let out = run(Command::new("ffmpeg")
+        .args([
+            "-nostdin", "-v", "error", "-i", input, "-f", "s16le", "-ac", "2", "-ar",
+        ])
+        .arg(rate.to_string())
+        .arg("-"));
+    (
+        (out.stdout.len() / 4) as u64,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `ffprobe` stream fields of the first audio stream.
+pub fn probe_stream(input: &str) -> serde_json::Value {
+    let out = run(Command::new("ffprobe").args([
+        "-v",
+        "error",
+        "-select_streams",
+        "a:0",
+        "-show_entries",
+        "stream=codec_name,sample_rate,channels",
+        "-of",
+        "json",
+        input,
+    ]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["streams"][0].clone()
+}
+
+pub fn workspace_tmp() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+}

@@ -1,0 +1,261 @@
+//! HLS as a real player sees it: ffmpeg's own HLS demuxer decodes every variant of every
+//! fixture; durations, rates, channels, codecs and bitrates are checked against the source.
+
+use crate::fixtures::{library, FIXTURES};
+use crate::helpers::{decoded_samples, probe_stream, spawn_app};
+
+struct Variant {
+    quality: &'static str,
+    rate: u32,
+    codec: &'static str,
+    kbps: f64,
+}
+
+const VARIANTS: [Variant; 4] = [
+    Variant {
+        quality: "high",
+        rate: 44100,
+        codec: "aac",
+        kbps: 320.0,
+    },
+    Variant {
+        quality: "medium",
+        rate: 44100,
+        codec: "aac",
+        kbps: 192.0,
+    },
+    Variant {
+        quality: "low",
+        rate: 22050,
+        codec: "mp3",
+        kbps: 128.0,
+    },
+    Variant {
+        quality: "mobile",
+        rate: 22050,
+        codec: "aac",
+        kbps: 96.0,
+    },
+];
+
+fn media_lines(playlist: &str) -> Vec<(f64, String)> {
+    let mut out = Vec::new();
+    let mut dur = None;
+    for line in playlist.lines() {
+        if let Some(v) = line.strip_prefix("#EXTINF:") {
+            dur = Some(v.trim_end_matches(',').parse::<f64>().unwrap());
+        } else if !line.starts_with('#') && !line.is_empty() {
+            out.push((
+                dur.take().expect("EXTINF before each URI"),
+                line.to_string(),
+            ));
+        }
+    }
+    out
+}
+
+/// The PTS of a packed-audio segment's ID3 PRIV timestamp (RFC 8216 §3.4).
+fn id3_pts(seg: &[u8]) -> u64 {
+    assert_eq!(&seg[..3], b"ID3", "segment starts with an ID3 tag");
+    let owner = b"com.apple.streaming.transportStreamTimestamp\0";
+    let at = seg
+        .windows(owner.len())
+        .position(|w| w == owner)
+        .expect("PRIV timestamp")
+        + owner.len();
+    u64::from_be_bytes(seg[at..at + 8].try_into().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_variant_of_every_fixture_decodes_like_the_source() {
+    let lib = library();
+    let app = spawn_app(Some(&lib.root)).await;
+    let mut failures = Vec::new();
+    for f in FIXTURES {
+        let id = app.track_id(f.name).await;
+        let source_secs = lib.reference_samples(f) as f64 / f64::from(f.rate);
+        assert!(
+            (source_secs - f.secs).abs() < 0.05,
+            "{}: fixture is {source_secs} s",
+            f.name
+        );
+        for v in &VARIANTS {
+            let url = app.url(&format!("/hls/{id}/{}/playlist.m3u8", v.quality));
+            let playlist = app
+                .get(&format!("/hls/{id}/{}/playlist.m3u8", v.quality))
+                .await
+                .text()
+                .await
+                .unwrap();
+            assert!(
+                playlist.contains("#EXT-X-ENDLIST")
+                    && playlist.contains("#EXT-X-PLAYLIST-TYPE:VOD")
+            );
+            let segments = media_lines(&playlist);
+            let target: f64 = playlist
+                .lines()
+                .find_map(|l| l.strip_prefix("#EXT-X-TARGETDURATION:"))
+                .unwrap()
+                .parse()
+                .unwrap();
+            let listed: f64 = segments.iter().map(|s| s.0).sum();
+
+            // Timestamps: contiguous, each segment starting where the previous one ended.
+            let mut bytes = 0usize;
+            let mut expected_pts = 0f64;
+            for (dur, uri) in &segments {
+                assert!(dur.round() <= target, "EXTINF {dur} over target {target}");
+                let body = app
+                    .get(&format!("/hls/{id}/{}/{uri}", v.quality))
+                    .await
+                    .bytes()
+                    .await
+                    .unwrap();
+                let pts = id3_pts(&body) as f64;
+                assert!(
+                    (pts - expected_pts).abs() <= 1.0,
+                    "{} {}: {uri} PTS {pts}, expected {expected_pts}",
+                    f.name,
+                    v.quality
+                );
+                expected_pts += dur * 90_000.0;
+                bytes += body.len() - 73;
+            }
+
+            let (samples, stderr) = decoded_samples(&url, v.rate);
+            let decoded_secs = samples as f64 / f64::from(v.rate);
+            let stream = probe_stream(&url);
+            let kbps = bytes as f64 * 8.0 / listed / 1000.0;
+            let problems = [
+                ((decoded_secs - source_secs).abs() > 0.1)
+                    .then(|| format!("decodes to {decoded_secs:.3} s, source {source_secs:.3} s")),
+                ((decoded_secs - listed).abs() > 0.03)
+                    .then(|| format!("EXTINF total {listed:.3} s, decoded {decoded_secs:.3} s")),
+                (stream["codec_name"] != v.codec)
+                    .then(|| format!("codec {}", stream["codec_name"])),
+                (stream["sample_rate"].as_str().and_then(|r| r.parse::<u32>().ok()) != Some(v.rate))
+                    .then(|| format!("rate {}", stream["sample_rate"])),
+                (stream["channels"] != 2).then(|| format!("channels {}", stream["channels"])),
+                ((kbps - v.kbps).abs() > v.kbps * 0.1).then(|| format!("{kbps:.1} kbps")),
+                (stderr.contains("monoton") || stderr.contains("rror"))
+                    .then(|| format!("ffmpeg complained: {stderr}")),
+            ];
+            for p in problems.into_iter().flatten() {
+                failures.push(format!("{} {}: {p}", f.name, v.quality));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_playlist() {
+    let lib = library();
+    let app = spawn_app(Some(&lib.root)).await;
+    let id = app.track_id("flac/stereo44.flac").await;
+    let r = app.get(&format!("/hls/{id}/master.m3u8")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/vnd.apple.mpegurl");
+    assert!(r.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("max-age"));
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let text = r.text().await.unwrap();
+    let infs: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-STREAM-INF:"))
+        .collect();
+    let uris: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        uris,
+        [
+            "mobile/playlist.m3u8",
+            "high/playlist.m3u8",
+            "medium/playlist.m3u8"
+        ],
+        "safe start first, AAC only"
+    );
+    for inf in infs {
+        assert!(
+            inf.contains("BANDWIDTH=")
+                && inf.contains("AVERAGE-BANDWIDTH=")
+                && inf.contains("CODECS=\"mp4a.40.2\""),
+            "{inf}"
+        );
+    }
+    assert!(text.contains("#EXT-X-INDEPENDENT-SEGMENTS"));
+
+    // ffmpeg plays the master (it picks a variant and decodes it).
+    let (samples, _) = decoded_samples(&app.url(&format!("/hls/{id}/master.m3u8")), 44100);
+    assert!((samples as f64 / 44100.0 - 13.3).abs() < 0.1);
+
+    // A session's profile is listed first.
+    let created: serde_json::Value = app
+        .client
+        .post(app.url("/api/streaming/session"))
+        .json(&serde_json::json!({"track_id": id, "client_capabilities": {"estimated_bandwidth_kbps": 5000, "buffer_duration_ms": 5000, "connection_type": "Ethernet", "device_type": "Desktop", "adaptive_enabled": true}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(created["initial_profile"]["quality_id"], "high");
+    let sid = created["session_id"].as_str().unwrap();
+    let text = app
+        .get(&format!("/hls/{id}/master.m3u8?session_id={sid}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        text.lines().find(|l| !l.starts_with('#')),
+        Some("high/playlist.m3u8")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_are_packed_audio_with_cdn_headers() {
+    let lib = library();
+    let app = spawn_app(Some(&lib.root)).await;
+    let id = app.track_id("mp3/tagged.mp3").await;
+    for (q, ctype, sync) in [("high", "audio/aac", 0xf0u8), ("low", "audio/mpeg", 0xe0u8)] {
+        let playlist = app
+            .get(&format!("/hls/{id}/{q}/playlist.m3u8"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        let (_, uri) = &media_lines(&playlist)[1];
+        let r = app.get(&format!("/hls/{id}/{q}/{uri}")).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], ctype);
+        assert!(r.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable"));
+        let body = r.bytes().await.unwrap();
+        // After the 73-byte ID3 tag comes a frame sync word.
+        assert_eq!(body[73], 0xff);
+        assert_eq!(body[74] & sync, sync);
+        // Never LAME's Info frame inside an HLS segment.
+        assert!(!body.windows(4).any(|w| w == b"Info" || w == b"Xing"));
+    }
+    // Unknown quality, unknown segment, stale version: 404 with a JSON error.
+    for path in [
+        format!("/hls/{id}/ultra/playlist.m3u8"),
+        format!("/hls/{id}/high/000000000000-0.aac"),
+        format!("/hls/{id}/high/nonsense"),
+        format!("/hls/{id}/high/{}-9999.aac", "0"),
+        "/hls/ffffffffffffffff/master.m3u8".to_string(),
+    ] {
+        let r = app.get(&path).await;
+        assert_eq!(r.status(), 404, "{path}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            v["error"].is_string() && v["code"].is_string(),
+            "{path}: {v}"
+        );
+    }
+}

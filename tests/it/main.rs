@@ -1,0 +1,10 @@
+//! Integration tests: the real server on port 0, real HTTP clients, real ffmpeg/ffprobe as the
+//! independent judge of what we serve. One test binary (link once).
+
+mod api;
+mod fixtures;
+mod helpers;
+mod hls;
+mod safety;
+mod spec_examples;
+mod stream;

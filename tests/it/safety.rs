@@ -1,0 +1,193 @@
+//! Hostile paths, broken files, and the server carrying on regardless.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+
+use crate::fixtures::library;
+use crate::helpers::spawn_app;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traversal_in_every_form_is_refused() {
+    let lib = library();
+    let app = spawn_app(Some(&lib.root)).await;
+    let targets = [
+        "/stream/../../../../etc/passwd",
+        "/stream/flac/../../../etc/passwd",
+        "/stream/%2e%2e/%2e%2e/etc/passwd",
+        "/stream/%2E%2E%2F%2E%2E%2Fetc%2Fpasswd",
+        "/stream/..%2f..%2fetc%2fpasswd",
+        "/stream/..%5c..%5cetc%5cpasswd",
+        "/stream/flac%5c..%5c..%5cetc%5cpasswd",
+        "/stream//etc/passwd",
+        "/stream/%2fetc%2fpasswd",
+        "/stream/C:%5cWindows%5cwin.ini",
+        "/stream/escape.wav",
+        "/stream/wav/%00low8k.wav",
+        "/stream/./wav/low8k.wav",
+        "/stream/%252e%252e/etc/passwd",
+        "/hls/..%2f..%2fetc/master.m3u8",
+        "/hls/x/high/..%2f..%2f..%2fetc%2fpasswd",
+    ];
+    for t in targets {
+        let (status, text) = tokio::task::spawn_blocking({
+            let app_addr = app.addr;
+            let t = t.to_string();
+            move || {
+                let fake = FakeApp { addr: app_addr };
+                fake.get(&t)
+            }
+        })
+        .await
+        .unwrap();
+        assert!((400..500).contains(&status), "{t}: {status}\n{text}");
+        assert!(!text.contains("root:"), "{t} leaked a system file");
+    }
+    // The server still serves.
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
+
+/// Sends a request line exactly as written: no client-side normalisation of `..`.
+struct FakeApp {
+    addr: std::net::SocketAddr,
+}
+
+impl FakeApp {
+    fn get(&self, target: &str) -> (u16, String) {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        write!(
+            s,
+            "GET {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (status, text)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_files_are_skipped_and_a_file_broken_later_fails_cleanly() {
+    let lib = library();
+    // A private copy of two fixtures, one of which we break after the scan.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(lib.path("wav/low8k.wav"), dir.path().join("good.wav")).unwrap();
+    std::fs::copy(
+        lib.path("flac/stereo44.flac"),
+        dir.path().join("victim.flac"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("garbage.mp3"), vec![0xffu8; 10_000]).unwrap();
+    std::fs::write(
+        dir.path().join("cover.jpg"),
+        b"\xff\xd8\xff\xe0 not really a jpeg",
+    )
+    .unwrap();
+    let truncated = std::fs::read(lib.path("flac/stereo44.flac")).unwrap();
+    std::fs::write(
+        dir.path().join("truncated.flac"),
+        &truncated[..truncated.len() / 2],
+    )
+    .unwrap();
+
+    let app = spawn_app(Some(dir.path())).await;
+    let tracks = app.json("/api/tracks").await;
+    let names: Vec<&str> = tracks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["filename"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"good.wav") && names.contains(&"victim.flac"),
+        "{names:?}"
+    );
+    assert!(
+        !names.contains(&"garbage.mp3") && !names.contains(&"cover.jpg"),
+        "{names:?}"
+    );
+    // A truncated file plays what it has: its duration is what decodes.
+    if let Some(t) = tracks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["filename"] == "truncated.flac")
+    {
+        let ms = t["duration_ms"].as_u64().unwrap();
+        assert!(ms > 3000 && ms < 10_000, "truncated.flac lasts {ms} ms");
+        let id = t["id"].as_str().unwrap();
+        let r = app.get(&format!("/stream/{id}?quality=mobile")).await;
+        assert_eq!(r.status(), 200);
+    }
+
+    // Break the file behind the server's back: the transcode fails with a clean JSON error.
+    let victim = app.track_id("victim.flac").await;
+    std::fs::write(dir.path().join("victim.flac"), vec![0u8; 50_000]).unwrap();
+    let r = app.get(&format!("/stream/{victim}?quality=high")).await;
+    assert!(r.status().is_client_error() || r.status().is_server_error());
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "transcode_failed", "{v}");
+    let playlist = app
+        .get(&format!("/hls/{victim}/mobile/playlist.m3u8"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let seg = playlist.lines().find(|l| !l.starts_with('#')).unwrap();
+    let r = app.get(&format!("/hls/{victim}/mobile/{seg}")).await;
+    assert_eq!(r.status(), 422);
+
+    // Everyone else is still served.
+    let good = app.track_id("good.wav").await;
+    let r = app.get(&format!("/stream/{good}?quality=mobile")).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap().len() > 10_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_and_bodies_get_json_errors() {
+    let lib = library();
+    let app = spawn_app(Some(&lib.root)).await;
+    for path in ["/nope", "/api/tracks/doesnotexist", "/stream/missing.flac"] {
+        let r = app.get(path).await;
+        assert_eq!(r.status(), 404, "{path}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            v["error"].is_string() && v["code"].is_string(),
+            "{path}: {v}"
+        );
+    }
+    let r = app
+        .client
+        .post(app.url("/api/streaming/session"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "invalid_body");
+    let r = app
+        .client
+        .post(app.url("/api/streaming/session"))
+        .json(&serde_json::json!({"track_id": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let r = app
+        .client
+        .post(app.url("/api/streaming/session"))
+        .json(&serde_json::json!({"track_id": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

@@ -1,0 +1,227 @@
+//! Progressive `/stream`: profile choice, byte ranges and validators, checked byte for byte.
+
+use crate::fixtures::library;
+use crate::helpers::{decoded_samples, spawn_app};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_are_byte_exact() {
+    let lib = library();
+    let app = spawn_app(Some(&lib.root)).await;
+    let path = "/stream/flac/stereo44.flac?quality=medium";
+    let full = app.get(path).await;
+    assert_eq!(full.status(), 200);
+    assert_eq!(full.headers()["accept-ranges"], "bytes");
+    assert_eq!(full.headers()["content-type"], "audio/aac");
+    let etag = full.headers()["etag"].to_str().unwrap().to_string();
+    let last_modified = full.headers()["last-modified"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = full.bytes().await.unwrap();
+    let len = body.len();
+    assert!(len > 100_000);
+
+    let cases: Vec<(String, usize, usize)> = vec![
+        ("bytes=0-0".into(), 0, 0),
+        ("bytes=0-99".into(), 0, 99),
+        ("bytes=1000-".into(), 1000, len - 1),
+        ("bytes=-500".into(), len - 500, len - 1),
+        (
+            format!("bytes={}-{}", len - 10, len + 1000),
+            len - 10,
+            len - 1,
+        ),
+        (format!("bytes=-{}", len * 2), 0, len - 1),
+    ];
+    for (range, start, end) in cases {
+        let r = app
+            .client
+            .get(app.url(path))
+            .header("Range", &range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 206, "{range}");
+        assert_eq!(
+            r.headers()["content-range"],
+            format!("bytes {start}-{end}/{len}").as_str(),
+            "{range}"
+        );
+        assert_eq!(
+            r.headers()["content-length"],
+            (end - start + 1).to_string().as_str()
+        );
+        assert_eq!(r.bytes().await.unwrap(), body.slice(start..=end), "{range}");
+    }
+
+    let r = app
+        .client
+        .get(app.url(path))
+        .header("Range", format!("bytes={len}-"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 416);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes */{len}").as_str()
+    );
+
+    // If-Range: a matching validator keeps the range, a stale one gets the whole body.
+    let r = app
+        .client
+        .get(app.url(path))
+        .header("Range", "bytes=10-19")
+        .header("If-Range", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    let r = app
+        .client
+        .get(app.url(path))
+        .header("Range", "bytes=10-19")
+        .header("If-Range", &last_modified)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    let r = app
+        .client
+        .get(app.url(path))
+        .header("Range", "bytes=10-19")
+        .header("If-Range", "\"stale\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), len);
+    // Several ranges at once are answered whole (RFC 9110 allows it).
+    let r = app
+        .client
+        .get(app.url(path))
+        .header("Range", "bytes=0-1,5-6")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Conditional GET and HEAD.
+    let r = app
+        .client
+        .get(app.url(path))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    let r = app.client.head(app.url(path)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], len.to_string().as_str());
+    assert!(r.bytes().await.unwrap().is_empty());
+    let r = app
+        .client
+        .head(app.url(path))
+        .header("Range", "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-length"], "10");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mp3_with_info_tag_decodes_gapless_and_ranges_cover_the_tag() {
+    let lib = library();
+    let app = spawn_app(Some(&lib.root)).await;
+    let path = "/stream/wav/mono48-24bit.wav?quality=low";
+    let body = app.get(path).await.bytes().await.unwrap();
+    assert!(
+        body[..200].windows(4).any(|w| w == b"Info" || w == b"Xing"),
+        "LAME Info tag in front"
+    );
+    // A range across the tag and the first frames.
+    let r = app
+        .client
+        .get(app.url(path))
+        .header("Range", "bytes=100-2999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap(), body.slice(100..3000));
+    // The Info tag lets ffmpeg trim priming and padding: the duration is the source's.
+    let (samples, _) = decoded_samples(&app.url(path), 22050);
+    let secs = samples as f64 / 22050.0;
+    assert!((secs - 9.5).abs() < 0.03, "{secs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quality_follows_client_capabilities() {
+    let lib = library();
+    let app = spawn_app(Some(&lib.root)).await;
+    let id = app.track_id("wav/low8k.wav").await;
+    let quality = |r: &reqwest::Response| {
+        r.headers()["x-stream-quality"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        ("?quality=low", &[], "low"),
+        (
+            "?bandwidth_kbps=150&connection=3g&device=mobile",
+            &[],
+            "mobile",
+        ),
+        (
+            "?bandwidth_kbps=5000&connection=ethernet&device=desktop",
+            &[],
+            "high",
+        ),
+        ("?bandwidth_kbps=170&connection=wifi", &[], "low"),
+        (
+            "",
+            &[
+                ("Downlink", "10"),
+                ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64)"),
+            ],
+            "high",
+        ),
+        ("", &[("ECT", "3g")], "mobile"),
+        ("", &[("Downlink", "10"), ("Save-Data", "on")], "mobile"),
+        (
+            "",
+            &[
+                (
+                    "User-Agent",
+                    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Mobile",
+                ),
+                ("ECT", "4g"),
+            ],
+            "medium",
+        ),
+        ("", &[], "medium"),
+    ];
+    for (query, headers, want) in cases {
+        let mut req = app.client.head(app.url(&format!("/stream/{id}{query}")));
+        for (k, v) in *headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 200, "{query} {headers:?}");
+        assert_eq!(quality(&r), *want, "{query} {headers:?}");
+    }
+    for bad in [
+        "?quality=ultra",
+        "?bandwidth_kbps=lots",
+        "?connection=carrier-pigeon",
+        "?device=toaster",
+    ] {
+        let r = app.get(&format!("/stream/{id}{bad}")).await;
+        assert!(r.status().is_client_error(), "{bad}: {}", r.status());
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert!(v["error"].is_string(), "{bad}");
+    }
+}
