@@ -114,7 +114,10 @@ impl StereoResampler {
         *skip -= from;
         let take = (produced - from).min(*remaining as usize);
         out.reserve(take * 2);
-        for (l, r) in output[0][from..from + take].iter().zip(&output[1][from..from + take]) {
+        for (l, r) in output[0][from..from + take]
+            .iter()
+            .zip(&output[1][from..from + take])
+        {
             out.push(*l);
             out.push(*r);
         }

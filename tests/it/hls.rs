@@ -133,8 +133,11 @@ async fn every_variant_of_every_fixture_decodes_like_the_source() {
                     .then(|| format!("EXTINF total {listed:.3} s, decoded {decoded_secs:.3} s")),
                 (stream["codec_name"] != v.codec)
                     .then(|| format!("codec {}", stream["codec_name"])),
-                (stream["sample_rate"].as_str().and_then(|r| r.parse::<u32>().ok()) != Some(v.rate))
-                    .then(|| format!("rate {}", stream["sample_rate"])),
+                (stream["sample_rate"]
+                    .as_str()
+                    .and_then(|r| r.parse::<u32>().ok())
+                    != Some(v.rate))
+                .then(|| format!("rate {}", stream["sample_rate"])),
                 (stream["channels"] != 2).then(|| format!("channels {}", stream["channels"])),
                 ((kbps - v.kbps).abs() > v.kbps * 0.1).then(|| format!("{kbps:.1} kbps")),
                 (stderr.contains("monoton") || stderr.contains("rror"))
