@@ -66,6 +66,8 @@ pub struct Config {
     pub max_track_secs: u64,
     /// `profiles`: extra quality profiles beyond the spec's four.
     pub profiles: Vec<ProfileConfig>,
+    /// `web_dir`: the built web player served at `/` (default: `web/dist` when it exists).
+    pub web_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -81,6 +83,7 @@ impl Default for Config {
             cors_origins: vec!["*".to_string()],
             max_track_secs: 6 * 3600,
             profiles: Vec::new(),
+            web_dir: None,
         }
     }
 }
@@ -164,6 +167,9 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .collect();
         }
+        if let Some(v) = get("WEB_DIR") {
+            self.web_dir = (!v.is_empty()).then(|| PathBuf::from(v));
+        }
         if let Some(v) = get("MAX_TRACK_SECS") {
             self.max_track_secs = parse("MAX_TRACK_SECS", &v)?;
         }
@@ -212,6 +218,15 @@ impl Config {
     /// The demo library is served when asked for, or when no library is given.
     pub fn uses_demo(&self) -> bool {
         self.demo || self.library.is_none()
+    }
+
+    /// The web player's folder, if there is one to serve.
+    pub fn web_root(&self) -> Option<PathBuf> {
+        let dir = self
+            .web_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("web/dist"));
+        dir.join("index.html").is_file().then_some(dir)
     }
 
     pub fn cache_dir(&self) -> PathBuf {

@@ -66,6 +66,9 @@ struct ServeArgs {
     /// [default: *].
     #[arg(long, value_name = "ORIGINS", value_delimiter = ',')]
     cors_origins: Option<Vec<String>>,
+    /// The built web player to serve at `/` [env: STREAM_SERVER_WEB_DIR] [default: web/dist].
+    #[arg(long, value_name = "DIR")]
+    web_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -127,6 +130,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(o) = args.cors_origins {
         config.cors_origins = o;
+    }
+    if let Some(w) = args.web_dir {
+        config.web_dir = Some(w);
     }
     let bind = config.bind;
     let state = server::build_state(config)?;

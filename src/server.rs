@@ -63,11 +63,12 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, StartupError> {
         library.clone(),
     ));
     Ok(Arc::new(AppState {
-        config,
         library,
         streaming,
         cache,
         metrics: crate::telemetry::prometheus(),
+        web_root: config.web_root(),
+        config,
     }))
 }
 

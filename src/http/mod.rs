@@ -30,6 +30,8 @@ pub struct AppState {
     pub streaming: Arc<AdaptiveStreamingManager>,
     pub cache: TranscodeCache,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The built web player, if any (served at `/`).
+    pub web_root: Option<std::path::PathBuf>,
 }
 
 /// The whole HTTP API.
@@ -48,7 +50,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/streaming/session/{id}", get(sessions::get))
         .route("/api/streaming/session/{id}/metrics", post(sessions::metrics))
         .route("/api/streaming/stats", get(sessions::stats))
-        .fallback(observe::not_found)
+        .fallback(observe::fallback)
         .layer(axum::middleware::from_fn(observe::record_request))
         .layer(cors)
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {

@@ -38,8 +38,48 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-pub async fn not_found() -> ApiError {
-    ApiError::not_found("no such route")
+/// Unmatched requests: the web player's files (with `index.html` for client-side routes), or a
+/// JSON 404 under the API prefixes and when no player is built.
+pub async fn fallback(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    use tower::ServiceExt as _;
+    let path = req.uri().path();
+    let api = ["/api/", "/hls/", "/stream/", "/metrics", "/healthz"]
+        .iter()
+        .any(|p| path.starts_with(p));
+    let Some(root) = state.web_root.as_ref().filter(|_| {
+        !api && matches!(
+            *req.method(),
+            axum::http::Method::GET | axum::http::Method::HEAD
+        )
+    }) else {
+        return ApiError::not_found("no such route").into_response();
+    };
+    let immutable = path.starts_with("/assets/");
+    let service = tower_http::services::ServeDir::new(root).fallback(
+        tower_http::services::ServeFile::new(root.join("index.html")),
+    );
+    match service.oneshot(req).await {
+        Ok(mut resp) => {
+            // Vite puts content hashes in asset names: those never change. The page itself must
+            // be revalidated so a new build is picked up.
+            let cache = if immutable {
+                "public, max-age=31536000, immutable"
+            } else {
+                "no-cache"
+            };
+            resp.headers_mut().insert(
+                header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static(cache),
+            );
+            resp.into_response()
+        }
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "static_io",
+            e.to_string(),
+        )
+        .into_response(),
+    }
 }
 
 /// Counts requests and their latency by route template (never by raw path, which would let

@@ -214,3 +214,40 @@ fn walkdir(dir: std::path::PathBuf) -> Vec<String> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_the_web_player_and_keeps_api_errors_json() {
+    let lib = library();
+    let web = tempfile::tempdir().unwrap();
+    std::fs::write(
+        web.path().join("index.html"),
+        "<!doctype html><title>player</title>",
+    )
+    .unwrap();
+    std::fs::create_dir(web.path().join("assets")).unwrap();
+    std::fs::write(web.path().join("assets/app-1234.js"), "console.log(1)").unwrap();
+    let web_dir = web.path().to_path_buf();
+    let app =
+        crate::helpers::spawn_app_with(Some(&lib.root), move |c| c.web_dir = Some(web_dir)).await;
+    for path in ["/", "/library/some/client/route"] {
+        let r = app.get(path).await;
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["cache-control"], "no-cache");
+        assert!(r.text().await.unwrap().contains("<title>player</title>"));
+    }
+    let r = app.get("/assets/app-1234.js").await;
+    assert!(r.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("javascript"));
+    for path in ["/api/nope", "/hls/x/y/z/w", "/stream/"] {
+        let r = app.get(path).await;
+        assert_eq!(r.status(), 404, "{path}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert!(v["code"].is_string(), "{path}");
+    }
+}
