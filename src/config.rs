@@ -55,6 +55,8 @@ pub struct Config {
     pub demo: bool,
     /// `cache_max_mb`: size cap of the transcode cache; least recently used entries go first.
     pub cache_max_mb: u64,
+    /// `segment_memory_mb`: recently served segments kept in memory.
+    pub segment_memory_mb: u64,
     /// `transcode_workers`: encodes running at once (0 = number of cores).
     pub transcode_workers: usize,
     /// `segment_target_secs`: wanted HLS segment length; the packager rounds it to exact
@@ -78,6 +80,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             demo: false,
             cache_max_mb: 2048,
+            segment_memory_mb: 128,
             transcode_workers: 0,
             segment_target_secs: 6.0,
             cors_origins: vec!["*".to_string()],
@@ -153,6 +156,9 @@ impl Config {
         }
         if let Some(v) = get("CACHE_MAX_MB") {
             self.cache_max_mb = parse("CACHE_MAX_MB", &v)?;
+        }
+        if let Some(v) = get("SEGMENT_MEMORY_MB") {
+            self.segment_memory_mb = parse("SEGMENT_MEMORY_MB", &v)?;
         }
         if let Some(v) = get("TRANSCODE_WORKERS") {
             self.transcode_workers = parse("TRANSCODE_WORKERS", &v)?;

@@ -53,10 +53,11 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, StartupError> {
         dir
     };
     let library = Arc::new(Library::new(&root));
-    let cache = TranscodeCache::open(
+    let cache = TranscodeCache::open_with_memory(
         &config.cache_dir(),
         config.cache_max_mb * 1024 * 1024,
         config.effective_workers(),
+        config.segment_memory_mb * 1024 * 1024,
     )?;
     let streaming = Arc::new(AdaptiveStreamingManager::with_library(
         config.clone(),

@@ -47,6 +47,7 @@ pub struct TranscodeRequest {
     pub version: String,
     pub source: PathBuf,
     pub source_samples: u64,
+    pub source_rate: u32,
     pub profile: AdaptiveProfile,
     pub layout: SegmentLayout,
 }
@@ -132,10 +133,36 @@ struct Inner {
     state: Mutex<State>,
     /// Bounds encodes running at once (each takes a core).
     permits: Arc<Semaphore>,
+    /// Bounds head starts: a new encode runs at once, outside the core budget, for its first
+    /// seconds, so a new listener never waits behind whole-track encodes of other tracks.
+    head_starts: Arc<Semaphore>,
     /// Set at shutdown: running encodes stop between blocks, new ones are refused.
     stopping: AtomicBool,
     /// Encode jobs started since open (one job may produce several profiles).
     jobs_started: AtomicU64,
+    /// Recently served segments, ready to send: a hot segment is then served with no disk
+    /// access and no copy (the `Bytes` is shared with every response).
+    memo: quick_cache::sync::Cache<(Key, usize), Bytes, ByteWeight>,
+}
+
+/// Weighs memoised segments by their size.
+#[derive(Clone)]
+struct ByteWeight;
+
+impl quick_cache::Weighter<(Key, usize), Bytes> for ByteWeight {
+    fn weight(&self, _key: &(Key, usize), value: &Bytes) -> u64 {
+        value.len() as u64
+    }
+}
+
+/// Seconds of source a new encode may run before it needs a core permit (about two segments:
+/// enough for a player to start and to fetch its next segment).
+const HEAD_START_SECS: u64 = 15;
+
+/// What lets a job run: a head start, or one of the cores. Dropping it frees the place.
+enum Slot {
+    HeadStart(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit),
+    Core(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit),
 }
 
 enum Lookup {
@@ -151,6 +178,11 @@ enum Waited<T> {
 impl TranscodeCache {
     /// Opens the cache in `dir`, dropping interrupted encodes and indexing finished ones.
     pub fn open(dir: &Path, max_bytes: u64, workers: usize) -> Result<Self, CacheError> {
+        Self::open_with_memory(dir, max_bytes, workers, 0)
+    }
+
+    /// Like [`Self::open`], keeping up to `memory_bytes` of recently served segments in memory.
+    pub fn open_with_memory(dir: &Path, max_bytes: u64, workers: usize, memory_bytes: u64) -> Result<Self, CacheError> {
         std::fs::create_dir_all(dir)?;
         let mut state = State::default();
         let mut found = Vec::new();
@@ -207,8 +239,11 @@ impl TranscodeCache {
             max_bytes,
             state: Mutex::new(state),
             permits: Arc::new(Semaphore::new(workers.max(1))),
+            head_starts: Arc::new(Semaphore::new(workers.max(1) * 4)),
             stopping: AtomicBool::new(false),
             jobs_started: AtomicU64::new(0),
+            // A segment is ~50-300 kB: size the index for that.
+            memo: quick_cache::sync::Cache::with_weighter((memory_bytes / 100_000).max(16) as usize, memory_bytes, ByteWeight),
         });
         inner.evict(None);
         Ok(Self { inner })
@@ -218,6 +253,7 @@ impl TranscodeCache {
     pub fn shutdown(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
         self.inner.permits.close();
+        self.inner.head_starts.close();
     }
 
     /// Bytes of finished encodes on disk.
@@ -245,6 +281,11 @@ impl TranscodeCache {
             .layout
             .segment(index)
             .ok_or(CacheError::NoSuchSegment(index))?;
+        let memo_key = (req.key(), index);
+        if let Some(hit) = self.inner.memo.get(&memo_key) {
+            metrics::counter!("cache_hits_total").increment(1);
+            return Ok(hit);
+        }
         let tag = id3::timestamp_tag(req.layout.frame_ticks(span.first_frame));
         let pick = |offsets: &[u64]| {
             (offsets.len() > index + 1).then(|| (offsets[index], offsets[index + 1]))
@@ -257,7 +298,9 @@ impl TranscodeCache {
                     let mut out = BytesMut::with_capacity(tag.len() + body.len());
                     out.extend_from_slice(&tag);
                     out.extend_from_slice(&body);
-                    return Ok(out.freeze());
+                    let out = out.freeze();
+                    self.inner.memo.insert(memo_key, out.clone());
+                    return Ok(out);
                 }
                 // Evicted between lookup and read: encode again, once.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt == 0 => {
@@ -378,20 +421,21 @@ impl Inner {
     fn start_job(self: Arc<Self>, jobs: Vec<(TranscodeRequest, watch::Sender<Progress>)>) {
         self.jobs_started.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            let permit = self.permits.clone().acquire_owned().await;
             let reqs: Vec<TranscodeRequest> = jobs.iter().map(|(r, _)| r.clone()).collect();
             let senders: Vec<watch::Sender<Progress>> =
                 jobs.into_iter().map(|(_, tx)| tx).collect();
-            let result = match permit {
+            let slot = match self.head_starts.clone().try_acquire_owned() {
+                Ok(head) => Ok(Slot::HeadStart(head)),
+                Err(_) => self.permits.clone().acquire_owned().await.map(Slot::Core),
+            };
+            let result = match slot {
                 Err(_) => Err(TranscodeError::Cancelled),
-                Ok(permit) => {
+                Ok(slot) => {
                     let this = self.clone();
                     let reqs = reqs.clone();
                     let senders = senders.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let _permit = permit;
-                        this.run_job(&reqs, &senders)
-                    })
+                    let runtime = tokio::runtime::Handle::current();
+                    tokio::task::spawn_blocking(move || this.run_job(&reqs, &senders, slot, &runtime))
                     .await
                     .unwrap_or_else(|e| {
                         Err(TranscodeError::Encode(super::EncodeError::Codec(format!(
@@ -409,6 +453,8 @@ impl Inner {
         &self,
         reqs: &[TranscodeRequest],
         senders: &[watch::Sender<Progress>],
+        mut slot: Slot,
+        runtime: &tokio::runtime::Handle,
     ) -> Result<Vec<Encoded>, TranscodeError> {
         let started = Instant::now();
         let track_id = reqs
@@ -435,8 +481,21 @@ impl Inner {
             })
             .collect();
         let source = &reqs[0].source;
-        let stopping = || self.stopping.load(Ordering::Relaxed);
-        pipeline::transcode(source, reqs[0].source_samples, outputs, &stopping)?;
+        let head_start = u64::from(reqs[0].source_rate) * HEAD_START_SECS;
+        let mut checkpoint = |fed: u64| {
+            if self.stopping.load(Ordering::Relaxed) {
+                return Err(TranscodeError::Cancelled);
+            }
+            if matches!(slot, Slot::HeadStart(_)) && fed >= head_start {
+                // The first segments are out: wait for a core like every other long encode.
+                let permit = runtime
+                    .block_on(self.permits.clone().acquire_owned())
+                    .map_err(|_| TranscodeError::Cancelled)?;
+                slot = Slot::Core(permit);
+            }
+            Ok(())
+        };
+        pipeline::transcode(source, reqs[0].source_samples, outputs, &mut checkpoint)?;
         let secs = started.elapsed().as_secs_f64();
         metrics::histogram!("transcode_duration_seconds").record(secs);
         tracing::info!(track_id, ?qualities, secs, "transcode finished");
@@ -673,6 +732,7 @@ mod tests {
             version: "abc123".into(),
             source: path,
             source_samples: p.samples,
+            source_rate: p.sample_rate,
             layout: SegmentLayout::new(p.samples, p.sample_rate, &profile, frames),
             profile,
         }

@@ -98,12 +98,13 @@ impl Lane<'_> {
 const BLOCK: usize = 8192;
 
 /// Transcodes `source` (which decodes to exactly `source_samples` at its rate, as the library
-/// measured) into every output. `cancelled` is polled between blocks.
+/// measured) into every output. `checkpoint` is called between blocks with the source samples
+/// consumed so far: it may block (to wait for a core) or stop the job with an error.
 pub fn transcode(
     source: &Path,
     source_samples: u64,
     outputs: Vec<Output<'_>>,
-    cancelled: &dyn Fn() -> bool,
+    checkpoint: &mut dyn FnMut(u64) -> Result<(), TranscodeError>,
 ) -> Result<(), TranscodeError> {
     let mut decoder = SourceDecoder::open(source)?;
     let src_rate = decoder.sample_rate;
@@ -149,9 +150,7 @@ pub fn transcode(
     let mut fed: u64 = 0;
     let mut more = true;
     while more {
-        if cancelled() {
-            return Err(TranscodeError::Cancelled);
-        }
+        checkpoint(fed)?;
         decoded.clear();
         while decoded.len() < BLOCK * 2 {
             if !decoder.next_block(&mut decoded)? {

@@ -396,6 +396,7 @@ impl AdaptiveStreamingManager {
             version: track.version.clone(),
             source: track.path.clone(),
             source_samples: track.samples,
+            source_rate: track.sample_rate,
             profile: profile.clone(),
             layout,
         })

@@ -1,0 +1,176 @@
+// HTTP API of stream-server: the types of its JSON payloads and a small fetch wrapper.
+//
+// In the browser every URL is relative to the page's origin (the server serves the app, or the
+// Vite dev server proxies to it). Tests running outside a browser set an absolute base with
+// `setApiBase('http://127.0.0.1:PORT')`.
+
+export type ConnectionType = 'Wifi' | 'Cellular4G' | 'Cellular3G' | 'Cellular2G' | 'Ethernet' | 'Unknown';
+export type DeviceType = 'Desktop' | 'Mobile' | 'Tablet' | 'SmartSpeaker' | 'CarAudio' | 'Unknown';
+
+export interface Track {
+  id: string;
+  filename: string;
+  title: string;
+  artist: string | null;
+  album: string | null;
+  genre: string | null;
+  duration_ms: number;
+  sample_rate: number;
+  channels: number;
+  codec: string;
+}
+
+export interface ClientCapabilities {
+  estimated_bandwidth_kbps: number;
+  buffer_duration_ms: number;
+  connection_type: ConnectionType;
+  device_type: DeviceType;
+  preferred_quality: string | null;
+  adaptive_enabled: boolean;
+}
+
+export interface AdaptiveProfile {
+  quality_id: string;
+  bitrate_kbps: number;
+  sample_rate: number;
+  channels: number;
+  codec: string;
+  file_extension: string;
+  bandwidth_estimate_kbps: number;
+}
+
+export interface CreateSessionResponse {
+  session_id: string;
+  initial_profile: AdaptiveProfile;
+  master_playlist: string;
+}
+
+export interface PerformanceMetrics {
+  buffer_health_percentage: number;
+  download_speed_kbps: number;
+  packet_loss_percentage: number;
+  latency_ms: number;
+  rebuffer_count: number;
+  rebuffer_duration_ms: number;
+  quality_switches: number;
+}
+
+export interface MetricsResponse {
+  session_id: string;
+  current_quality: string;
+}
+
+export interface StreamingStats {
+  active_sessions: number;
+  sessions_by_quality: Record<string, number>;
+  sessions_by_connection?: Record<string, number>;
+  sessions_by_device?: Record<string, number>;
+  average_buffer_health?: number | null;
+  total_rebuffers?: number;
+  sessions_created?: number;
+  quality_changes?: number;
+  sessions_expired?: number;
+  profiles?: AdaptiveProfile[];
+  monitor_running?: boolean;
+  [key: string]: unknown;
+}
+
+/** The server's JSON error body: `{error, code}`. */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string | null;
+  constructor(status: number, message: string, code: string | null) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
+let apiBase = '';
+
+/** Sets the origin prepended to every API path ('' = same origin). For tests and embedding. */
+export function setApiBase(base: string): void {
+  apiBase = base.replace(/\/+$/, '');
+}
+
+export function getApiBase(): string {
+  return apiBase;
+}
+
+/** `path` (starting with '/') made absolute against the configured base, if any. */
+export function apiUrl(path: string): string {
+  return `${apiBase}${path}`;
+}
+
+export async function fetchJson<T>(path: string, init?: RequestInit): Promise<T> {
+  const res = await fetch(apiUrl(path), {
+    ...init,
+    headers: { Accept: 'application/json', ...(init?.body ? { 'Content-Type': 'application/json' } : {}), ...init?.headers },
+  });
+  const text = await res.text();
+  let body: unknown = null;
+  if (text) {
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = null;
+    }
+  }
+  if (!res.ok) {
+    const err = (body ?? {}) as { error?: unknown; code?: unknown };
+    const message = typeof err.error === 'string' ? err.error : `${res.status} ${res.statusText || 'error'}`;
+    throw new ApiError(res.status, message, typeof err.code === 'string' ? err.code : null);
+  }
+  return body as T;
+}
+
+export function listTracks(q: string, signal?: AbortSignal): Promise<Track[]> {
+  const query = q.trim() ? `?q=${encodeURIComponent(q.trim())}` : '';
+  return fetchJson<Track[]>(`/api/tracks${query}`, { signal });
+}
+
+export function createSession(
+  trackId: string,
+  capabilities: ClientCapabilities,
+  signal?: AbortSignal,
+): Promise<CreateSessionResponse> {
+  return fetchJson<CreateSessionResponse>('/api/streaming/session', {
+    method: 'POST',
+    body: JSON.stringify({ track_id: trackId, client_capabilities: capabilities }),
+    signal,
+  });
+}
+
+export function reportMetrics(sessionId: string, metrics: PerformanceMetrics): Promise<MetricsResponse> {
+  return fetchJson<MetricsResponse>(`/api/streaming/session/${encodeURIComponent(sessionId)}/metrics`, {
+    method: 'POST',
+    body: JSON.stringify(metrics),
+  });
+}
+
+export function getStreamingStats(signal?: AbortSignal): Promise<StreamingStats> {
+  return fetchJson<StreamingStats>('/api/streaming/stats', { signal });
+}
+
+export function hlsMasterPath(trackId: string, sessionId?: string | null): string {
+  const base = `/hls/${encodeURIComponent(trackId)}/master.m3u8`;
+  return sessionId ? `${base}?session_id=${encodeURIComponent(sessionId)}` : base;
+}
+
+export function progressivePath(trackId: string, quality?: string | null): string {
+  const base = `/stream/${encodeURIComponent(trackId)}`;
+  return quality ? `${base}?quality=${encodeURIComponent(quality)}` : base;
+}
+
+/** `GET /api/streaming/session/{id}`. */
+export interface StreamingSession {
+  session_id: string;
+  track_id: string;
+  client_id: string;
+  current_quality: string;
+  client_capabilities: ClientCapabilities;
+  performance_metrics: PerformanceMetrics;
+  created_at: unknown;
+  last_updated: unknown;
+}

@@ -1,0 +1,173 @@
+// useAdaptiveStreaming against the REAL stream-server binary:
+//   ${STREAM_SERVER_BIN:-../target/debug/stream-server} serve --demo --data-dir <tmp> --bind 127.0.0.1:<port>
+
+import { act, renderHook } from '@testing-library/react';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// Plain JS shared with the e2e script (typed by inference: allowJs).
+import { startServer } from '../e2e/harness.mjs';
+import { ApiError, fetchJson, listTracks, setApiBase, type StreamingSession, type Track } from '../src/api';
+import { useAdaptiveStreaming } from '../src/hooks/useAdaptiveStreaming';
+
+interface RunningServer {
+  base: string;
+  stop: () => Promise<void>;
+  logs: () => string;
+}
+
+let server: RunningServer;
+let tracks: Track[];
+
+/** URIs of the variants of a master playlist, in order. */
+async function variants(url: string): Promise<string[]> {
+  const res = await fetch(url);
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toContain('mpegurl');
+  const text = await res.text();
+  expect(text.startsWith('#EXTM3U')).toBe(true);
+  return text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+}
+
+beforeAll(async () => {
+  server = (await startServer()) as RunningServer;
+  setApiBase(server.base);
+  tracks = await listTracks('');
+}, 120_000);
+
+afterAll(async () => {
+  setApiBase('');
+  await server?.stop();
+});
+
+describe('useAdaptiveStreaming against stream-server', () => {
+  it('lists the demo library', () => {
+    expect(tracks.length).toBe(4);
+    for (const t of tracks) {
+      expect(typeof t.id).toBe('string');
+      expect(t.title.length).toBeGreaterThan(0);
+      expect(t.duration_ms).toBeGreaterThanOrEqual(30_000);
+      expect(t.sample_rate).toBeGreaterThan(0);
+    }
+  });
+
+  it('searches the library', async () => {
+    const some = tracks[0];
+    const found = await listTracks(some.title.slice(0, 5));
+    expect(found.map((t) => t.id)).toContain(some.id);
+    expect(await listTracks('zzz-no-such-track-zzz')).toEqual([]);
+  });
+
+  it('starts a phone on 3G at the mobile profile, and lists it first in the master', async () => {
+    const { result } = renderHook(() => useAdaptiveStreaming());
+    const track = tracks[0];
+    let sessionId = '';
+    await act(async () => {
+      sessionId = await result.current.createStreamingSession(track.id, {
+        estimated_bandwidth_kbps: 150,
+        connection_type: 'Cellular3G',
+        device_type: 'Mobile',
+      });
+    });
+    expect(sessionId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(result.current.currentQuality).toBe('mobile');
+    expect(result.current.session?.initialProfile).toMatchObject({ quality_id: 'mobile', codec: 'aac', bitrate_kbps: 96, sample_rate: 22050 });
+    expect(result.current.qualityReason).toContain('Cellular3G');
+
+    const master = result.current.getHLSMasterPlaylist(track.id);
+    expect(master).toBe(`${server.base}/hls/${track.id}/master.m3u8?session_id=${sessionId}`);
+    expect(result.current.session?.masterPlaylist).toBe(`/hls/${track.id}/master.m3u8?session_id=${sessionId}`);
+    const uris = await variants(master);
+    expect(uris[0]).toBe('mobile/playlist.m3u8');
+    expect(uris).not.toContain('low/playlist.m3u8'); // the MP3 rung is not in the AAC master
+
+    // What the server now holds for the session.
+    const session = await fetchJson<StreamingSession>(`/api/streaming/session/${sessionId}`);
+    expect(session.current_quality).toBe('mobile');
+    expect(session.client_capabilities).toMatchObject({ connection_type: 'Cellular3G', device_type: 'Mobile', estimated_bandwidth_kbps: 150, preferred_quality: null });
+  });
+
+  it('starts a desktop on 5 Mbit/s Ethernet at the high profile', async () => {
+    const { result } = renderHook(() => useAdaptiveStreaming());
+    const track = tracks[1];
+    let sessionId = '';
+    await act(async () => {
+      sessionId = await result.current.createStreamingSession(track.id, {
+        estimated_bandwidth_kbps: 5000,
+        connection_type: 'Ethernet',
+        device_type: 'Desktop',
+      });
+    });
+    expect(result.current.currentQuality).toBe('high');
+    expect(result.current.session?.initialProfile).toMatchObject({ quality_id: 'high', bitrate_kbps: 320, sample_rate: 44100 });
+    const uris = await variants(result.current.getHLSMasterPlaylist(track.id, sessionId));
+    expect(uris[0]).toBe('high/playlist.m3u8');
+    // Each variant's media playlist is there.
+    for (const uri of uris) {
+      const res = await fetch(`${server.base}/hls/${track.id}/${uri}`);
+      expect(res.status).toBe(200);
+      expect(await res.text()).toContain('#EXT-X-ENDLIST');
+    }
+  });
+
+  it('gives the master without a session when there is none', () => {
+    const { result } = renderHook(() => useAdaptiveStreaming());
+    expect(result.current.getHLSMasterPlaylist('abc')).toBe(`${server.base}/hls/abc/master.m3u8`);
+    expect(result.current.getHLSMasterPlaylist('abc', null)).toBe(`${server.base}/hls/abc/master.m3u8`);
+  });
+
+  it('reports performance metrics for the session', async () => {
+    const { result } = renderHook(() => useAdaptiveStreaming());
+    let sessionId = '';
+    await act(async () => {
+      sessionId = await result.current.createStreamingSession(tracks[2].id, {
+        estimated_bandwidth_kbps: 5000,
+        connection_type: 'Wifi',
+        device_type: 'Desktop',
+      });
+    });
+    let answer: Awaited<ReturnType<typeof result.current.reportMetrics>> = null;
+    await act(async () => {
+      answer = await result.current.reportMetrics({
+        buffer_health_percentage: 80,
+        download_speed_kbps: 3000,
+        packet_loss_percentage: 0,
+        latency_ms: 40,
+        rebuffer_count: 0,
+        rebuffer_duration_ms: 0,
+        quality_switches: 0,
+      });
+    });
+    expect(answer).toEqual({ session_id: sessionId, current_quality: 'high' });
+    expect(result.current.serverQuality).toBe('high');
+    const session = await fetchJson<StreamingSession>(`/api/streaming/session/${sessionId}`);
+    expect(session.performance_metrics).toMatchObject({ buffer_health_percentage: 80, download_speed_kbps: 3000, latency_ms: 40 });
+  });
+
+  it('honours a quality the listener picked, with adaptation off', async () => {
+    const { result } = renderHook(() => useAdaptiveStreaming());
+    await act(async () => {
+      await result.current.createStreamingSession(tracks[0].id, {
+        estimated_bandwidth_kbps: 5000,
+        connection_type: 'Ethernet',
+        device_type: 'Desktop',
+        preferred_quality: 'mobile',
+        adaptive_enabled: false,
+      });
+    });
+    expect(result.current.currentQuality).toBe('mobile');
+    expect(result.current.qualityReason).toContain('your choice');
+  });
+
+  it('rejects an unknown track with the server error', async () => {
+    const { result } = renderHook(() => useAdaptiveStreaming());
+    let error: unknown = null;
+    await act(async () => {
+      await result.current.createStreamingSession('no-such-track').catch((e: unknown) => {
+        error = e;
+      });
+    });
+    expect(error).toBeInstanceOf(ApiError);
+    expect((error as ApiError).status).toBe(404);
+    expect((error as ApiError).code).toBeTruthy();
+    expect(result.current.session).toBeNull();
+  });
+});
