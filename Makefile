@@ -20,7 +20,7 @@ web:
 
 web-test: web
 	@test -x /usr/bin/chromium || { echo "Chromium is needed by the e2e test: apt-get install -y chromium"; exit 1; }
-	$(CARGO) build
+	$(CARGO) test --no-run --test it  # builds target/debug/stream-server with the same features as the tests
 	cd web && npm test && STREAM_SERVER_BIN=$(CURDIR)/target/debug/stream-server npm run test:e2e
 
 lint:

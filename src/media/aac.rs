@@ -56,7 +56,10 @@ impl AacEncoder {
                 fdk::AACENC_PARAM_AACENC_TRANSMUX,
                 fdk::TRANSPORT_TYPE_TT_MP4_ADTS as u32,
             ),
-            (fdk::AACENC_PARAM_AACENC_AFTERBURNER, u32::from(afterburner(bitrate_kbps))),
+            (
+                fdk::AACENC_PARAM_AACENC_AFTERBURNER,
+                u32::from(afterburner(bitrate_kbps)),
+            ),
         ];
         for (param, value) in params {
             // SAFETY: valid handle; fdk validates the value and reports errors.

@@ -182,7 +182,12 @@ impl TranscodeCache {
     }
 
     /// Like [`Self::open`], keeping up to `memory_bytes` of recently served segments in memory.
-    pub fn open_with_memory(dir: &Path, max_bytes: u64, workers: usize, memory_bytes: u64) -> Result<Self, CacheError> {
+    pub fn open_with_memory(
+        dir: &Path,
+        max_bytes: u64,
+        workers: usize,
+        memory_bytes: u64,
+    ) -> Result<Self, CacheError> {
         std::fs::create_dir_all(dir)?;
         let mut state = State::default();
         let mut found = Vec::new();
@@ -243,7 +248,11 @@ impl TranscodeCache {
             stopping: AtomicBool::new(false),
             jobs_started: AtomicU64::new(0),
             // A segment is ~50-300 kB: size the index for that.
-            memo: quick_cache::sync::Cache::with_weighter((memory_bytes / 100_000).max(16) as usize, memory_bytes, ByteWeight),
+            memo: quick_cache::sync::Cache::with_weighter(
+                (memory_bytes / 100_000).max(16) as usize,
+                memory_bytes,
+                ByteWeight,
+            ),
         });
         inner.evict(None);
         Ok(Self { inner })
@@ -435,7 +444,9 @@ impl Inner {
                     let reqs = reqs.clone();
                     let senders = senders.clone();
                     let runtime = tokio::runtime::Handle::current();
-                    tokio::task::spawn_blocking(move || this.run_job(&reqs, &senders, slot, &runtime))
+                    tokio::task::spawn_blocking(move || {
+                        this.run_job(&reqs, &senders, slot, &runtime)
+                    })
                     .await
                     .unwrap_or_else(|e| {
                         Err(TranscodeError::Encode(super::EncodeError::Codec(format!(

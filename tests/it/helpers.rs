@@ -75,6 +75,8 @@ pub async fn spawn_app_with(library: Option<&Path>, tweak: impl FnOnce(&mut Conf
         bind: "127.0.0.1:0".parse().unwrap(),
         library: library.map(Path::to_path_buf),
         data_dir: data_dir.path().to_path_buf(),
+        // No web player unless a test asks for one (the default would pick up `web/dist`).
+        web_dir: Some(data_dir.path().join("no-web-player")),
         ..Config::default()
     };
     tweak(&mut config);
