@@ -1,6 +1,8 @@
 //! stream-server: a self-hosted adaptive audio streaming server.
 //!
 //! # Layout
+//! - [`analytics`]: play sessions, QoE and behaviour in SQLite or PostgreSQL, with a batched
+//!   writer and reports.
 //! - [`config`]: settings, layered defaults < TOML < `STREAM_SERVER_*` env < flags.
 //! - [`library`]: scanning a music folder into a catalogue of tracks (ids, tags, exact durations),
 //!   and the synthesised demo library.
@@ -15,6 +17,7 @@
 //! Arrows point down: `http` → `streaming`, `media`, `library` → `config`. Nothing below `http`
 //! knows about HTTP.
 
+pub mod analytics;
 pub mod config;
 pub mod http;
 pub mod library;

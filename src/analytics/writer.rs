@@ -1,0 +1,481 @@
+//! The batched writer: one task owns the database's write side. Events arrive over a bounded
+//! channel; whatever is queued is applied in one transaction, so the commit rate, not the event
+//! rate, bounds the cost. A batch is committed as soon as the queue is empty (no timer to wait
+//! for), so after a crash at most the batch being written is lost.
+//!
+//! Per-session aggregates (position, listening time, QoE counters) are kept in memory for live
+//! sessions and written as one `UPDATE` per session per batch, however many progress reports it
+//! held.
+
+use std::collections::HashMap;
+
+use sqlx::{Any, AnyPool, Row, Transaction};
+use tokio::sync::mpsc;
+
+use super::event::{Event, SessionStart};
+use super::store::values_placeholders;
+
+/// Events applied in one transaction at most.
+pub const MAX_BATCH: usize = 20_000;
+/// Rows per multi-row `INSERT` (bounded by SQLite's and PostgreSQL's parameter limits).
+const ROWS_PER_INSERT: usize = 400;
+
+/// What the writer remembers of a live session.
+#[derive(Debug, Clone, Default)]
+struct Live {
+    position: u64,
+    max_position: u64,
+    last_at: i64,
+    kbps: u32,
+    quality: String,
+    rebuffer_count: i64,
+    rebuffer_ms: i64,
+    switches: i64,
+}
+
+/// Changes to one session row within a batch.
+#[derive(Debug, Default)]
+struct Delta {
+    played_ms: i64,
+    buffer_sum: f64,
+    buffer_n: i64,
+    rebuffer_count: i64,
+    rebuffer_ms: i64,
+    switches: i64,
+    kbps_ms: f64,
+    startup_ms: Option<i64>,
+    ended_at: Option<i64>,
+    connection: Option<String>,
+    updated_at: i64,
+}
+
+pub struct Writer {
+    pool: AnyPool,
+    live: HashMap<String, Live>,
+    kbps: HashMap<String, u32>,
+}
+
+impl Writer {
+    pub fn new(pool: AnyPool, kbps: HashMap<String, u32>) -> Self {
+        Self {
+            pool,
+            live: HashMap::new(),
+            kbps,
+        }
+    }
+
+    /// Runs until every sender is dropped, then returns once the last batch is committed.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Event>) {
+        let mut batch = Vec::with_capacity(1024);
+        while let Some(first) = rx.recv().await {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
+                }
+            }
+            let n = batch.len();
+            let mut flushes = Vec::new();
+            let events: Vec<Event> = batch
+                .drain(..)
+                .filter_map(|e| match e {
+                    Event::Flush(tx) => {
+                        flushes.push(tx);
+                        None
+                    }
+                    e => Some(e),
+                })
+                .collect();
+            if !events.is_empty() {
+                if let Err(e) = self.apply(events).await {
+                    metrics::counter!("analytics_batches_failed_total").increment(1);
+                    tracing::error!(error = %e, events = n, "analytics batch failed");
+                } else {
+                    metrics::counter!("analytics_events_total").increment(n as u64);
+                }
+            }
+            for f in flushes {
+                let _ = f.send(());
+            }
+        }
+    }
+
+    async fn live_for(&mut self, tx: &mut Transaction<'_, Any>, id: &str) -> Option<Live> {
+        if let Some(l) = self.live.get(id) {
+            return Some(l.clone());
+        }
+        // Not seen since start (or evicted): read it back.
+        let row = sqlx::query(
+            "SELECT position_ms, max_position_ms, updated_at, current_quality, rebuffer_count, rebuffer_ms, quality_switches FROM play_sessions WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await
+        .ok()??;
+        let quality: String = row.get(3);
+        let live = Live {
+            position: row.get::<i64, _>(0) as u64,
+            max_position: row.get::<i64, _>(1) as u64,
+            last_at: row.get(2),
+            kbps: self.kbps.get(&quality).copied().unwrap_or(0),
+            quality,
+            rebuffer_count: row.get(4),
+            rebuffer_ms: row.get(5),
+            switches: row.get(6),
+        };
+        self.live.insert(id.to_string(), live.clone());
+        Some(live)
+    }
+
+    async fn apply(&mut self, events: Vec<Event>) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut starts: Vec<SessionStart> = Vec::new();
+        let mut progress: Vec<(String, i64, i64, Option<f64>)> = Vec::new();
+        let mut switches: Vec<(String, i64, String, String, Option<String>)> = Vec::new();
+        let mut rebuffers: Vec<(String, i64, i64)> = Vec::new();
+        let mut perf: Vec<(String, i64, super::event::PerformanceSample)> = Vec::new();
+        let mut social: Vec<(String, String, String, String, i64, Option<String>)> = Vec::new();
+        let mut playlists: Vec<(
+            String,
+            Option<String>,
+            String,
+            Option<String>,
+            Option<i64>,
+            i64,
+        )> = Vec::new();
+        let mut deltas: HashMap<String, Delta> = HashMap::new();
+        let mut ended: Vec<String> = Vec::new();
+
+        for event in events {
+            match event {
+                Event::Start(s) => {
+                    self.live.insert(
+                        s.id.clone(),
+                        Live {
+                            last_at: s.at,
+                            kbps: s.quality_kbps,
+                            quality: s.quality.clone(),
+                            ..Live::default()
+                        },
+                    );
+                    starts.push(s);
+                }
+                Event::Progress {
+                    session,
+                    at,
+                    position_ms,
+                    buffer_health,
+                } => {
+                    // Sessions started in this batch are in `live` already; others are read
+                    // back once.
+                    let Some(mut live) = self.live_for(&mut tx, &session).await else {
+                        continue;
+                    };
+                    let d = deltas.entry(session.clone()).or_default();
+                    advance(&mut live, d, at, position_ms);
+                    if let Some(b) = buffer_health.filter(|b| b.is_finite()) {
+                        d.buffer_sum += f64::from(b.clamp(0.0, 100.0));
+                        d.buffer_n += 1;
+                    }
+                    progress.push((
+                        session.clone(),
+                        at,
+                        position_ms as i64,
+                        buffer_health.map(f64::from),
+                    ));
+                    self.live.insert(session, live);
+                }
+                Event::Startup {
+                    session,
+                    startup_ms,
+                } => {
+                    deltas.entry(session).or_default().startup_ms = Some(startup_ms as i64);
+                }
+                Event::QualitySwitch {
+                    session,
+                    at,
+                    from,
+                    to,
+                    to_kbps,
+                    reason,
+                } => {
+                    if let Some(mut live) = self.live_for(&mut tx, &session).await {
+                        let d = deltas.entry(session.clone()).or_default();
+                        d.switches += 1;
+                        d.updated_at = d.updated_at.max(at);
+                        live.switches += 1;
+                        live.kbps = to_kbps;
+                        live.quality = to.clone();
+                        self.live.insert(session.clone(), live);
+                    }
+                    switches.push((session, at, from, to, reason));
+                }
+                Event::Rebuffer {
+                    session,
+                    at,
+                    duration_ms,
+                } => {
+                    if let Some(mut live) = self.live_for(&mut tx, &session).await {
+                        let d = deltas.entry(session.clone()).or_default();
+                        d.rebuffer_count += 1;
+                        d.rebuffer_ms += duration_ms as i64;
+                        d.updated_at = d.updated_at.max(at);
+                        live.rebuffer_count += 1;
+                        live.rebuffer_ms += duration_ms as i64;
+                        self.live.insert(session.clone(), live);
+                    }
+                    rebuffers.push((session, at, duration_ms as i64));
+                }
+                Event::Performance {
+                    session,
+                    at,
+                    sample,
+                    connection_type,
+                } => {
+                    if let Some(mut live) = self.live_for(&mut tx, &session).await {
+                        // Players report cumulative counters: count only what is new.
+                        let d = deltas.entry(session.clone()).or_default();
+                        let new_rebuffers = (sample.rebuffer_count - live.rebuffer_count).max(0);
+                        let new_rebuffer_ms = (sample.rebuffer_ms - live.rebuffer_ms).max(0);
+                        let new_switches = (sample.quality_switches - live.switches).max(0);
+                        d.rebuffer_count += new_rebuffers;
+                        d.rebuffer_ms += new_rebuffer_ms;
+                        d.switches += new_switches;
+                        d.buffer_sum += sample.buffer_health;
+                        d.buffer_n += 1;
+                        d.updated_at = d.updated_at.max(at);
+                        if connection_type.is_some() {
+                            d.connection = connection_type;
+                        }
+                        live.rebuffer_count += new_rebuffers;
+                        live.rebuffer_ms += new_rebuffer_ms;
+                        live.switches += new_switches;
+                        self.live.insert(session.clone(), live);
+                    }
+                    perf.push((session, at, sample));
+                }
+                Event::End {
+                    session,
+                    at,
+                    position_ms,
+                } => {
+                    if let Some(mut live) = self.live_for(&mut tx, &session).await {
+                        let d = deltas.entry(session.clone()).or_default();
+                        if let Some(p) = position_ms {
+                            advance(&mut live, d, at, p);
+                        }
+                        d.ended_at = Some(at);
+                        d.updated_at = d.updated_at.max(at);
+                        self.live.insert(session.clone(), live);
+                        ended.push(session);
+                    }
+                }
+                Event::Social {
+                    kind,
+                    user_id,
+                    target_type,
+                    target_id,
+                    at,
+                    detail,
+                } => {
+                    social.push((
+                        kind.as_str().to_string(),
+                        user_id,
+                        target_type,
+                        target_id,
+                        at,
+                        detail,
+                    ));
+                }
+                Event::Playlist {
+                    playlist_id,
+                    user_id,
+                    action,
+                    track_id,
+                    position,
+                    at,
+                } => {
+                    playlists.push((
+                        playlist_id,
+                        user_id,
+                        action,
+                        track_id,
+                        position.map(|p| p as i64),
+                        at,
+                    ));
+                }
+                Event::Flush(_) => unreachable!("flushes are taken out before apply"),
+            }
+        }
+
+        for chunk in starts.chunks(ROWS_PER_INSERT / 4) {
+            let sql = format!(
+                "INSERT INTO play_sessions (id, user_id, track_id, ip, user_agent, referrer, platform, initial_quality, current_quality, connection_type, track_duration_ms, started_at, updated_at) VALUES {}",
+                values_placeholders(chunk.len(), 13)
+            );
+            let mut q = sqlx::query(&sql);
+            for s in chunk {
+                q = q
+                    .bind(s.id.clone())
+                    .bind(s.user_id.clone())
+                    .bind(s.track_id.clone())
+                    .bind(s.ip.clone())
+                    .bind(s.user_agent.clone())
+                    .bind(s.referrer.clone())
+                    .bind(s.platform.as_str().to_string())
+                    .bind(s.quality.clone())
+                    .bind(s.quality.clone())
+                    .bind(s.connection_type.clone())
+                    .bind(s.track_duration_ms as i64)
+                    .bind(s.at)
+                    .bind(s.at);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in progress.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO progress_events (session_id, at, position_ms, buffer_health) VALUES {}",
+                values_placeholders(chunk.len(), 4)
+            );
+            let mut q = sqlx::query(&sql);
+            for (s, at, p, b) in chunk {
+                q = q.bind(s.clone()).bind(*at).bind(*p).bind(*b);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in switches.chunks(ROWS_PER_INSERT / 2) {
+            let sql = format!(
+                "INSERT INTO quality_switches (session_id, at, from_quality, to_quality, reason) VALUES {}",
+                values_placeholders(chunk.len(), 5)
+            );
+            let mut q = sqlx::query(&sql);
+            for (s, at, f, t, r) in chunk {
+                q = q
+                    .bind(s.clone())
+                    .bind(*at)
+                    .bind(f.clone())
+                    .bind(t.clone())
+                    .bind(r.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in rebuffers.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO rebuffer_events (session_id, at, duration_ms) VALUES {}",
+                values_placeholders(chunk.len(), 3)
+            );
+            let mut q = sqlx::query(&sql);
+            for (s, at, d) in chunk {
+                q = q.bind(s.clone()).bind(*at).bind(*d);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in perf.chunks(ROWS_PER_INSERT / 3) {
+            let sql = format!(
+                "INSERT INTO performance_reports (session_id, at, buffer_health, download_kbps, packet_loss, latency_ms, rebuffer_count, rebuffer_ms, quality_switches) VALUES {}",
+                values_placeholders(chunk.len(), 9)
+            );
+            let mut q = sqlx::query(&sql);
+            for (s, at, p) in chunk {
+                q = q
+                    .bind(s.clone())
+                    .bind(*at)
+                    .bind(p.buffer_health)
+                    .bind(p.download_kbps)
+                    .bind(p.packet_loss)
+                    .bind(p.latency_ms)
+                    .bind(p.rebuffer_count)
+                    .bind(p.rebuffer_ms)
+                    .bind(p.quality_switches);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in social.chunks(ROWS_PER_INSERT / 2) {
+            let sql = format!(
+                "INSERT INTO social_events (kind, user_id, target_type, target_id, at, detail) VALUES {}",
+                values_placeholders(chunk.len(), 6)
+            );
+            let mut q = sqlx::query(&sql);
+            for (k, u, tt, ti, at, d) in chunk {
+                q = q
+                    .bind(k.clone())
+                    .bind(u.clone())
+                    .bind(tt.clone())
+                    .bind(ti.clone())
+                    .bind(*at)
+                    .bind(d.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in playlists.chunks(ROWS_PER_INSERT / 2) {
+            let sql = format!(
+                "INSERT INTO playlist_events (playlist_id, user_id, action, track_id, position, at) VALUES {}",
+                values_placeholders(chunk.len(), 6)
+            );
+            let mut q = sqlx::query(&sql);
+            for (p, u, a, t, pos, at) in chunk {
+                q = q
+                    .bind(p.clone())
+                    .bind(u.clone())
+                    .bind(a.clone())
+                    .bind(t.clone())
+                    .bind(*pos)
+                    .bind(*at);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for (id, d) in &deltas {
+            let Some(live) = self.live.get(id) else {
+                continue;
+            };
+            sqlx::query(
+                "UPDATE play_sessions SET position_ms = $1, max_position_ms = $2, updated_at = $3, \
+                 ended_at = COALESCE($4, ended_at), current_quality = $5, \
+                 connection_type = COALESCE($6, connection_type), played_ms = played_ms + $7, \
+                 buffer_health_sum = buffer_health_sum + $8, buffer_health_samples = buffer_health_samples + $9, \
+                 rebuffer_count = rebuffer_count + $10, rebuffer_ms = rebuffer_ms + $11, \
+                 quality_switches = quality_switches + $12, bitrate_kbps_ms = bitrate_kbps_ms + $13, \
+                 startup_ms = COALESCE($14, startup_ms) WHERE id = $15",
+            )
+            .bind(live.position as i64)
+            .bind(live.max_position as i64)
+            .bind(d.updated_at.max(live.last_at))
+            .bind(d.ended_at)
+            .bind(live.quality.clone())
+            .bind(d.connection.clone())
+            .bind(d.played_ms)
+            .bind(d.buffer_sum)
+            .bind(d.buffer_n)
+            .bind(d.rebuffer_count)
+            .bind(d.rebuffer_ms)
+            .bind(d.switches)
+            .bind(d.kbps_ms)
+            .bind(d.startup_ms)
+            .bind(id.clone())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        for id in ended {
+            self.live.remove(&id);
+        }
+        Ok(())
+    }
+}
+
+/// Moves a session's position to `position` at time `at`, counting forward movement as
+/// listening unless it is a jump (a seek): more than 30 s, or more than the wall-clock time
+/// since the last report plus 5 s when reports are sparse.
+fn advance(live: &mut Live, d: &mut Delta, at: i64, position: u64) {
+    let forward = position.saturating_sub(live.position) as i64;
+    let wall = (at - live.last_at).max(0);
+    if forward > 0 && forward <= 30_000.max(wall + 5_000) {
+        d.played_ms += forward;
+        d.kbps_ms += f64::from(live.kbps) * forward as f64;
+    }
+    live.position = position;
+    live.max_position = live.max_position.max(position);
+    live.last_at = live.last_at.max(at);
+    d.updated_at = d.updated_at.max(at);
+}

@@ -1,0 +1,569 @@
+//! The analytics engine against real SQLite files and a real PostgreSQL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::Row;
+use stream_server::analytics::{AnalyticsEngine, IpPolicy, Platform, QoeGrouping, SocialKind};
+use stream_server::config::Config;
+use stream_server::streaming::adaptive::PerformanceMetrics;
+
+/// A fresh PostgreSQL database on the machine's server. Under `CI=true` an unreachable server
+/// fails the test; elsewhere too, with instructions.
+pub async fn postgres_url() -> String {
+    let admin = std::env::var("STREAM_SERVER_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("analytics_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL is needed at {admin} (set STREAM_SERVER_TEST_POSTGRES; .ci/run starts it): {e}"));
+    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(b, _)| b)
+        .to_string();
+    format!("{base}/{name}")
+}
+
+async fn sqlite_engine(dir: &tempfile::TempDir) -> AnalyticsEngine {
+    let url = format!("sqlite:{}", dir.path().join("analytics.db").display());
+    AnalyticsEngine::new(&url, Arc::new(Config::default()))
+        .await
+        .unwrap()
+}
+
+/// The spec's "Intégration avec analytics" flow (the analytics half; the WebSocket half is the
+/// hub's): a 3-minute play reported every 15 s, then ended.
+async fn spec_flow(analytics: &AnalyticsEngine) -> uuid::Uuid {
+    let session_id = analytics
+        .start_play_session(
+            Some("user_123".to_string()),
+            "epic_track_001".to_string(),
+            "192.168.1.100".to_string(),
+            Some("WebSocket Client/1.0".to_string()),
+            180_000, // 3 minutes
+            "high".to_string(),
+            Platform::Web,
+            Some("https://musicapp.com".to_string()),
+        )
+        .await;
+    for position in (0..=180_000).step_by(15_000) {
+        analytics
+            .update_play_progress(
+                session_id,
+                position,
+                Some(90.0 + (position as f32 / 180_000.0) * 10.0),
+            )
+            .await;
+    }
+    analytics.end_play_session(session_id, None).await;
+    session_id
+}
+
+async fn check_spec_flow(analytics: &AnalyticsEngine, id: uuid::Uuid) {
+    analytics.flush().await.unwrap();
+    let row = sqlx::query("SELECT user_id, track_id, ip, platform, played_ms, max_position_ms, ended_at, buffer_health_samples, initial_quality FROM play_sessions WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_one(analytics.pool())
+        .await
+        .unwrap();
+    assert_eq!(row.get::<Option<String>, _>(0).as_deref(), Some("user_123"));
+    assert_eq!(row.get::<String, _>(1), "epic_track_001");
+    assert_eq!(
+        row.get::<Option<String>, _>(2).as_deref(),
+        Some("192.168.1.0/24"),
+        "IP truncated by default"
+    );
+    assert_eq!(row.get::<String, _>(3), "web");
+    assert_eq!(row.get::<i64, _>(4), 180_000, "listening time");
+    assert_eq!(row.get::<i64, _>(5), 180_000);
+    assert!(row.get::<Option<i64>, _>(6).is_some(), "ended");
+    assert_eq!(row.get::<i64, _>(7), 13);
+    assert_eq!(row.get::<String, _>(8), "high");
+    let progress: i64 = sqlx::query("SELECT COUNT(*) FROM progress_events WHERE session_id = $1")
+        .bind(id.to_string())
+        .fetch_one(analytics.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(progress, 13);
+    let qoe = analytics.qoe_sessions(0, 10).await.unwrap();
+    let s = qoe.iter().find(|s| s.session_id == id.to_string()).unwrap();
+    assert_eq!(s.avg_bitrate_kbps, Some(320.0));
+    assert!((s.avg_buffer_health.unwrap() - 95.0).abs() < 0.01);
+    let c = analytics.completion(0).await.unwrap();
+    assert_eq!((c.sessions, c.completed, c.skipped), (1, 1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spec_example_writes_real_rows_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let analytics = sqlite_engine(&dir).await;
+    let id = spec_flow(&analytics).await;
+    check_spec_flow(&analytics, id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spec_example_writes_real_rows_postgres() {
+    let url = postgres_url().await;
+    let analytics = AnalyticsEngine::new(&url, Arc::new(Config::default()))
+        .await
+        .unwrap();
+    assert_eq!(
+        analytics.backend(),
+        stream_server::analytics::Backend::Postgres
+    );
+    let id = spec_flow(&analytics).await;
+    check_spec_flow(&analytics, id).await;
+}
+
+/// A seeded data set whose reports have known answers.
+async fn seed(a: &AnalyticsEngine) {
+    // track A: 3 plays (alice completes twice, bob skips); track B: 2 plays (carol listens half,
+    // dave stalls); track C: 1 anonymous play still going.
+    let play = |user: Option<&str>,
+                track: &str,
+                platform: Platform,
+                quality: &str,
+                positions: &[u64],
+                end: bool| {
+        let user = user.map(str::to_string);
+        let track = track.to_string();
+        let quality = quality.to_string();
+        let positions = positions.to_vec();
+        async move {
+            let id = a
+                .start_play_session(
+                    user,
+                    track,
+                    "10.0.0.7".into(),
+                    None,
+                    100_000,
+                    quality,
+                    platform,
+                    None,
+                )
+                .await;
+            for p in positions {
+                a.update_play_progress(id, p, Some(80.0)).await;
+            }
+            if end {
+                a.end_play_session(id, None).await;
+            }
+            id
+        }
+    };
+    play(
+        Some("alice"),
+        "A",
+        Platform::Web,
+        "high",
+        &[
+            10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 70_000, 80_000, 90_000, 100_000,
+        ],
+        true,
+    )
+    .await;
+    play(
+        Some("alice"),
+        "A",
+        Platform::Ios,
+        "medium",
+        &[25_000, 50_000, 75_000, 95_000],
+        true,
+    )
+    .await;
+    play(
+        Some("bob"),
+        "A",
+        Platform::Android,
+        "mobile",
+        &[5_000, 10_000],
+        true,
+    )
+    .await;
+    play(
+        Some("carol"),
+        "B",
+        Platform::Web,
+        "high",
+        &[20_000, 40_000, 50_000],
+        true,
+    )
+    .await;
+    let dave = play(
+        Some("dave"),
+        "B",
+        Platform::Android,
+        "medium",
+        &[10_000, 20_000],
+        false,
+    )
+    .await;
+    a.record_rebuffer(dave, 2_000).await;
+    a.record_quality_switch(dave, "medium", "mobile", Some("buffer".into()))
+        .await;
+    a.update_play_progress(dave, 30_000, Some(20.0)).await;
+    a.end_play_session(dave, Some(30_000)).await;
+    play(None, "C", Platform::Car, "mobile", &[10_000], false).await;
+    a.record_social(SocialKind::Like, "alice", "track", "A", None)
+        .await;
+    a.record_social(SocialKind::Follow, "bob", "user", "alice", None)
+        .await;
+    a.record_playlist_edit("pl1", Some("alice"), "added", Some("A"), Some(0))
+        .await;
+    a.flush().await.unwrap();
+}
+
+async fn check_reports(a: &AnalyticsEngine) {
+    let top = a.top_tracks(0, 10).await.unwrap();
+    let summary: Vec<(&str, i64, i64, i64)> = top
+        .iter()
+        .map(|t| (t.track_id.as_str(), t.plays, t.listeners, t.listening_ms))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("A", 3, 2, 100_000 + 95_000 + 10_000),
+            ("B", 2, 2, 50_000 + 30_000),
+            ("C", 1, 0, 10_000)
+        ]
+    );
+
+    let users = a.user_plays(0, 10).await.unwrap();
+    let u: Vec<(&str, i64, i64)> = users
+        .iter()
+        .map(|u| (u.user_id.as_str(), u.plays, u.listening_ms))
+        .collect();
+    assert_eq!(
+        u,
+        [
+            ("alice", 2, 195_000),
+            ("carol", 1, 50_000),
+            ("dave", 1, 30_000),
+            ("bob", 1, 10_000)
+        ]
+    );
+
+    // Ended: 5 sessions; completed (>= 90 s of 100 s): alice x2; skipped (< 30 s heard): bob.
+    let c = a.completion(0).await.unwrap();
+    assert_eq!((c.sessions, c.completed, c.skipped), (5, 2, 1));
+    assert!((c.completion_rate - 0.4).abs() < 1e-9 && (c.skip_rate - 0.2).abs() < 1e-9);
+
+    let q = a.quality(0).await.unwrap();
+    assert_eq!(q.sessions_by_initial_quality.get("high"), Some(&2));
+    assert_eq!(q.sessions_by_initial_quality.get("medium"), Some(&2));
+    assert_eq!(q.sessions_by_initial_quality.get("mobile"), Some(&2));
+    assert_eq!(q.sessions_by_current_quality.get("mobile"), Some(&3));
+    assert_eq!(q.total_switches, 1);
+    assert_eq!(
+        (q.switches[0].from.as_str(), q.switches[0].to.as_str()),
+        ("medium", "mobile")
+    );
+
+    let by_platform = a.qoe_summary(0, QoeGrouping::Platform).await.unwrap();
+    let android = by_platform.iter().find(|g| g.group == "android").unwrap();
+    assert_eq!(android.sessions, 2);
+    // Android: bob 10 s at 96 kbps; dave 20 s at 192 then 10 s at 96 kbps; 2 s stalled.
+    assert_eq!(android.played_ms, 40_000);
+    assert!((android.rebuffer_ratio - 2_000.0 / 42_000.0).abs() < 1e-9);
+    let expected_kbps = (10_000.0 * 96.0 + 20_000.0 * 192.0 + 10_000.0 * 96.0) / 40_000.0;
+    assert!(
+        (android.avg_bitrate_kbps.unwrap() - expected_kbps).abs() < 1e-6,
+        "{android:?}"
+    );
+    assert!((android.switches_per_minute - 1.5).abs() < 1e-9);
+    let all = a.qoe_summary(0, QoeGrouping::All).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].sessions, 6);
+
+    // The one open session (C) is listening now; nobody was before the data set.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let conc = a
+        .concurrency(now - 3_600_000, now + 60_000, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(conc.first().unwrap().listeners, 0);
+    assert!(conc.iter().any(|p| p.listeners >= 1));
+
+    // Export and delete by user.
+    let export = a.export_user("alice").await.unwrap();
+    assert_eq!(export["play_sessions"].as_array().unwrap().len(), 2);
+    assert_eq!(export["social"].as_array().unwrap().len(), 1);
+    assert_eq!(export["playlist_edits"].as_array().unwrap().len(), 1);
+    assert_eq!(export["play_sessions"][0]["ip"], "10.0.0.0/24");
+    assert_eq!(a.delete_user("alice").await.unwrap(), 2);
+    let export = a.export_user("alice").await.unwrap();
+    assert!(export["play_sessions"].as_array().unwrap().is_empty());
+    let follows: i64 = sqlx::query("SELECT COUNT(*) FROM social_events WHERE target_id = 'alice'")
+        .fetch_one(a.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(follows, 0);
+    assert_eq!(
+        a.top_tracks(0, 10).await.unwrap()[0].plays,
+        2,
+        "track B and A now tie at 2 plays"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_on_a_known_data_set_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = sqlite_engine(&dir).await;
+    seed(&a).await;
+    check_reports(&a).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_on_a_known_data_set_postgres() {
+    let a = AnalyticsEngine::new(&postgres_url().await, Arc::new(Config::default()))
+        .await
+        .unwrap();
+    seed(&a).await;
+    check_reports(&a).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_lose_nothing_and_shutdown_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Arc::new(sqlite_engine(&dir).await);
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let a = a.clone();
+        tasks.push(tokio::spawn(async move {
+            for s in 0..50 {
+                let id = a
+                    .start_play_session(
+                        Some(format!("u{w}")),
+                        format!("t{s}"),
+                        "::1".into(),
+                        None,
+                        60_000,
+                        "medium".into(),
+                        Platform::Desktop,
+                        None,
+                    )
+                    .await;
+                for p in 1..=20u64 {
+                    a.update_play_progress(id, p * 1_000, None).await;
+                }
+                a.end_play_session(id, None).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    a.shutdown().await;
+    drop(a);
+    // Reopen: everything accepted before shutdown is there.
+    let a = sqlite_engine(&dir).await;
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM play_sessions WHERE ended_at IS NOT NULL")
+        .fetch_one(a.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 400);
+    let p: i64 = sqlx::query("SELECT COUNT(*) FROM progress_events")
+        .fetch_one(a.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(p, 8000);
+    let played: i64 = sqlx::query("SELECT CAST(SUM(played_ms) AS BIGINT) FROM play_sessions")
+        .fetch_one(a.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(played, 400 * 20_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privacy_policies_and_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = sqlite_engine(&dir)
+        .await
+        .with_ip_policy(IpPolicy::Hash(b"secret".to_vec()));
+    let id = a
+        .start_play_session(
+            Some("x".into()),
+            "t".into(),
+            "203.0.113.9".into(),
+            None,
+            1000,
+            "low".into(),
+            Platform::Unknown,
+            None,
+        )
+        .await;
+    a.record_performance(
+        id,
+        &PerformanceMetrics {
+            buffer_health_percentage: 50.0,
+            download_speed_kbps: 300,
+            rebuffer_count: 2,
+            rebuffer_duration_ms: 900,
+            ..Default::default()
+        },
+        Some("Cellular3G".into()),
+    )
+    .await;
+    a.record_performance(
+        id,
+        &PerformanceMetrics {
+            buffer_health_percentage: 70.0,
+            download_speed_kbps: 320,
+            rebuffer_count: 3,
+            rebuffer_duration_ms: 1200,
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    a.flush().await.unwrap();
+    let row =
+        sqlx::query("SELECT ip, rebuffer_count, rebuffer_ms, connection_type FROM play_sessions")
+            .fetch_one(a.pool())
+            .await
+            .unwrap();
+    let ip: String = row.get(0);
+    assert!(!ip.contains("203.0.113"), "{ip}");
+    assert_eq!(
+        (row.get::<i64, _>(1), row.get::<i64, _>(2)),
+        (3, 1200),
+        "cumulative counters are not double counted"
+    );
+    assert_eq!(
+        row.get::<Option<String>, _>(3).as_deref(),
+        Some("Cellular3G")
+    );
+    // Retention: nothing is older than an hour; everything is older than zero seconds.
+    assert_eq!(a.prune(Duration::from_secs(3600)).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(a.prune(Duration::ZERO).await.unwrap(), 1);
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM performance_reports")
+        .fetch_one(a.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn bad_urls_are_refused() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let err = rt
+        .block_on(AnalyticsEngine::new(
+            "mysql://x",
+            Arc::new(Config::default()),
+        ))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("sqlite:"), "{err}");
+}
+
+/// Run as a child process by `hard_kill_loses_at_most_the_last_batch`: writes until killed,
+/// printing how many progress events are known committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "child process of hard_kill_loses_at_most_the_last_batch"]
+async fn hard_kill_child() {
+    let Ok(path) = std::env::var("ANALYTICS_CHILD_DB") else {
+        return;
+    };
+    let a = AnalyticsEngine::new(&format!("sqlite:{path}"), Arc::new(Config::default()))
+        .await
+        .unwrap();
+    let id = a
+        .start_play_session(
+            None,
+            "t".into(),
+            "::1".into(),
+            None,
+            1 << 40,
+            "high".into(),
+            Platform::Web,
+            None,
+        )
+        .await;
+    let mut n: u64 = 0;
+    loop {
+        for _ in 0..500 {
+            n += 1;
+            a.update_play_progress(id, n * 10, Some(50.0)).await;
+        }
+        a.flush().await.unwrap();
+        println!("COMMITTED {n}");
+    }
+}
+
+#[test]
+fn hard_kill_loses_at_most_the_last_batch() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kill.db");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "analytics::hard_kill_child",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("ANALYTICS_CHILD_DB", &db)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut committed = 0u64;
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if let Some(n) = line.strip_prefix("COMMITTED ") {
+            committed = n.parse().unwrap();
+            if committed >= 20_000 {
+                break;
+            }
+        }
+    }
+    // SIGKILL mid-write: no destructor, no flush.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(committed >= 20_000, "child committed only {committed}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let a = AnalyticsEngine::new(
+            &format!("sqlite:{}", db.display()),
+            Arc::new(Config::default()),
+        )
+        .await
+        .unwrap();
+        let ok: String = sqlx::query("PRAGMA integrity_check")
+            .fetch_one(a.pool())
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(ok, "ok");
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM progress_events")
+            .fetch_one(a.pool())
+            .await
+            .unwrap()
+            .get(0);
+        // Everything reported committed survived; what came after is at most one batch.
+        assert!(
+            n as u64 >= committed,
+            "{n} rows, {committed} reported committed"
+        );
+        assert!(
+            (n as u64) < committed + 20_000,
+            "{n} rows, {committed} committed"
+        );
+    });
+}
