@@ -70,6 +70,12 @@ pub struct Config {
     pub profiles: Vec<ProfileConfig>,
     /// `web_dir`: the built web player served at `/` (default: `web/dist` when it exists).
     pub web_dir: Option<PathBuf>,
+    /// `analytics_url`: `sqlite:PATH` or `postgres://…` (default `sqlite:<data_dir>/analytics.db`).
+    pub analytics_url: Option<String>,
+    /// `analytics_ip`: how listener IPs are stored: `truncate` (/24, /48), `hash`, `drop`, `keep`.
+    pub analytics_ip: String,
+    /// `analytics_retention_days`: play data older than this is pruned daily (0 keeps it).
+    pub analytics_retention_days: u32,
 }
 
 impl Default for Config {
@@ -87,6 +93,9 @@ impl Default for Config {
             max_track_secs: 6 * 3600,
             profiles: Vec::new(),
             web_dir: None,
+            analytics_url: None,
+            analytics_ip: "truncate".to_string(),
+            analytics_retention_days: 365,
         }
     }
 }
@@ -176,6 +185,15 @@ impl Config {
         if let Some(v) = get("WEB_DIR") {
             self.web_dir = (!v.is_empty()).then(|| PathBuf::from(v));
         }
+        if let Some(v) = get("ANALYTICS_URL") {
+            self.analytics_url = (!v.is_empty()).then_some(v);
+        }
+        if let Some(v) = get("ANALYTICS_IP") {
+            self.analytics_ip = v.trim().to_string();
+        }
+        if let Some(v) = get("ANALYTICS_RETENTION_DAYS") {
+            self.analytics_retention_days = parse("ANALYTICS_RETENTION_DAYS", &v)?;
+        }
         if let Some(v) = get("MAX_TRACK_SECS") {
             self.max_track_secs = parse("MAX_TRACK_SECS", &v)?;
         }
@@ -188,6 +206,18 @@ impl Config {
             return Err(ConfigError::Env {
                 var: "segment_target_secs".into(),
                 reason: "must be between 1 and 30 seconds".into(),
+            });
+        }
+        if !matches!(
+            self.analytics_ip.as_str(),
+            "truncate" | "hash" | "drop" | "keep"
+        ) {
+            return Err(ConfigError::Env {
+                var: "analytics_ip".into(),
+                reason: format!(
+                    "{:?} is not one of truncate, hash, drop, keep",
+                    self.analytics_ip
+                ),
             });
         }
         for p in &self.profiles {
@@ -233,6 +263,13 @@ impl Config {
             .clone()
             .unwrap_or_else(|| PathBuf::from("web/dist"));
         dir.join("index.html").is_file().then_some(dir)
+    }
+
+    /// The analytics database URL.
+    pub fn analytics_database_url(&self) -> String {
+        self.analytics_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("analytics.db").display()))
     }
 
     pub fn cache_dir(&self) -> PathBuf {

@@ -135,7 +135,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.web_dir = Some(w);
     }
     let bind = config.bind;
-    let state = server::build_state(config)?;
+    let state = server::build_state(config).await?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
@@ -155,7 +155,7 @@ async fn scan(args: CommonArgs) -> anyhow::Result<()> {
     } else {
         config.library.clone().unwrap_or_default()
     };
-    let state = server::build_state(config)?;
+    let state = server::build_state(config).await?;
     let data_dir = state.config.data_dir.clone();
     let report = tokio::task::spawn_blocking(move || {
         stream_server::library::scan::scan(
@@ -193,7 +193,7 @@ async fn transcode(args: TranscodeArgs) -> anyhow::Result<()> {
         anyhow::bail!("name tracks to encode, or pass --all");
     }
     let config = load_config(&args.common)?;
-    let state = server::build_state(config)?;
+    let state = server::build_state(config).await?;
     server::scan_library(&state).await?;
     let catalog = state.library.catalog();
     let tracks: Vec<_> = if args.all {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::analytics::{AnalyticsEngine, AnalyticsError, IpPolicy};
 use crate::config::Config;
 use crate::http::{router, AppState};
 use crate::library::{demo, scan, Catalog, Library};
@@ -29,11 +30,44 @@ pub enum StartupError {
     Library(PathBuf),
     #[error("transcode cache: {0}")]
     Cache(#[from] CacheError),
+    #[error(transparent)]
+    Analytics(#[from] AnalyticsError),
+    #[error("cannot read or create the IP hashing key {path}: {source}")]
+    IpKey {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The keyed-hash secret for `analytics_ip = "hash"`, created on first use.
+fn ip_policy(config: &Config) -> Result<IpPolicy, StartupError> {
+    Ok(match config.analytics_ip.as_str() {
+        "hash" => {
+            let path = config.data_dir.join("analytics-ip.key");
+            let key = match std::fs::read(&path) {
+                Ok(k) if k.len() >= 16 => k,
+                _ => {
+                    let key: Vec<u8> = (0..2)
+                        .flat_map(|_| *uuid::Uuid::new_v4().as_bytes())
+                        .collect();
+                    std::fs::write(&path, &key).map_err(|source| StartupError::IpKey {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    key
+                }
+            };
+            IpPolicy::Hash(key)
+        }
+        "drop" => IpPolicy::Drop,
+        "keep" => IpPolicy::Keep,
+        _ => IpPolicy::Truncate,
+    })
 }
 
 /// Prepares the data directory, the library (the demo one if asked for or none given) and the
 /// cache. The library is not scanned yet: see [`scan_library`].
-pub fn build_state(config: Config) -> Result<Arc<AppState>, StartupError> {
+pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartupError> {
     let config = Arc::new(config);
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
         path: config.data_dir.clone(),
@@ -59,11 +93,17 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, StartupError> {
         config.effective_workers(),
         config.segment_memory_mb * 1024 * 1024,
     )?;
+    let analytics = Arc::new(
+        AnalyticsEngine::new(&config.analytics_database_url(), config.clone())
+            .await?
+            .with_ip_policy(ip_policy(&config)?),
+    );
     let streaming = Arc::new(AdaptiveStreamingManager::with_library(
         config.clone(),
         library.clone(),
     ));
     Ok(Arc::new(AppState {
+        analytics,
         library,
         streaming,
         cache,
@@ -104,6 +144,7 @@ pub async fn run(
             scanner.library.set_catalog(Catalog::default());
         }
     });
+    spawn_retention(state.clone());
     let app = router(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let result = axum::serve(
@@ -113,7 +154,34 @@ pub async fn run(
     .with_graceful_shutdown(shutdown)
     .await;
     state.cache.shutdown();
+    state.analytics.shutdown().await;
     result
+}
+
+/// Prunes analytics past the retention period, a minute after start and then daily.
+fn spawn_retention(state: Arc<AppState>) {
+    let days = state.config.analytics_retention_days;
+    if days == 0 {
+        return;
+    }
+    let weak = Arc::downgrade(&state);
+    drop(state);
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(24 * 3600));
+        loop {
+            tick.tick().await;
+            let Some(state) = weak.upgrade() else { break };
+            match state
+                .analytics
+                .prune(std::time::Duration::from_secs(u64::from(days) * 86_400))
+                .await
+            {
+                Ok(n) => tracing::info!(sessions = n, days, "analytics retention pruned"),
+                Err(e) => tracing::warn!(error = %e, "analytics retention failed"),
+            }
+        }
+    });
 }
 
 /// Resolves on SIGINT or SIGTERM.

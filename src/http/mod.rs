@@ -1,5 +1,6 @@
 //! HTTP: the axum router, its handlers and DTOs. The only module that knows the wire.
 
+mod analytics;
 pub mod error;
 mod hls;
 mod observe;
@@ -16,6 +17,7 @@ use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::analytics::AnalyticsEngine;
 use crate::config::Config;
 use crate::library::Library;
 use crate::media::cache::TranscodeCache;
@@ -26,6 +28,7 @@ pub use error::ApiError;
 /// Everything a handler may need, built once at start-up.
 pub struct AppState {
     pub config: Arc<Config>,
+    pub analytics: Arc<AnalyticsEngine>,
     pub library: Arc<Library>,
     pub streaming: Arc<AdaptiveStreamingManager>,
     pub cache: TranscodeCache,
@@ -47,9 +50,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/hls/{track_id}/{quality}/{segment}", get(hls::segment))
         .route("/stream/{*filename}", get(stream::progressive).head(stream::progressive))
         .route("/api/streaming/session", post(sessions::create))
-        .route("/api/streaming/session/{id}", get(sessions::get))
+        .route("/api/streaming/session/{id}", get(sessions::get).delete(sessions::end))
         .route("/api/streaming/session/{id}/metrics", post(sessions::metrics))
         .route("/api/streaming/stats", get(sessions::stats))
+        .route("/api/analytics/top-tracks", get(analytics::top_tracks))
+        .route("/api/analytics/users", get(analytics::users))
+        .route("/api/analytics/completion", get(analytics::completion))
+        .route("/api/analytics/concurrency", get(analytics::concurrency))
+        .route("/api/analytics/quality", get(analytics::quality))
+        .route("/api/analytics/qoe", get(analytics::qoe))
+        .route("/api/analytics/qoe/sessions", get(analytics::qoe_sessions))
+        .route("/api/analytics/users/{id}/export", get(analytics::export_user))
+        .route("/api/analytics/users/{id}", axum::routing::delete(analytics::delete_user))
         .fallback(observe::fallback)
         .layer(axum::middleware::from_fn(observe::record_request))
         .layer(cors)
@@ -67,7 +79,13 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
     };
     CorsLayer::new()
         .allow_origin(allow)
-        .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
         .allow_headers([
             header::RANGE,
             header::CONTENT_TYPE,

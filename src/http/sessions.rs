@@ -1,15 +1,20 @@
 //! `/api/streaming/*`: streaming sessions, as the spec's `useAdaptiveStreaming` hook uses them.
+//! Each session is also an analytics play session (same id): its reports feed QoE.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 use super::{ApiError, AppState};
+use crate::analytics::{Platform, SessionExtras};
 use crate::streaming::adaptive::{ClientCapabilities, PerformanceMetrics, StreamingError};
 
 #[derive(Debug, Deserialize)]
@@ -20,32 +25,82 @@ pub struct CreateSession {
     client_capabilities: ClientCapabilities,
     #[serde(default)]
     client_id: Option<String>,
+    /// The listener, for analytics (optional: anonymous plays are recorded without it).
+    #[serde(default)]
+    user_id: Option<String>,
+}
+
+/// A player's report: the spec's `PerformanceMetrics`, plus what only the player knows.
+#[derive(Debug, Deserialize)]
+pub struct MetricsReport {
+    #[serde(flatten)]
+    metrics: PerformanceMetrics,
+    /// Playback position now.
+    position_ms: Option<u64>,
+    /// The profile the player is actually playing (its own ABR may have switched).
+    current_quality: Option<String>,
+    /// Time from pressing play to the first audio.
+    startup_ms: Option<u64>,
+}
+
+fn session_uuid(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| StreamingError::UnknownSession(id.to_string()).into())
 }
 
 pub async fn create(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Result<Json<CreateSession>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(body) = body?;
-    if state.library.get(&body.track_id).is_none() {
-        return Err(StreamingError::UnknownTrack(body.track_id).into());
-    }
-    let session_id = uuid::Uuid::new_v4().to_string();
+    let track = state
+        .library
+        .get(&body.track_id)
+        .ok_or_else(|| StreamingError::UnknownTrack(body.track_id.clone()))?;
+    let session = Uuid::new_v4();
+    let connection = format!("{:?}", body.client_capabilities.connection_type);
     let profile = state
         .streaming
         .create_session_with_capabilities(
-            session_id.clone(),
+            session.to_string(),
             body.track_id.clone(),
             body.client_id.unwrap_or_default(),
             body.client_capabilities,
         )
         .await;
+    let header = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let user_agent = header(header::USER_AGENT);
+    state
+        .analytics
+        .start_play_session_with(
+            body.user_id,
+            track.id.clone(),
+            peer.ip().to_string(),
+            user_agent.clone(),
+            track.duration_ms,
+            profile.quality_id.clone(),
+            user_agent
+                .as_deref()
+                .map_or(Platform::Unknown, Platform::from_user_agent),
+            header(header::REFERER),
+            SessionExtras {
+                session_id: Some(session),
+                connection_type: Some(connection),
+            },
+        )
+        .await;
     Ok((
         StatusCode::CREATED,
         Json(json!({
-            "session_id": session_id,
+            "session_id": session.to_string(),
             "initial_profile": profile,
-            "master_playlist": format!("/hls/{}/master.m3u8?session_id={}", body.track_id, session_id),
+            "master_playlist": format!("/hls/{}/master.m3u8?session_id={}", body.track_id, session),
         })),
     ))
 }
@@ -65,13 +120,79 @@ pub async fn get(
 pub async fn metrics(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    body: Result<Json<PerformanceMetrics>, JsonRejection>,
+    body: Result<Json<MetricsReport>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(metrics) = body?;
-    let session = state.streaming.report_metrics(&id, metrics).await?;
+    let Json(report) = body?;
+    let uuid = session_uuid(&id)?;
+    let before = state
+        .streaming
+        .get_session(&id)
+        .await
+        .ok_or_else(|| StreamingError::UnknownSession(id.clone()))?;
+    let switched_to = report
+        .current_quality
+        .as_deref()
+        .filter(|q| *q != before.current_quality);
+    if let Some(q) = switched_to {
+        if state.streaming.profile(q).is_none() {
+            return Err(StreamingError::UnknownQuality(q.to_string()).into());
+        }
+    }
+    let session = state
+        .streaming
+        .report_metrics(&id, report.metrics.clone())
+        .await?;
+    // Progress first: what was played up to this report was played on the old profile.
+    if let Some(p) = report.position_ms {
+        state
+            .analytics
+            .update_play_progress(
+                uuid,
+                p,
+                Some(session.performance_metrics.buffer_health_percentage),
+            )
+            .await;
+    }
+    if let Some(q) = switched_to {
+        state
+            .streaming
+            .update_session_quality(&id, q.to_string())
+            .await;
+        state
+            .analytics
+            .record_quality_switch(uuid, &before.current_quality, q, Some("player".into()))
+            .await;
+    }
+    state
+        .analytics
+        .record_performance(uuid, &session.performance_metrics, None)
+        .await;
+    if let Some(s) = report.startup_ms {
+        state.analytics.record_startup(uuid, s).await;
+    }
+    let current = state
+        .streaming
+        .get_session(&id)
+        .await
+        .map_or(session.current_quality, |s| s.current_quality);
     Ok(Json(
-        json!({ "session_id": session.session_id, "current_quality": session.current_quality }),
+        json!({ "session_id": session.session_id, "current_quality": current }),
     ))
+}
+
+/// Ends a session (the player moved on): `?position_ms=` records where it stopped.
+pub async fn end(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<StatusCode, ApiError> {
+    let uuid = session_uuid(&id)?;
+    if !state.streaming.end_session(&id).await {
+        return Err(StreamingError::UnknownSession(id).into());
+    }
+    let position = q.get("position_ms").and_then(|p| p.parse().ok());
+    state.analytics.end_play_session(uuid, position).await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn stats(State(state): State<Arc<AppState>>) -> Json<Value> {

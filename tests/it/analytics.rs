@@ -567,3 +567,107 @@ fn hard_kill_loses_at_most_the_last_batch() {
         );
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_sessions_feed_the_reports_over_http() {
+    let lib = crate::fixtures::library();
+    let app = crate::helpers::spawn_app(Some(&lib.root)).await;
+    let id = app.track_id("flac/stereo44.flac").await;
+    let created: serde_json::Value = app
+        .client
+        .post(app.url("/api/streaming/session"))
+        .header("User-Agent", "Mozilla/5.0 (Linux; Android 14) Mobile")
+        .json(&serde_json::json!({"track_id": id, "user_id": "erin", "client_capabilities": {"estimated_bandwidth_kbps": 150, "buffer_duration_ms": 5000, "connection_type": "Cellular3G", "device_type": "Mobile", "adaptive_enabled": true}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sid = created["session_id"].as_str().unwrap().to_string();
+    assert_eq!(created["initial_profile"]["quality_id"], "mobile");
+    let report = |body: serde_json::Value| {
+        let app = &app;
+        let sid = sid.clone();
+        async move {
+            let r = app
+                .client
+                .post(app.url(&format!("/api/streaming/session/{sid}/metrics")))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    report(serde_json::json!({"buffer_health_percentage": 60.0, "download_speed_kbps": 180, "position_ms": 5000, "startup_ms": 850})).await;
+    let r = report(serde_json::json!({"buffer_health_percentage": 80.0, "download_speed_kbps": 400, "position_ms": 12000, "current_quality": "medium", "quality_switches": 1, "rebuffer_count": 1, "rebuffer_duration_ms": 700})).await;
+    assert_eq!(
+        r["current_quality"], "medium",
+        "the player's own switch is taken into account"
+    );
+    let r = app
+        .client
+        .delete(app.url(&format!("/api/streaming/session/{sid}?position_ms=13300")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        app.client
+            .delete(app.url(&format!("/api/streaming/session/{sid}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    app.state.analytics.flush().await.unwrap();
+
+    let top = app.json("/api/analytics/top-tracks?window_secs=3600").await;
+    assert_eq!(top["tracks"][0]["track_id"], id.as_str());
+    assert_eq!(top["tracks"][0]["title"], "stereo44");
+    assert_eq!(top["tracks"][0]["listening_ms"], 13_300);
+    let sessions = app.json("/api/analytics/qoe/sessions").await;
+    let s = &sessions["sessions"][0];
+    assert_eq!(s["session_id"], sid.as_str());
+    assert_eq!(s["platform"], "android");
+    assert_eq!(s["connection_type"], "Cellular3G");
+    assert_eq!(s["startup_ms"], 850);
+    assert_eq!(s["rebuffer_count"], 1);
+    // 5 s at 96 kbps, then 7 s at 96 (switch reported at 12 s), then 1.3 s at 192 kbps.
+    let kbps = s["avg_bitrate_kbps"].as_f64().unwrap();
+    assert!(
+        (kbps - (12_000.0 * 96.0 + 1_300.0 * 192.0) / 13_300.0).abs() < 0.01,
+        "{kbps}"
+    );
+    let by_conn = app.json("/api/analytics/qoe?group_by=connection").await;
+    assert_eq!(by_conn["groups"][0]["group"], "Cellular3G");
+    let q = app.json("/api/analytics/quality").await;
+    assert_eq!(q["quality"]["total_switches"], 1);
+    let c = app.json("/api/analytics/completion").await;
+    assert_eq!(c["completion"]["sessions"], 1);
+    let conc = app
+        .json("/api/analytics/concurrency?window_secs=600&step_secs=60")
+        .await;
+    assert_eq!(conc["points"].as_array().unwrap().len(), 11);
+    assert_eq!(
+        app.get("/api/analytics/qoe?group_by=moon").await.status(),
+        400
+    );
+    let users = app.json("/api/analytics/users").await;
+    assert_eq!(users["users"][0]["user_id"], "erin");
+    let export = app.json("/api/analytics/users/erin/export").await;
+    assert_eq!(export["play_sessions"][0]["ip"], "127.0.0.0/24");
+    let r = app
+        .client
+        .delete(app.url("/api/analytics/users/erin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["sessions_deleted"],
+        1
+    );
+}

@@ -80,7 +80,7 @@ pub async fn spawn_app_with(library: Option<&Path>, tweak: impl FnOnce(&mut Conf
         ..Config::default()
     };
     tweak(&mut config);
-    let state = server::build_state(config).expect("server state");
+    let state = server::build_state(config).await.expect("server state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();

@@ -250,6 +250,11 @@ impl AdaptiveStreamingManager {
         Ok(state.session.clone())
     }
 
+    /// Ends a session; `false` if there was none.
+    pub async fn end_session(&self, session_id: &str) -> bool {
+        self.sessions.write().await.remove(session_id).is_some()
+    }
+
     pub async fn get_session(&self, session_id: &str) -> Option<StreamingSession> {
         self.sessions
             .read()

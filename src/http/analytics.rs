@@ -1,0 +1,199 @@
+//! `/api/analytics/*`: reports as JSON, and per-user export and deletion.
+//!
+//! Export and deletion act on personal data: until token authentication exists they are
+//! accepted from loopback clients only (an operator on the machine).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{ApiError, AppState};
+use crate::analytics::{AnalyticsError, QoeGrouping};
+
+impl From<AnalyticsError> for ApiError {
+    fn from(e: AnalyticsError) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "analytics_unavailable",
+            e.to_string(),
+        )
+    }
+}
+
+const DEFAULT_WINDOW_SECS: u64 = 7 * 86_400;
+
+#[derive(Debug, Deserialize)]
+pub struct Window {
+    /// Look back this many seconds (default 7 days).
+    window_secs: Option<u64>,
+    limit: Option<i64>,
+    /// Concurrency sampling step.
+    step_secs: Option<u64>,
+    /// QoE grouping: `all`, `platform`, `connection`.
+    group_by: Option<String>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Window {
+    fn since(&self) -> i64 {
+        now_ms()
+            - (self
+                .window_secs
+                .unwrap_or(DEFAULT_WINDOW_SECS)
+                .min(100 * 365 * 86_400)
+                * 1000) as i64
+    }
+    fn limit(&self) -> i64 {
+        self.limit.unwrap_or(20).clamp(1, 10_000)
+    }
+}
+
+type WindowQuery = Result<Query<Window>, QueryRejection>;
+
+pub async fn top_tracks(
+    State(state): State<Arc<AppState>>,
+    q: WindowQuery,
+) -> Result<Json<Value>, ApiError> {
+    let Query(w) = q?;
+    let top = state.analytics.top_tracks(w.since(), w.limit()).await?;
+    let catalog = state.library.catalog();
+    let rows: Vec<Value> = top
+        .iter()
+        .map(|t| {
+            let track = catalog.get(&t.track_id);
+            json!({
+                "track_id": t.track_id, "title": track.as_ref().map(|t| t.title.clone()),
+                "artist": track.as_ref().and_then(|t| t.artist.clone()),
+                "plays": t.plays, "listeners": t.listeners, "listening_ms": t.listening_ms,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "since": w.since(), "tracks": rows })))
+}
+
+pub async fn users(
+    State(state): State<Arc<AppState>>,
+    q: WindowQuery,
+) -> Result<Json<Value>, ApiError> {
+    let Query(w) = q?;
+    Ok(Json(
+        json!({ "since": w.since(), "users": state.analytics.user_plays(w.since(), w.limit()).await? }),
+    ))
+}
+
+pub async fn completion(
+    State(state): State<Arc<AppState>>,
+    q: WindowQuery,
+) -> Result<Json<Value>, ApiError> {
+    let Query(w) = q?;
+    Ok(Json(
+        json!({ "since": w.since(), "completion": state.analytics.completion(w.since()).await? }),
+    ))
+}
+
+pub async fn concurrency(
+    State(state): State<Arc<AppState>>,
+    q: WindowQuery,
+) -> Result<Json<Value>, ApiError> {
+    let Query(w) = q?;
+    let window = w.window_secs.unwrap_or(3600).min(31 * 86_400);
+    // At most ~2000 points whatever the window.
+    let step = w
+        .step_secs
+        .unwrap_or((window / 120).max(1))
+        .max(window / 2000)
+        .max(1);
+    let to = now_ms();
+    let points = state
+        .analytics
+        .concurrency(to - (window * 1000) as i64, to, (step * 1000) as i64)
+        .await?;
+    Ok(Json(json!({ "step_secs": step, "points": points })))
+}
+
+pub async fn quality(
+    State(state): State<Arc<AppState>>,
+    q: WindowQuery,
+) -> Result<Json<Value>, ApiError> {
+    let Query(w) = q?;
+    Ok(Json(
+        json!({ "since": w.since(), "quality": state.analytics.quality(w.since()).await? }),
+    ))
+}
+
+pub async fn qoe(
+    State(state): State<Arc<AppState>>,
+    q: WindowQuery,
+) -> Result<Json<Value>, ApiError> {
+    let Query(w) = q?;
+    let grouping = match w.group_by.as_deref().unwrap_or("all") {
+        "all" => QoeGrouping::All,
+        "platform" => QoeGrouping::Platform,
+        "connection" | "connection_type" => QoeGrouping::ConnectionType,
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("group_by {other:?}: use all, platform or connection"),
+            ))
+        }
+    };
+    Ok(Json(
+        json!({ "since": w.since(), "groups": state.analytics.qoe_summary(w.since(), grouping).await? }),
+    ))
+}
+
+pub async fn qoe_sessions(
+    State(state): State<Arc<AppState>>,
+    q: WindowQuery,
+) -> Result<Json<Value>, ApiError> {
+    let Query(w) = q?;
+    Ok(Json(
+        json!({ "since": w.since(), "sessions": state.analytics.qoe_sessions(w.since(), w.limit()).await? }),
+    ))
+}
+
+fn operator_only(peer: SocketAddr) -> Result<(), ApiError> {
+    if peer.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "personal data export and deletion are allowed from the server machine only",
+        ))
+    }
+}
+
+pub async fn export_user(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(user): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    operator_only(peer)?;
+    Ok(Json(state.analytics.export_user(&user).await?))
+}
+
+pub async fn delete_user(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(user): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    operator_only(peer)?;
+    let sessions = state.analytics.delete_user(&user).await?;
+    tracing::info!(user_id = %user, sessions, "user analytics deleted");
+    Ok(Json(
+        json!({ "user_id": user, "sessions_deleted": sessions }),
+    ))
+}
