@@ -18,7 +18,17 @@ use super::store::values_placeholders;
 /// Events applied in one transaction at most.
 pub const MAX_BATCH: usize = 20_000;
 /// Rows per multi-row `INSERT` (bounded by SQLite's and PostgreSQL's parameter limits).
-const ROWS_PER_INSERT: usize = 400;
+const ROWS_PER_INSERT: usize = 1000;
+
+/// playlist id, user, action, track, position, time.
+type PlaylistRow = (
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<i64>,
+    i64,
+);
 
 /// What the writer remembers of a live session.
 #[derive(Debug, Clone, Default)]
@@ -53,7 +63,11 @@ pub struct Writer {
     pool: AnyPool,
     live: HashMap<String, Live>,
     kbps: HashMap<String, u32>,
+    batches: u64,
 }
+
+/// Live sessions silent for this long are dropped from memory (not from the database).
+const LIVE_IDLE_MS: i64 = 2 * 3600 * 1000;
 
 impl Writer {
     pub fn new(pool: AnyPool, kbps: HashMap<String, u32>) -> Self {
@@ -61,6 +75,7 @@ impl Writer {
             pool,
             live: HashMap::new(),
             kbps,
+            batches: 0,
         }
     }
 
@@ -101,18 +116,19 @@ impl Writer {
         }
     }
 
-    async fn live_for(&mut self, tx: &mut Transaction<'_, Any>, id: &str) -> Option<Live> {
-        if let Some(l) = self.live.get(id) {
-            return Some(l.clone());
+    /// Makes sure `id` is in `live` (reading it back from the database if it was started before
+    /// this process). `false` for an unknown session.
+    async fn ensure_live(&mut self, tx: &mut Transaction<'_, Any>, id: &str) -> bool {
+        if self.live.contains_key(id) {
+            return true;
         }
-        // Not seen since start (or evicted): read it back.
         let row = sqlx::query(
             "SELECT position_ms, max_position_ms, updated_at, current_quality, rebuffer_count, rebuffer_ms, quality_switches FROM play_sessions WHERE id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&mut **tx)
-        .await
-        .ok()??;
+        .await;
+        let Ok(Some(row)) = row else { return false };
         let quality: String = row.get(3);
         let live = Live {
             position: row.get::<i64, _>(0) as u64,
@@ -124,8 +140,8 @@ impl Writer {
             rebuffer_ms: row.get(5),
             switches: row.get(6),
         };
-        self.live.insert(id.to_string(), live.clone());
-        Some(live)
+        self.live.insert(id.to_string(), live);
+        true
     }
 
     async fn apply(&mut self, events: Vec<Event>) -> Result<(), sqlx::Error> {
@@ -136,14 +152,7 @@ impl Writer {
         let mut rebuffers: Vec<(String, i64, i64)> = Vec::new();
         let mut perf: Vec<(String, i64, super::event::PerformanceSample)> = Vec::new();
         let mut social: Vec<(String, String, String, String, i64, Option<String>)> = Vec::new();
-        let mut playlists: Vec<(
-            String,
-            Option<String>,
-            String,
-            Option<String>,
-            Option<i64>,
-            i64,
-        )> = Vec::new();
+        let mut playlists: Vec<PlaylistRow> = Vec::new();
         let mut deltas: HashMap<String, Delta> = HashMap::new();
         let mut ended: Vec<String> = Vec::new();
 
@@ -169,28 +178,28 @@ impl Writer {
                 } => {
                     // Sessions started in this batch are in `live` already; others are read
                     // back once.
-                    let Some(mut live) = self.live_for(&mut tx, &session).await else {
+                    if !self.ensure_live(&mut tx, &session).await {
                         continue;
-                    };
-                    let d = deltas.entry(session.clone()).or_default();
-                    advance(&mut live, d, at, position_ms);
+                    }
+                    let live = self.live.get_mut(&session).expect("ensured");
+                    let d = delta(&mut deltas, &session);
+                    advance(live, d, at, position_ms);
                     if let Some(b) = buffer_health.filter(|b| b.is_finite()) {
                         d.buffer_sum += f64::from(b.clamp(0.0, 100.0));
                         d.buffer_n += 1;
                     }
                     progress.push((
-                        session.clone(),
+                        session,
                         at,
                         position_ms as i64,
                         buffer_health.map(f64::from),
                     ));
-                    self.live.insert(session, live);
                 }
                 Event::Startup {
                     session,
                     startup_ms,
                 } => {
-                    deltas.entry(session).or_default().startup_ms = Some(startup_ms as i64);
+                    delta(&mut deltas, &session).startup_ms = Some(startup_ms as i64);
                 }
                 Event::QualitySwitch {
                     session,
@@ -200,14 +209,14 @@ impl Writer {
                     to_kbps,
                     reason,
                 } => {
-                    if let Some(mut live) = self.live_for(&mut tx, &session).await {
-                        let d = deltas.entry(session.clone()).or_default();
+                    if self.ensure_live(&mut tx, &session).await {
+                        let live = self.live.get_mut(&session).expect("ensured");
+                        let d = delta(&mut deltas, &session);
                         d.switches += 1;
                         d.updated_at = d.updated_at.max(at);
                         live.switches += 1;
                         live.kbps = to_kbps;
                         live.quality = to.clone();
-                        self.live.insert(session.clone(), live);
                     }
                     switches.push((session, at, from, to, reason));
                 }
@@ -216,14 +225,14 @@ impl Writer {
                     at,
                     duration_ms,
                 } => {
-                    if let Some(mut live) = self.live_for(&mut tx, &session).await {
-                        let d = deltas.entry(session.clone()).or_default();
+                    if self.ensure_live(&mut tx, &session).await {
+                        let live = self.live.get_mut(&session).expect("ensured");
+                        let d = delta(&mut deltas, &session);
                         d.rebuffer_count += 1;
                         d.rebuffer_ms += duration_ms as i64;
                         d.updated_at = d.updated_at.max(at);
                         live.rebuffer_count += 1;
                         live.rebuffer_ms += duration_ms as i64;
-                        self.live.insert(session.clone(), live);
                     }
                     rebuffers.push((session, at, duration_ms as i64));
                 }
@@ -233,9 +242,10 @@ impl Writer {
                     sample,
                     connection_type,
                 } => {
-                    if let Some(mut live) = self.live_for(&mut tx, &session).await {
+                    if self.ensure_live(&mut tx, &session).await {
+                        let live = self.live.get_mut(&session).expect("ensured");
                         // Players report cumulative counters: count only what is new.
-                        let d = deltas.entry(session.clone()).or_default();
+                        let d = delta(&mut deltas, &session);
                         let new_rebuffers = (sample.rebuffer_count - live.rebuffer_count).max(0);
                         let new_rebuffer_ms = (sample.rebuffer_ms - live.rebuffer_ms).max(0);
                         let new_switches = (sample.quality_switches - live.switches).max(0);
@@ -251,7 +261,6 @@ impl Writer {
                         live.rebuffer_count += new_rebuffers;
                         live.rebuffer_ms += new_rebuffer_ms;
                         live.switches += new_switches;
-                        self.live.insert(session.clone(), live);
                     }
                     perf.push((session, at, sample));
                 }
@@ -260,14 +269,14 @@ impl Writer {
                     at,
                     position_ms,
                 } => {
-                    if let Some(mut live) = self.live_for(&mut tx, &session).await {
-                        let d = deltas.entry(session.clone()).or_default();
+                    if self.ensure_live(&mut tx, &session).await {
+                        let live = self.live.get_mut(&session).expect("ensured");
+                        let d = delta(&mut deltas, &session);
                         if let Some(p) = position_ms {
-                            advance(&mut live, d, at, p);
+                            advance(live, d, at, p);
                         }
                         d.ended_at = Some(at);
                         d.updated_at = d.updated_at.max(at);
-                        self.live.insert(session.clone(), live);
                         ended.push(session);
                     }
                 }
@@ -460,8 +469,23 @@ impl Writer {
         for id in ended {
             self.live.remove(&id);
         }
+        // Sessions abandoned without an end (a closed tab) would otherwise stay in memory for
+        // good; they are read back from the database if they ever report again.
+        self.batches += 1;
+        if self.batches % 256 == 0 {
+            let horizon = self.live.values().map(|l| l.last_at).max().unwrap_or(0) - LIVE_IDLE_MS;
+            self.live.retain(|_, l| l.last_at >= horizon);
+        }
         Ok(())
     }
+}
+
+/// The batch's delta for `session`, created on first use (without cloning the id each time).
+fn delta<'a>(deltas: &'a mut HashMap<String, Delta>, session: &str) -> &'a mut Delta {
+    if !deltas.contains_key(session) {
+        deltas.insert(session.to_string(), Delta::default());
+    }
+    deltas.get_mut(session).expect("just inserted")
 }
 
 /// Moves a session's position to `position` at time `at`, counting forward movement as
