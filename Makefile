@@ -13,7 +13,7 @@ test: rust-test web-test
 
 rust-test:
 	@command -v ffmpeg >/dev/null || { echo "ffmpeg is needed by the tests: apt-get install -y ffmpeg"; exit 1; }
-	$(CARGO) test --all-targets
+	$(CARGO) test
 
 web:
 	cd web && npm ci --no-audit --no-fund && npm run build

@@ -127,7 +127,6 @@ pub enum Event {
         session: String,
         at: i64,
         sample: PerformanceSample,
-        connection_type: Option<String>,
     },
     End {
         session: String,

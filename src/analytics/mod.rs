@@ -89,7 +89,7 @@ impl AnalyticsEngine {
             .map(|p| (p.quality_id, p.bitrate_kbps))
             .collect::<HashMap<_, _>>();
         let (tx, rx) = mpsc::channel(QUEUE);
-        let writer = writer::Writer::new(store.pool.clone(), kbps.clone());
+        let writer = writer::Writer::new(store.pool.clone(), store.backend, kbps.clone());
         let handle = tokio::spawn(writer.run(rx));
         Ok(Self {
             pool: store.pool,
@@ -245,13 +245,9 @@ impl AnalyticsEngine {
         .await;
     }
 
-    /// A player's `PerformanceMetrics` report (its counters are cumulative per session).
-    pub async fn record_performance(
-        &self,
-        session_id: Uuid,
-        metrics: &PerformanceMetrics,
-        connection_type: Option<String>,
-    ) {
+    /// A player's `PerformanceMetrics` report (its counters are cumulative per session). A
+    /// session's connection type is the one given when it started: its QoE group never moves.
+    pub async fn record_performance(&self, session_id: Uuid, metrics: &PerformanceMetrics) {
         self.send(Event::Performance {
             session: session_id.to_string(),
             at: now_ms(),
@@ -264,7 +260,6 @@ impl AnalyticsEngine {
                 rebuffer_ms: i64::from(metrics.rebuffer_duration_ms),
                 quality_switches: i64::from(metrics.quality_switches),
             },
-            connection_type,
         })
         .await;
     }
@@ -337,25 +332,7 @@ impl AnalyticsEngine {
         self.flush().await?;
         let cutoff = now_ms() - age.as_millis() as i64;
         let mut tx = self.pool.begin().await?;
-        for table in [
-            "progress_events",
-            "quality_switches",
-            "rebuffer_events",
-            "performance_reports",
-        ] {
-            sqlx::query(&format!(
-                "DELETE FROM {table} WHERE session_id IN (SELECT id FROM play_sessions WHERE COALESCE(ended_at, updated_at) < $1)"
-            ))
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let removed =
-            sqlx::query("DELETE FROM play_sessions WHERE COALESCE(ended_at, updated_at) < $1")
-                .bind(cutoff)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        let removed = delete_sessions(&mut tx, SessionFilter::EndedBefore(cutoff)).await?;
         for table in ["social_events", "playlist_events"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE at < $1"))
                 .bind(cutoff)
@@ -364,6 +341,31 @@ impl AnalyticsEngine {
         }
         tx.commit().await?;
         Ok(removed)
+    }
+
+    /// Recomputes the daily roll-ups from the sessions (after a bulk import straight into the
+    /// database, for instance). The writer keeps them in step otherwise.
+    pub async fn rebuild_rollups(&self) -> Result<(), AnalyticsError> {
+        self.flush().await?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM track_daily")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM qoe_daily")
+            .execute(&mut *tx)
+            .await?;
+        // The same statements as the roll-up migration's backfill.
+        let backfill = include_str!("../../migrations/20261124000002_rollups.sql");
+        let inserts = backfill.split(';').filter(|stmt| {
+            stmt.trim_start()
+                .lines()
+                .any(|l| l.starts_with("INSERT INTO"))
+        });
+        for stmt in inserts {
+            sqlx::query(stmt).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Everything stored about one user, as JSON (GDPR-style export).
@@ -413,22 +415,7 @@ impl AnalyticsEngine {
     pub async fn delete_user(&self, user_id: &str) -> Result<u64, AnalyticsError> {
         self.flush().await?;
         let mut tx = self.pool.begin().await?;
-        for table in [
-            "progress_events",
-            "quality_switches",
-            "rebuffer_events",
-            "performance_reports",
-        ] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE session_id IN (SELECT id FROM play_sessions WHERE user_id = $1)"))
-                .bind(user_id.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
-        let removed = sqlx::query("DELETE FROM play_sessions WHERE user_id = $1")
-            .bind(user_id.to_string())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let removed = delete_sessions(&mut tx, SessionFilter::User(user_id.to_string())).await?;
         for table in ["social_events", "playlist_events"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
                 .bind(user_id.to_string())
@@ -492,4 +479,115 @@ impl AnalyticsEngine {
     ) -> Result<Vec<reports::QoeGroup>, AnalyticsError> {
         Ok(reports::qoe_summary(&self.pool, since_ms, grouping).await?)
     }
+}
+
+/// Which sessions [`delete_sessions`] removes.
+enum SessionFilter {
+    User(String),
+    /// Ended (or last reported) before this time.
+    EndedBefore(i64),
+}
+
+impl SessionFilter {
+    fn sql(&self) -> &'static str {
+        match self {
+            SessionFilter::User(_) => "user_id = $1",
+            SessionFilter::EndedBefore(_) => "COALESCE(ended_at, updated_at) < $1",
+        }
+    }
+
+    fn bind<'q>(
+        &self,
+        q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        match self {
+            SessionFilter::User(u) => q.bind(u.clone()),
+            SessionFilter::EndedBefore(t) => q.bind(*t),
+        }
+    }
+}
+
+/// Deletes the matching sessions with their events, and takes their contribution out of the
+/// daily roll-ups so that reports stay exact. Returns the sessions deleted.
+async fn delete_sessions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    filter: SessionFilter,
+) -> Result<u64, AnalyticsError> {
+    let cond = filter.sql();
+    let rows = filter
+        .bind(sqlx::query(&format!(
+            "SELECT started_at, track_id, platform, COALESCE(connection_type, 'Unknown'), played_ms, startup_ms, \
+             rebuffer_ms, bitrate_kbps_ms, quality_switches FROM play_sessions WHERE {cond}"
+        )))
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut tracks: HashMap<(i64, String), (i64, i64)> = HashMap::new();
+    let mut qoe: HashMap<(i64, String, String), [f64; 7]> = HashMap::new();
+    for r in &rows {
+        let day = r.get::<i64, _>(0).div_euclid(86_400_000);
+        let t = tracks.entry((day, r.get(1))).or_default();
+        t.0 += 1;
+        t.1 += r.get::<i64, _>(4);
+        let q = qoe.entry((day, r.get(2), r.get(3))).or_default();
+        let startup: Option<i64> = r.get(5);
+        q[0] += 1.0;
+        q[1] += startup.unwrap_or(0) as f64;
+        q[2] += f64::from(u8::from(startup.is_some()));
+        q[3] += r.get::<i64, _>(6) as f64;
+        q[4] += r.get::<i64, _>(4) as f64;
+        q[5] += r.get::<f64, _>(7);
+        q[6] += r.get::<i64, _>(8) as f64;
+    }
+    for ((day, track), (plays, listening)) in tracks {
+        sqlx::query("UPDATE track_daily SET plays = plays - $1, listening_ms = listening_ms - $2 WHERE day = $3 AND track_id = $4")
+            .bind(plays)
+            .bind(listening)
+            .bind(day)
+            .bind(track)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for ((day, platform, connection), q) in qoe {
+        sqlx::query(
+            "UPDATE qoe_daily SET sessions = sessions - $1, startup_sum = startup_sum - $2, startup_n = startup_n - $3, \
+             rebuffer_ms = rebuffer_ms - $4, played_ms = played_ms - $5, bitrate_kbps_ms = bitrate_kbps_ms - $6, \
+             switches = switches - $7 WHERE day = $8 AND platform = $9 AND connection_type = $10",
+        )
+        .bind(q[0] as i64)
+        .bind(q[1] as i64)
+        .bind(q[2] as i64)
+        .bind(q[3] as i64)
+        .bind(q[4] as i64)
+        .bind(q[5])
+        .bind(q[6] as i64)
+        .bind(day)
+        .bind(platform)
+        .bind(connection)
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query("DELETE FROM track_daily WHERE plays <= 0")
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM qoe_daily WHERE sessions <= 0")
+        .execute(&mut **tx)
+        .await?;
+    for table in [
+        "progress_events",
+        "quality_switches",
+        "rebuffer_events",
+        "performance_reports",
+    ] {
+        filter
+            .bind(sqlx::query(&format!("DELETE FROM {table} WHERE session_id IN (SELECT id FROM play_sessions WHERE {cond})")))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(filter
+        .bind(sqlx::query(&format!(
+            "DELETE FROM play_sessions WHERE {cond}"
+        )))
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
 }

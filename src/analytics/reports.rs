@@ -101,26 +101,67 @@ pub enum QoeGrouping {
 /// How long an open session counts as listening after its last report.
 pub const OPEN_SESSION_GRACE_MS: i64 = 30_000;
 
+const DAY_MS: i64 = 86_400_000;
+
+/// Splits a window starting at `since` into whole days served by the roll-ups (from the
+/// returned day on) and the partial first day, read from `play_sessions` (`since..boundary`).
+fn split_window(since: i64) -> (i64, i64) {
+    let first_full_day = (since.max(0) + DAY_MS - 1).div_euclid(DAY_MS);
+    (first_full_day, first_full_day * DAY_MS)
+}
+
+/// Top tracks by plays (then listening time) among sessions started since `since`: whole days
+/// from `track_daily`, the partial first day from the sessions, listeners counted for the
+/// winners only.
 pub async fn top_tracks(pool: &AnyPool, since: i64, limit: i64) -> sqlx::Result<Vec<TrackPlays>> {
-    let rows = sqlx::query(
-        "SELECT track_id, COUNT(*) AS plays, COUNT(DISTINCT user_id) AS listeners, \
-         CAST(COALESCE(SUM(played_ms), 0) AS BIGINT) AS listening \
-         FROM play_sessions WHERE started_at >= $1 \
-         GROUP BY track_id ORDER BY plays DESC, listening DESC, track_id LIMIT $2",
+    let (day, boundary) = split_window(since);
+    let mut totals: std::collections::HashMap<String, (i64, i64)> =
+        std::collections::HashMap::new();
+    let rolled = sqlx::query(
+        "SELECT track_id, CAST(SUM(plays) AS BIGINT), CAST(SUM(listening_ms) AS BIGINT) FROM track_daily \
+         WHERE day >= $1 GROUP BY track_id",
     )
-    .bind(since)
-    .bind(limit)
+    .bind(day)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .iter()
-        .map(|r| TrackPlays {
-            track_id: r.get(0),
-            plays: r.get(1),
-            listeners: r.get(2),
-            listening_ms: r.get(3),
-        })
-        .collect())
+    let partial = sqlx::query(
+        "SELECT track_id, COUNT(*), CAST(COALESCE(SUM(played_ms), 0) AS BIGINT) FROM play_sessions \
+         WHERE started_at >= $1 AND started_at < $2 GROUP BY track_id",
+    )
+    .bind(since)
+    .bind(boundary)
+    .fetch_all(pool)
+    .await?;
+    for r in rolled.iter().chain(partial.iter()) {
+        let e = totals.entry(r.get::<String, _>(0)).or_default();
+        e.0 += r.get::<i64, _>(1);
+        e.1 += r.get::<i64, _>(2);
+    }
+    let mut ranked: Vec<(String, i64, i64)> = totals
+        .into_iter()
+        .map(|(t, (p, l))| (t, p, l))
+        .filter(|t| t.1 > 0)
+        .collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.0.cmp(&b.0)));
+    ranked.truncate(limit.max(0) as usize);
+    let mut out = Vec::with_capacity(ranked.len());
+    for (track_id, plays, listening_ms) in ranked {
+        let listeners: i64 = sqlx::query(
+            "SELECT COUNT(DISTINCT user_id) FROM play_sessions WHERE track_id = $1 AND started_at >= $2",
+        )
+        .bind(track_id.clone())
+        .bind(since)
+        .fetch_one(pool)
+        .await?
+        .get(0);
+        out.push(TrackPlays {
+            track_id,
+            plays,
+            listeners,
+            listening_ms,
+        });
+    }
+    Ok(out)
 }
 
 pub async fn user_plays(pool: &AnyPool, since: i64, limit: i64) -> sqlx::Result<Vec<UserPlays>> {
@@ -311,36 +352,68 @@ pub async fn qoe_sessions(pool: &AnyPool, since: i64, limit: i64) -> sqlx::Resul
         .collect())
 }
 
+/// QoE of sessions started since `since`, grouped: whole days from `qoe_daily`, the partial
+/// first day from the sessions.
 pub async fn qoe_summary(
     pool: &AnyPool,
     since: i64,
     grouping: QoeGrouping,
 ) -> sqlx::Result<Vec<QoeGroup>> {
-    let key = match grouping {
-        QoeGrouping::All => "'all'",
-        QoeGrouping::Platform => "platform",
-        QoeGrouping::ConnectionType => "COALESCE(connection_type, 'Unknown')",
+    let (rolled_key, raw_key) = match grouping {
+        QoeGrouping::All => ("'all'", "'all'"),
+        QoeGrouping::Platform => ("platform", "platform"),
+        QoeGrouping::ConnectionType => ("connection_type", "COALESCE(connection_type, 'Unknown')"),
     };
-    let sql = format!(
-        "SELECT {key} AS g, COUNT(*), CAST(AVG(startup_ms) AS DOUBLE PRECISION), \
+    let (day, boundary) = split_window(since);
+    let rolled = format!(
+        "SELECT {rolled_key} AS g, CAST(SUM(sessions) AS BIGINT), CAST(SUM(startup_sum) AS BIGINT), CAST(SUM(startup_n) AS BIGINT), \
+         CAST(SUM(rebuffer_ms) AS BIGINT), CAST(SUM(played_ms) AS BIGINT), CAST(SUM(bitrate_kbps_ms) AS DOUBLE PRECISION), \
+         CAST(SUM(switches) AS BIGINT) FROM qoe_daily WHERE day >= $1 GROUP BY g"
+    );
+    let raw = format!(
+        "SELECT {raw_key} AS g, COUNT(*), CAST(COALESCE(SUM(startup_ms), 0) AS BIGINT), COUNT(startup_ms), \
          CAST(COALESCE(SUM(rebuffer_ms), 0) AS BIGINT), CAST(COALESCE(SUM(played_ms), 0) AS BIGINT), \
          CAST(COALESCE(SUM(bitrate_kbps_ms), 0) AS DOUBLE PRECISION), CAST(COALESCE(SUM(quality_switches), 0) AS BIGINT) \
-         FROM play_sessions WHERE started_at >= $1 GROUP BY g ORDER BY g"
+         FROM play_sessions WHERE started_at >= $1 AND started_at < $2 GROUP BY g"
     );
-    let rows = sqlx::query(&sql).bind(since).fetch_all(pool).await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let played: i64 = r.get(4);
-            QoeGroup {
-                group: r.get(0),
-                sessions: r.get(1),
-                avg_startup_ms: r.get(2),
-                rebuffer_ratio: ratio(r.get(3), played),
-                avg_bitrate_kbps: (played > 0).then(|| r.get::<f64, _>(5) / played as f64),
-                switches_per_minute: per_minute(r.get(6), played),
-                played_ms: played,
-            }
+    let rolled = sqlx::query(&rolled).bind(day).fetch_all(pool).await?;
+    let raw = sqlx::query(&raw)
+        .bind(since)
+        .bind(boundary)
+        .fetch_all(pool)
+        .await?;
+    #[derive(Default)]
+    struct Acc {
+        sessions: i64,
+        startup_sum: i64,
+        startup_n: i64,
+        rebuffer_ms: i64,
+        played_ms: i64,
+        kbps_ms: f64,
+        switches: i64,
+    }
+    let mut groups: BTreeMap<String, Acc> = BTreeMap::new();
+    for r in rolled.iter().chain(raw.iter()) {
+        let a = groups.entry(r.get::<String, _>(0)).or_default();
+        a.sessions += r.get::<i64, _>(1);
+        a.startup_sum += r.get::<i64, _>(2);
+        a.startup_n += r.get::<i64, _>(3);
+        a.rebuffer_ms += r.get::<i64, _>(4);
+        a.played_ms += r.get::<i64, _>(5);
+        a.kbps_ms += r.get::<f64, _>(6);
+        a.switches += r.get::<i64, _>(7);
+    }
+    Ok(groups
+        .into_iter()
+        .filter(|(_, a)| a.sessions > 0)
+        .map(|(group, a)| QoeGroup {
+            group,
+            sessions: a.sessions,
+            avg_startup_ms: (a.startup_n > 0).then(|| a.startup_sum as f64 / a.startup_n as f64),
+            rebuffer_ratio: ratio(a.rebuffer_ms, a.played_ms),
+            avg_bitrate_kbps: (a.played_ms > 0).then(|| a.kbps_ms / a.played_ms as f64),
+            switches_per_minute: per_minute(a.switches, a.played_ms),
+            played_ms: a.played_ms,
         })
         .collect())
 }

@@ -8,12 +8,13 @@
 //! held.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::mpsc;
 
 use super::event::{Event, SessionStart};
-use super::store::values_placeholders;
+use super::store::{values_placeholders, Backend};
 
 /// Events applied in one transaction at most.
 pub const MAX_BATCH: usize = 20_000;
@@ -33,6 +34,9 @@ type PlaylistRow = (
 /// What the writer remembers of a live session.
 #[derive(Debug, Clone, Default)]
 struct Live {
+    /// Where the session counts in the daily roll-ups (fixed at its start).
+    group: Arc<RollupGroup>,
+    has_startup: bool,
     position: u64,
     max_position: u64,
     last_at: i64,
@@ -42,6 +46,29 @@ struct Live {
     rebuffer_ms: i64,
     switches: i64,
 }
+
+/// A session's place in the roll-ups.
+#[derive(Debug, Default, PartialEq, Eq, Hash)]
+struct RollupGroup {
+    day: i64,
+    track_id: String,
+    platform: String,
+    connection_type: String,
+}
+
+/// Additions to one `qoe_daily` row.
+#[derive(Debug, Default)]
+struct QoeAdd {
+    sessions: i64,
+    startup_sum: i64,
+    startup_n: i64,
+    rebuffer_ms: i64,
+    played_ms: i64,
+    kbps_ms: f64,
+    switches: i64,
+}
+
+const DAY_MS: i64 = 86_400_000;
 
 /// Changes to one session row within a batch.
 #[derive(Debug, Default)]
@@ -55,12 +82,12 @@ struct Delta {
     kbps_ms: f64,
     startup_ms: Option<i64>,
     ended_at: Option<i64>,
-    connection: Option<String>,
     updated_at: i64,
 }
 
 pub struct Writer {
     pool: AnyPool,
+    backend: Backend,
     live: HashMap<String, Live>,
     kbps: HashMap<String, u32>,
     batches: u64,
@@ -70,9 +97,10 @@ pub struct Writer {
 const LIVE_IDLE_MS: i64 = 2 * 3600 * 1000;
 
 impl Writer {
-    pub fn new(pool: AnyPool, kbps: HashMap<String, u32>) -> Self {
+    pub fn new(pool: AnyPool, backend: Backend, kbps: HashMap<String, u32>) -> Self {
         Self {
             pool,
+            backend,
             live: HashMap::new(),
             kbps,
             batches: 0,
@@ -123,7 +151,8 @@ impl Writer {
             return true;
         }
         let row = sqlx::query(
-            "SELECT position_ms, max_position_ms, updated_at, current_quality, rebuffer_count, rebuffer_ms, quality_switches FROM play_sessions WHERE id = $1",
+            "SELECT position_ms, max_position_ms, updated_at, current_quality, rebuffer_count, rebuffer_ms, quality_switches, \
+             started_at, track_id, platform, COALESCE(connection_type, 'Unknown'), startup_ms FROM play_sessions WHERE id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&mut **tx)
@@ -131,6 +160,13 @@ impl Writer {
         let Ok(Some(row)) = row else { return false };
         let quality: String = row.get(3);
         let live = Live {
+            group: Arc::new(RollupGroup {
+                day: row.get::<i64, _>(7).div_euclid(DAY_MS),
+                track_id: row.get(8),
+                platform: row.get(9),
+                connection_type: row.get(10),
+            }),
+            has_startup: row.get::<Option<i64>, _>(11).is_some(),
             position: row.get::<i64, _>(0) as u64,
             max_position: row.get::<i64, _>(1) as u64,
             last_at: row.get(2),
@@ -162,6 +198,15 @@ impl Writer {
                     self.live.insert(
                         s.id.clone(),
                         Live {
+                            group: Arc::new(RollupGroup {
+                                day: s.at.div_euclid(DAY_MS),
+                                track_id: s.track_id.clone(),
+                                platform: s.platform.as_str().to_string(),
+                                connection_type: s
+                                    .connection_type
+                                    .clone()
+                                    .unwrap_or_else(|| "Unknown".into()),
+                            }),
                             last_at: s.at,
                             kbps: s.quality_kbps,
                             quality: s.quality.clone(),
@@ -240,7 +285,6 @@ impl Writer {
                     session,
                     at,
                     sample,
-                    connection_type,
                 } => {
                     if self.ensure_live(&mut tx, &session).await {
                         let live = self.live.get_mut(&session).expect("ensured");
@@ -255,9 +299,6 @@ impl Writer {
                         d.buffer_sum += sample.buffer_health;
                         d.buffer_n += 1;
                         d.updated_at = d.updated_at.max(at);
-                        if connection_type.is_some() {
-                            d.connection = connection_type;
-                        }
                         live.rebuffer_count += new_rebuffers;
                         live.rebuffer_ms += new_rebuffer_ms;
                         live.switches += new_switches;
@@ -321,7 +362,7 @@ impl Writer {
         for chunk in starts.chunks(ROWS_PER_INSERT / 4) {
             let sql = format!(
                 "INSERT INTO play_sessions (id, user_id, track_id, ip, user_agent, referrer, platform, initial_quality, current_quality, connection_type, track_duration_ms, started_at, updated_at) VALUES {}",
-                values_placeholders(chunk.len(), 13)
+                values_placeholders(chunk.len(), 13, self.backend)
             );
             let mut q = sqlx::query(&sql);
             for s in chunk {
@@ -345,7 +386,7 @@ impl Writer {
         for chunk in progress.chunks(ROWS_PER_INSERT) {
             let sql = format!(
                 "INSERT INTO progress_events (session_id, at, position_ms, buffer_health) VALUES {}",
-                values_placeholders(chunk.len(), 4)
+                values_placeholders(chunk.len(), 4, self.backend)
             );
             let mut q = sqlx::query(&sql);
             for (s, at, p, b) in chunk {
@@ -356,7 +397,7 @@ impl Writer {
         for chunk in switches.chunks(ROWS_PER_INSERT / 2) {
             let sql = format!(
                 "INSERT INTO quality_switches (session_id, at, from_quality, to_quality, reason) VALUES {}",
-                values_placeholders(chunk.len(), 5)
+                values_placeholders(chunk.len(), 5, self.backend)
             );
             let mut q = sqlx::query(&sql);
             for (s, at, f, t, r) in chunk {
@@ -372,7 +413,7 @@ impl Writer {
         for chunk in rebuffers.chunks(ROWS_PER_INSERT) {
             let sql = format!(
                 "INSERT INTO rebuffer_events (session_id, at, duration_ms) VALUES {}",
-                values_placeholders(chunk.len(), 3)
+                values_placeholders(chunk.len(), 3, self.backend)
             );
             let mut q = sqlx::query(&sql);
             for (s, at, d) in chunk {
@@ -383,7 +424,7 @@ impl Writer {
         for chunk in perf.chunks(ROWS_PER_INSERT / 3) {
             let sql = format!(
                 "INSERT INTO performance_reports (session_id, at, buffer_health, download_kbps, packet_loss, latency_ms, rebuffer_count, rebuffer_ms, quality_switches) VALUES {}",
-                values_placeholders(chunk.len(), 9)
+                values_placeholders(chunk.len(), 9, self.backend)
             );
             let mut q = sqlx::query(&sql);
             for (s, at, p) in chunk {
@@ -403,7 +444,7 @@ impl Writer {
         for chunk in social.chunks(ROWS_PER_INSERT / 2) {
             let sql = format!(
                 "INSERT INTO social_events (kind, user_id, target_type, target_id, at, detail) VALUES {}",
-                values_placeholders(chunk.len(), 6)
+                values_placeholders(chunk.len(), 6, self.backend)
             );
             let mut q = sqlx::query(&sql);
             for (k, u, tt, ti, at, d) in chunk {
@@ -420,7 +461,7 @@ impl Writer {
         for chunk in playlists.chunks(ROWS_PER_INSERT / 2) {
             let sql = format!(
                 "INSERT INTO playlist_events (playlist_id, user_id, action, track_id, position, at) VALUES {}",
-                values_placeholders(chunk.len(), 6)
+                values_placeholders(chunk.len(), 6, self.backend)
             );
             let mut q = sqlx::query(&sql);
             for (p, u, a, t, pos, at) in chunk {
@@ -441,18 +482,17 @@ impl Writer {
             sqlx::query(
                 "UPDATE play_sessions SET position_ms = $1, max_position_ms = $2, updated_at = $3, \
                  ended_at = COALESCE($4, ended_at), current_quality = $5, \
-                 connection_type = COALESCE($6, connection_type), played_ms = played_ms + $7, \
-                 buffer_health_sum = buffer_health_sum + $8, buffer_health_samples = buffer_health_samples + $9, \
-                 rebuffer_count = rebuffer_count + $10, rebuffer_ms = rebuffer_ms + $11, \
-                 quality_switches = quality_switches + $12, bitrate_kbps_ms = bitrate_kbps_ms + $13, \
-                 startup_ms = COALESCE($14, startup_ms) WHERE id = $15",
+                 played_ms = played_ms + $6, \
+                 buffer_health_sum = buffer_health_sum + $7, buffer_health_samples = buffer_health_samples + $8, \
+                 rebuffer_count = rebuffer_count + $9, rebuffer_ms = rebuffer_ms + $10, \
+                 quality_switches = quality_switches + $11, bitrate_kbps_ms = bitrate_kbps_ms + $12, \
+                 startup_ms = COALESCE(startup_ms, $13) WHERE id = $14",
             )
             .bind(live.position as i64)
             .bind(live.max_position as i64)
             .bind(d.updated_at.max(live.last_at))
             .bind(d.ended_at)
             .bind(live.quality.clone())
-            .bind(d.connection.clone())
             .bind(d.played_ms)
             .bind(d.buffer_sum)
             .bind(d.buffer_n)
@@ -465,6 +505,7 @@ impl Writer {
             .execute(&mut *tx)
             .await?;
         }
+        self.write_rollups(&mut tx, &starts, &deltas).await?;
         tx.commit().await?;
         for id in ended {
             self.live.remove(&id);
@@ -475,6 +516,100 @@ impl Writer {
         if self.batches % 256 == 0 {
             let horizon = self.live.values().map(|l| l.last_at).max().unwrap_or(0) - LIVE_IDLE_MS;
             self.live.retain(|_, l| l.last_at >= horizon);
+        }
+        Ok(())
+    }
+}
+
+impl Writer {
+    /// Adds this batch's contribution to the daily roll-ups (one upsert per touched row).
+    async fn write_rollups(
+        &mut self,
+        tx: &mut Transaction<'_, Any>,
+        starts: &[SessionStart],
+        deltas: &HashMap<String, Delta>,
+    ) -> Result<(), sqlx::Error> {
+        let mut tracks: HashMap<(i64, &str), (i64, i64)> = HashMap::new();
+        let mut qoe: HashMap<(i64, &str, &str), QoeAdd> = HashMap::new();
+        let groups: Vec<(Arc<RollupGroup>, bool, Option<&Delta>)> =
+            starts
+                .iter()
+                .filter_map(|s| self.live.get(&s.id).map(|l| (l.group.clone(), true, None)))
+                .chain(deltas.iter().filter_map(|(id, d)| {
+                    self.live.get(id).map(|l| (l.group.clone(), false, Some(d)))
+                }))
+                .collect();
+        let mut first_startups = Vec::new();
+        for (id, d) in deltas {
+            if let (Some(s), Some(live)) = (d.startup_ms, self.live.get(id)) {
+                if !live.has_startup {
+                    first_startups.push((id.clone(), live.group.clone(), s));
+                }
+            }
+        }
+        for (g, is_start, d) in &groups {
+            let t = tracks.entry((g.day, g.track_id.as_str())).or_default();
+            let q = qoe
+                .entry((g.day, g.platform.as_str(), g.connection_type.as_str()))
+                .or_default();
+            if *is_start {
+                t.0 += 1;
+                q.sessions += 1;
+            }
+            if let Some(d) = d {
+                t.1 += d.played_ms;
+                q.played_ms += d.played_ms;
+                q.kbps_ms += d.kbps_ms;
+                q.rebuffer_ms += d.rebuffer_ms;
+                q.switches += d.switches;
+            }
+        }
+        for (_, g, s) in &first_startups {
+            let q = qoe
+                .entry((g.day, g.platform.as_str(), g.connection_type.as_str()))
+                .or_default();
+            q.startup_sum += s;
+            q.startup_n += 1;
+        }
+        for ((day, track), (plays, listening)) in &tracks {
+            sqlx::query(
+                "INSERT INTO track_daily (day, track_id, plays, listening_ms) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (day, track_id) DO UPDATE SET plays = track_daily.plays + excluded.plays, \
+                 listening_ms = track_daily.listening_ms + excluded.listening_ms",
+            )
+            .bind(*day)
+            .bind(track.to_string())
+            .bind(*plays)
+            .bind(*listening)
+            .execute(&mut **tx)
+            .await?;
+        }
+        for ((day, platform, connection), q) in &qoe {
+            sqlx::query(
+                "INSERT INTO qoe_daily (day, platform, connection_type, sessions, startup_sum, startup_n, rebuffer_ms, played_ms, bitrate_kbps_ms, switches) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (day, platform, connection_type) DO UPDATE SET \
+                 sessions = qoe_daily.sessions + excluded.sessions, startup_sum = qoe_daily.startup_sum + excluded.startup_sum, \
+                 startup_n = qoe_daily.startup_n + excluded.startup_n, rebuffer_ms = qoe_daily.rebuffer_ms + excluded.rebuffer_ms, \
+                 played_ms = qoe_daily.played_ms + excluded.played_ms, bitrate_kbps_ms = qoe_daily.bitrate_kbps_ms + excluded.bitrate_kbps_ms, \
+                 switches = qoe_daily.switches + excluded.switches",
+            )
+            .bind(*day)
+            .bind(platform.to_string())
+            .bind(connection.to_string())
+            .bind(q.sessions)
+            .bind(q.startup_sum)
+            .bind(q.startup_n)
+            .bind(q.rebuffer_ms)
+            .bind(q.played_ms)
+            .bind(q.kbps_ms)
+            .bind(q.switches)
+            .execute(&mut **tx)
+            .await?;
+        }
+        for (id, _, _) in first_startups {
+            if let Some(live) = self.live.get_mut(&id) {
+                live.has_startup = true;
+            }
         }
         Ok(())
     }

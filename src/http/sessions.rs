@@ -165,7 +165,7 @@ pub async fn metrics(
     }
     state
         .analytics
-        .record_performance(uuid, &session.performance_metrics, None)
+        .record_performance(uuid, &session.performance_metrics)
         .await;
     if let Some(s) = report.startup_ms {
         state.analytics.record_startup(uuid, s).await;

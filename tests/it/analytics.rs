@@ -219,6 +219,27 @@ async fn seed(a: &AnalyticsEngine) {
 
 async fn check_reports(a: &AnalyticsEngine) {
     let top = a.top_tracks(0, 10).await.unwrap();
+    // The same answers through the partial-day path (a window inside today is read from the
+    // sessions, not the roll-ups) and after rebuilding the roll-ups from scratch.
+    let hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 3_600_000;
+    assert_eq!(a.top_tracks(hour_ago, 10).await.unwrap(), top);
+    let qoe_all = a.qoe_summary(0, QoeGrouping::Platform).await.unwrap();
+    assert_eq!(
+        a.qoe_summary(hour_ago, QoeGrouping::Platform)
+            .await
+            .unwrap(),
+        qoe_all
+    );
+    a.rebuild_rollups().await.unwrap();
+    assert_eq!(a.top_tracks(0, 10).await.unwrap(), top);
+    assert_eq!(
+        a.qoe_summary(0, QoeGrouping::Platform).await.unwrap(),
+        qoe_all
+    );
     let summary: Vec<(&str, i64, i64, i64)> = top
         .iter()
         .map(|t| (t.track_id.as_str(), t.plays, t.listeners, t.listening_ms))
@@ -391,8 +412,12 @@ async fn privacy_policies_and_retention() {
     let a = sqlite_engine(&dir)
         .await
         .with_ip_policy(IpPolicy::Hash(b"secret".to_vec()));
+    let extras = stream_server::analytics::SessionExtras {
+        session_id: None,
+        connection_type: Some("Cellular3G".into()),
+    };
     let id = a
-        .start_play_session(
+        .start_play_session_with(
             Some("x".into()),
             "t".into(),
             "203.0.113.9".into(),
@@ -401,6 +426,7 @@ async fn privacy_policies_and_retention() {
             "low".into(),
             Platform::Unknown,
             None,
+            extras,
         )
         .await;
     a.record_performance(
@@ -412,7 +438,6 @@ async fn privacy_policies_and_retention() {
             rebuffer_duration_ms: 900,
             ..Default::default()
         },
-        Some("Cellular3G".into()),
     )
     .await;
     a.record_performance(
@@ -424,7 +449,6 @@ async fn privacy_policies_and_retention() {
             rebuffer_duration_ms: 1200,
             ..Default::default()
         },
-        None,
     )
     .await;
     a.flush().await.unwrap();
