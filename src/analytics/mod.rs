@@ -354,15 +354,18 @@ impl AnalyticsEngine {
         sqlx::query("DELETE FROM qoe_daily")
             .execute(&mut *tx)
             .await?;
-        // The same statements as the roll-up migration's backfill.
-        let backfill = include_str!("../../migrations/20261124000002_rollups.sql");
-        let inserts = backfill.split(';').filter(|stmt| {
-            stmt.trim_start()
-                .lines()
-                .any(|l| l.starts_with("INSERT INTO"))
-        });
-        for stmt in inserts {
-            sqlx::query(stmt).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM track_totals")
+            .execute(&mut *tx)
+            .await?;
+        // The same statements as the roll-up migrations' backfills.
+        let backfills = [
+            include_str!("../../migrations/20261124000002_rollups.sql"),
+            include_str!("../../migrations/20261124000003_track_totals.sql"),
+        ];
+        for stmt in backfills.iter().flat_map(|b| b.split(';')) {
+            if stmt.lines().any(|l| l.starts_with("INSERT INTO")) {
+                sqlx::query(stmt).execute(&mut *tx).await?;
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -538,11 +541,25 @@ async fn delete_sessions(
         q[5] += r.get::<f64, _>(7);
         q[6] += r.get::<i64, _>(8) as f64;
     }
-    for ((day, track), (plays, listening)) in tracks {
+    for ((day, track), (plays, listening)) in &tracks {
         sqlx::query("UPDATE track_daily SET plays = plays - $1, listening_ms = listening_ms - $2 WHERE day = $3 AND track_id = $4")
+            .bind(*plays)
+            .bind(*listening)
+            .bind(*day)
+            .bind(track.clone())
+            .execute(&mut **tx)
+            .await?;
+    }
+    let mut totals: HashMap<String, (i64, i64)> = HashMap::new();
+    for ((_, track), (plays, listening)) in &tracks {
+        let t = totals.entry(track.clone()).or_default();
+        t.0 += plays;
+        t.1 += listening;
+    }
+    for (track, (plays, listening)) in totals {
+        sqlx::query("UPDATE track_totals SET plays = plays - $1, listening_ms = listening_ms - $2 WHERE track_id = $3")
             .bind(plays)
             .bind(listening)
-            .bind(day)
             .bind(track)
             .execute(&mut **tx)
             .await?;
@@ -567,6 +584,9 @@ async fn delete_sessions(
         .await?;
     }
     sqlx::query("DELETE FROM track_daily WHERE plays <= 0")
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM track_totals WHERE plays <= 0")
         .execute(&mut **tx)
         .await?;
     sqlx::query("DELETE FROM qoe_daily WHERE sessions <= 0")

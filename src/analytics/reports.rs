@@ -115,35 +115,40 @@ fn split_window(since: i64) -> (i64, i64) {
 /// winners only.
 pub async fn top_tracks(pool: &AnyPool, since: i64, limit: i64) -> sqlx::Result<Vec<TrackPlays>> {
     let (day, boundary) = split_window(since);
-    let mut totals: std::collections::HashMap<String, (i64, i64)> =
-        std::collections::HashMap::new();
-    let rolled = sqlx::query(
-        "SELECT track_id, CAST(SUM(plays) AS BIGINT), CAST(SUM(listening_ms) AS BIGINT) FROM track_daily \
-         WHERE day >= $1 GROUP BY track_id",
-    )
-    .bind(day)
-    .fetch_all(pool)
-    .await?;
-    let partial = sqlx::query(
-        "SELECT track_id, COUNT(*), CAST(COALESCE(SUM(played_ms), 0) AS BIGINT) FROM play_sessions \
-         WHERE started_at >= $1 AND started_at < $2 GROUP BY track_id",
-    )
-    .bind(since)
-    .bind(boundary)
-    .fetch_all(pool)
-    .await?;
-    for r in rolled.iter().chain(partial.iter()) {
-        let e = totals.entry(r.get::<String, _>(0)).or_default();
-        e.0 += r.get::<i64, _>(1);
-        e.1 += r.get::<i64, _>(2);
-    }
-    let mut ranked: Vec<(String, i64, i64)> = totals
-        .into_iter()
-        .map(|(t, (p, l))| (t, p, l))
-        .filter(|t| t.1 > 0)
+    // Read whichever side of the window spans fewer days of roll-ups: the days in it, or the
+    // days before it subtracted from the all-time totals. Two queries: SQLite answers a lone MIN or MAX from the index, but scans for both at once.
+    let first: Option<i64> = sqlx::query("SELECT MIN(day) FROM track_daily")
+        .fetch_one(pool)
+        .await?
+        .get(0);
+    let last: Option<i64> = sqlx::query("SELECT MAX(day) FROM track_daily")
+        .fetch_one(pool)
+        .await?
+        .get(0);
+    let inside = last.map_or(0, |l| (l - day + 1).max(0));
+    let before = first.map_or(0, |f| (day - f).max(0));
+    let rolled = if before < inside {
+        "SELECT track_id, plays AS p, listening_ms AS l FROM track_totals \
+         UNION ALL SELECT track_id, -plays, -listening_ms FROM track_daily WHERE day < $1"
+    } else {
+        "SELECT track_id, plays AS p, listening_ms AS l FROM track_daily WHERE day >= $1"
+    };
+    // One query ranks everything, so only `limit` rows cross the driver.
+    let sql = format!(
+        "SELECT track_id, CAST(SUM(p) AS BIGINT) AS plays, CAST(SUM(l) AS BIGINT) AS listening FROM ({rolled} \
+         UNION ALL SELECT track_id, 1, played_ms FROM play_sessions WHERE started_at >= $2 AND started_at < $3) AS u \
+         GROUP BY track_id HAVING SUM(p) > 0 ORDER BY plays DESC, listening DESC, track_id LIMIT $4"
+    );
+    let ranked: Vec<(String, i64, i64)> = sqlx::query(&sql)
+        .bind(day)
+        .bind(since)
+        .bind(boundary)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.0.cmp(&b.0)));
-    ranked.truncate(limit.max(0) as usize);
     let mut out = Vec::with_capacity(ranked.len());
     for (track_id, plays, listening_ms) in ranked {
         let listeners: i64 = sqlx::query(

@@ -584,6 +584,24 @@ impl Writer {
             .execute(&mut **tx)
             .await?;
         }
+        let mut totals: HashMap<&str, (i64, i64)> = HashMap::new();
+        for ((_, track), (plays, listening)) in &tracks {
+            let t = totals.entry(track).or_default();
+            t.0 += plays;
+            t.1 += listening;
+        }
+        for (track, (plays, listening)) in &totals {
+            sqlx::query(
+                "INSERT INTO track_totals (track_id, plays, listening_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (track_id) DO UPDATE SET plays = track_totals.plays + excluded.plays, \
+                 listening_ms = track_totals.listening_ms + excluded.listening_ms",
+            )
+            .bind(track.to_string())
+            .bind(*plays)
+            .bind(*listening)
+            .execute(&mut **tx)
+            .await?;
+        }
         for ((day, platform, connection), q) in &qoe {
             sqlx::query(
                 "INSERT INTO qoe_daily (day, platform, connection_type, sessions, startup_sum, startup_n, rebuffer_ms, played_ms, bitrate_kbps_ms, switches) \
