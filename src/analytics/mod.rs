@@ -73,6 +73,131 @@ pub struct AnalyticsEngine {
     kbps: HashMap<String, u32>,
 }
 
+/// Longest text kept from a client (ids, user agents, referrers).
+const MAX_TEXT: usize = 512;
+/// Positions and durations beyond this (about 115 days) are client nonsense.
+const MAX_MS: u64 = 10_000_000_000;
+
+/// Text from clients as stored: no NUL (PostgreSQL refuses it in `TEXT`, and one refused row
+/// would fail a whole batch), at most [`MAX_TEXT`] bytes.
+fn clean(s: String) -> String {
+    let mut s = if s.contains('\0') {
+        s.replace('\0', "")
+    } else {
+        s
+    };
+    if s.len() > MAX_TEXT {
+        let mut end = MAX_TEXT;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+/// Bounds everything a client could have chosen, in one place, before it reaches the writer.
+fn sanitize(event: Event) -> Event {
+    let opt = |s: Option<String>| s.map(clean);
+    let ms = |v: u64| v.min(MAX_MS);
+    match event {
+        Event::Start(mut s) => {
+            s.id = clean(s.id);
+            s.user_id = opt(s.user_id);
+            s.track_id = clean(s.track_id);
+            s.user_agent = opt(s.user_agent);
+            s.referrer = opt(s.referrer);
+            s.quality = clean(s.quality);
+            s.connection_type = opt(s.connection_type);
+            s.track_duration_ms = ms(s.track_duration_ms);
+            Event::Start(s)
+        }
+        Event::Progress {
+            session,
+            at,
+            position_ms,
+            buffer_health,
+        } => Event::Progress {
+            session,
+            at,
+            position_ms: ms(position_ms),
+            buffer_health,
+        },
+        Event::End {
+            session,
+            at,
+            position_ms,
+        } => Event::End {
+            session,
+            at,
+            position_ms: position_ms.map(ms),
+        },
+        // A start-up longer than ten minutes is not a start-up.
+        Event::Startup {
+            session,
+            startup_ms,
+        } => Event::Startup {
+            session,
+            startup_ms: startup_ms.min(600_000),
+        },
+        Event::Rebuffer {
+            session,
+            at,
+            duration_ms,
+        } => Event::Rebuffer {
+            session,
+            at,
+            duration_ms: duration_ms.min(86_400_000),
+        },
+        Event::QualitySwitch {
+            session,
+            at,
+            from,
+            to,
+            to_kbps,
+            reason,
+        } => Event::QualitySwitch {
+            session,
+            at,
+            from: clean(from),
+            to: clean(to),
+            to_kbps,
+            reason: opt(reason),
+        },
+        Event::Social {
+            kind,
+            user_id,
+            target_type,
+            target_id,
+            at,
+            detail,
+        } => Event::Social {
+            kind,
+            user_id: clean(user_id),
+            target_type: clean(target_type),
+            target_id: clean(target_id),
+            at,
+            detail: opt(detail),
+        },
+        Event::Playlist {
+            playlist_id,
+            user_id,
+            action,
+            track_id,
+            position,
+            at,
+        } => Event::Playlist {
+            playlist_id: clean(playlist_id),
+            user_id: opt(user_id),
+            action: clean(action),
+            track_id: opt(track_id),
+            position,
+            at,
+        },
+        e => e,
+    }
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -117,7 +242,7 @@ impl AnalyticsEngine {
     }
 
     async fn send(&self, event: Event) {
-        if self.tx.send(event).await.is_err() {
+        if self.tx.send(sanitize(event)).await.is_err() {
             tracing::warn!("analytics event after shutdown dropped");
         }
     }
@@ -610,4 +735,24 @@ async fn delete_sessions(
         .execute(&mut **tx)
         .await?
         .rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_text_is_bounded() {
+        assert_eq!(clean("a\0b".into()), "ab");
+        let long = "é".repeat(400); // 800 bytes
+        let c = clean(long);
+        assert!(c.len() <= MAX_TEXT && c.chars().all(|ch| ch == 'é'));
+        match sanitize(Event::Startup {
+            session: "s".into(),
+            startup_ms: u64::MAX,
+        }) {
+            Event::Startup { startup_ms, .. } => assert_eq!(startup_ms, 600_000),
+            _ => unreachable!(),
+        }
+    }
 }

@@ -134,6 +134,9 @@ impl Writer {
                 if let Err(e) = self.apply(events).await {
                     metrics::counter!("analytics_batches_failed_total").increment(1);
                     tracing::error!(error = %e, events = n, "analytics batch failed");
+                    // The transaction rolled back: what `live` learnt from the batch is void.
+                    // Forget it all; sessions are read back from the database when they report.
+                    self.live.clear();
                 } else {
                     metrics::counter!("analytics_events_total").increment(n as u64);
                 }
@@ -475,11 +478,12 @@ impl Writer {
             }
             q.execute(&mut *tx).await?;
         }
+        let mut gone = Vec::new();
         for (id, d) in &deltas {
             let Some(live) = self.live.get(id) else {
                 continue;
             };
-            sqlx::query(
+            let updated = sqlx::query(
                 "UPDATE play_sessions SET position_ms = $1, max_position_ms = $2, updated_at = $3, \
                  ended_at = COALESCE($4, ended_at), current_quality = $5, \
                  played_ms = played_ms + $6, \
@@ -503,12 +507,32 @@ impl Writer {
             .bind(d.startup_ms)
             .bind(id.clone())
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if updated == 0 {
+                gone.push(id.clone());
+            }
+        }
+        // Sessions erased (user deletion, retention) while still reporting: drop what this
+        // batch wrote for them, and keep them out of the roll-ups.
+        for id in &gone {
+            for table in [
+                "progress_events",
+                "quality_switches",
+                "rebuffer_events",
+                "performance_reports",
+            ] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE session_id = $1"))
+                    .bind(id.clone())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            deltas.remove(id);
         }
         self.write_rollups(&mut tx, &starts, &deltas).await?;
         tx.commit().await?;
-        for id in ended {
-            self.live.remove(&id);
+        for id in ended.iter().chain(&gone) {
+            self.live.remove(id);
         }
         // Sessions abandoned without an end (a closed tab) would otherwise stay in memory for
         // good; they are read back from the database if they ever report again.

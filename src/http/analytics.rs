@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -85,8 +85,11 @@ pub async fn top_tracks(
 
 pub async fn users(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     q: WindowQuery,
 ) -> Result<Json<Value>, ApiError> {
+    operator_only(peer, &headers)?;
     let Query(w) = q?;
     Ok(Json(
         json!({ "since": w.since(), "users": state.analytics.user_plays(w.since(), w.limit()).await? }),
@@ -109,12 +112,11 @@ pub async fn concurrency(
 ) -> Result<Json<Value>, ApiError> {
     let Query(w) = q?;
     let window = w.window_secs.unwrap_or(3600).min(31 * 86_400);
-    // At most ~2000 points whatever the window.
+    // At most ~2000 points whatever the window, and no overflow whatever the step.
     let step = w
         .step_secs
         .unwrap_or((window / 120).max(1))
-        .max(window / 2000)
-        .max(1);
+        .clamp((window / 2000).max(1), window.max(1));
     let to = now_ms();
     let points = state
         .analytics
@@ -156,22 +158,31 @@ pub async fn qoe(
 
 pub async fn qoe_sessions(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     q: WindowQuery,
 ) -> Result<Json<Value>, ApiError> {
+    operator_only(peer, &headers)?;
     let Query(w) = q?;
     Ok(Json(
         json!({ "since": w.since(), "sessions": state.analytics.qoe_sessions(w.since(), w.limit()).await? }),
     ))
 }
 
-fn operator_only(peer: SocketAddr) -> Result<(), ApiError> {
-    if peer.ip().is_loopback() {
+/// Until token authentication lands, per-user data is for an operator on the server machine: a
+/// loopback peer, and neither a browser (an `Origin` header: any page could send it) nor a
+/// reverse proxy (forwarding headers: the real client is elsewhere).
+fn operator_only(peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+    let proxied = ["origin", "x-forwarded-for", "forwarded", "x-real-ip"]
+        .iter()
+        .any(|h| headers.contains_key(*h));
+    if peer.ip().is_loopback() && !proxied {
         Ok(())
     } else {
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "personal data export and deletion are allowed from the server machine only",
+            "per-user analytics are available to a client on the server machine only (not through a browser or a proxy)",
         ))
     }
 }
@@ -179,18 +190,20 @@ fn operator_only(peer: SocketAddr) -> Result<(), ApiError> {
 pub async fn export_user(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(user): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    operator_only(peer)?;
+    operator_only(peer, &headers)?;
     Ok(Json(state.analytics.export_user(&user).await?))
 }
 
 pub async fn delete_user(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(user): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    operator_only(peer)?;
+    operator_only(peer, &headers)?;
     let sessions = state.analytics.delete_user(&user).await?;
     tracing::info!(user_id = %user, sessions, "user analytics deleted");
     Ok(Json(

@@ -55,10 +55,21 @@ pub async fn fallback(State(state): State<Arc<AppState>>, req: Request) -> Respo
         return ApiError::not_found("no such route").into_response();
     };
     let immutable = path.starts_with("/assets/");
-    let service = tower_http::services::ServeDir::new(root).fallback(
-        tower_http::services::ServeFile::new(root.join("index.html")),
-    );
-    match service.oneshot(req).await {
+    let served = if immutable {
+        // A missing hashed asset is a 404, never the page (caches would keep it as the asset).
+        tower_http::services::ServeDir::new(root).oneshot(req).await
+    } else {
+        tower_http::services::ServeDir::new(root)
+            .fallback(tower_http::services::ServeFile::new(
+                root.join("index.html"),
+            ))
+            .oneshot(req)
+            .await
+    };
+    match served {
+        Ok(resp) if !resp.status().is_success() && resp.status() != StatusCode::NOT_MODIFIED => {
+            ApiError::not_found("no such file").into_response()
+        }
         Ok(mut resp) => {
             // Vite puts content hashes in asset names: those never change. The page itself must
             // be revalidated so a new build is picked up.
@@ -89,7 +100,11 @@ pub async fn record_request(req: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = req.method().to_string();
+    // Methods are client-chosen tokens: only the standard ones become label values.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "OPTIONS" | "PATCH") => m.to_string(),
+        _ => "other".to_string(),
+    };
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();

@@ -53,11 +53,19 @@ pub struct TranscodeRequest {
 }
 
 impl TranscodeRequest {
+    /// The profile's settings and the segment length are part of the key: changing either in
+    /// the configuration must never serve bytes cut for the old layout.
     fn key(&self) -> Key {
         Key {
             track_id: self.track_id.clone(),
             version: self.version.clone(),
-            quality: self.profile.quality_id.clone(),
+            quality: format!(
+                "{}-{}k-{}hz-{}f",
+                self.profile.quality_id,
+                self.profile.bitrate_kbps,
+                self.profile.sample_rate,
+                self.layout.segment_frames
+            ),
         }
     }
 }
@@ -163,6 +171,8 @@ const HEAD_START_SECS: u64 = 15;
 enum Slot {
     HeadStart(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit),
     Core(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit),
+    /// Between the two: holding nothing.
+    Waiting,
 }
 
 enum Lookup {
@@ -194,6 +204,10 @@ impl TranscodeCache {
         for entry in walkdir::WalkDir::new(dir).min_depth(3).max_depth(3) {
             let Ok(entry) = entry else { continue };
             let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) == Some("evicted") {
+                let _ = std::fs::remove_file(path);
+                continue;
+            }
             if path.extension().and_then(|e| e.to_str()) != Some("es") {
                 continue;
             }
@@ -293,6 +307,13 @@ impl TranscodeCache {
         let memo_key = (req.key(), index);
         if let Some(hit) = self.inner.memo.get(&memo_key) {
             metrics::counter!("cache_hits_total").increment(1);
+            // A hot segment is a use of its encode: keep the disk entry from looking stale.
+            let mut state = self.inner.state.lock();
+            state.clock += 1;
+            let now = state.clock;
+            if let Some(Entry::Ready { last_used, .. }) = state.entries.get_mut(&memo_key.0) {
+                *last_used = now;
+            }
             return Ok(hit);
         }
         let tag = id3::timestamp_tag(req.layout.frame_ticks(span.first_frame));
@@ -498,7 +519,9 @@ impl Inner {
                 return Err(TranscodeError::Cancelled);
             }
             if matches!(slot, Slot::HeadStart(_)) && fed >= head_start {
-                // The first segments are out: wait for a core like every other long encode.
+                // The first segments are out: give the head start back to the next newcomer,
+                // then wait for a core like every other long encode.
+                slot = Slot::Waiting;
                 let permit = runtime
                     .block_on(self.permits.clone().acquire_owned())
                     .map_err(|_| TranscodeError::Cancelled)?;
@@ -568,7 +591,7 @@ impl Inner {
 
     /// Removes least recently used finished entries until under the cap (never `keep`).
     fn evict(&self, keep: Option<&Key>) {
-        let mut victims = Vec::new();
+        let mut doomed = Vec::new();
         let bytes = {
             let mut state = self.state.lock();
             while state.ready_bytes > self.max_bytes {
@@ -585,18 +608,29 @@ impl Inner {
                 let Some((_, key)) = oldest else { break };
                 if let Some(Entry::Ready { encoded, .. }) = state.entries.remove(&key) {
                     state.ready_bytes = state.ready_bytes.saturating_sub(encoded.stream_len());
-                    victims.push(key);
+                    metrics::counter!("cache_evictions_total").increment(1);
+                    tracing::info!(track_id = %key.track_id, quality = %key.quality, "evicted from the transcode cache");
+                    // Renamed under the lock: a new encode of the same key, started the moment
+                    // the lock is released, writes fresh files that the deletion below cannot
+                    // touch.
+                    for path in [key.idx_path(&self.dir), key.es_path(&self.dir)] {
+                        let trash = path.with_extension(format!(
+                            "{}.evicted",
+                            path.extension().and_then(|e| e.to_str()).unwrap_or("")
+                        ));
+                        if std::fs::rename(&path, &trash).is_ok() {
+                            doomed.push(trash);
+                        }
+                    }
+                    doomed.push(key.dir(&self.dir));
+                    doomed.push(self.dir.join(&key.track_id));
                 }
             }
             state.ready_bytes
         };
-        for key in victims {
-            metrics::counter!("cache_evictions_total").increment(1);
-            tracing::info!(track_id = %key.track_id, quality = %key.quality, "evicted from the transcode cache");
-            let _ = std::fs::remove_file(key.idx_path(&self.dir));
-            let _ = std::fs::remove_file(key.es_path(&self.dir));
-            let _ = std::fs::remove_dir(key.dir(&self.dir));
-            let _ = std::fs::remove_dir(self.dir.join(&key.track_id));
+        for path in doomed {
+            // Files go; folders go only if empty.
+            let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir(&path));
         }
         metrics::gauge!("cache_bytes").set(bytes as f64);
     }

@@ -695,3 +695,128 @@ async fn streaming_sessions_feed_the_reports_over_http() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_client_values_cannot_poison_a_batch_postgres() {
+    let a = AnalyticsEngine::new(&postgres_url().await, Arc::new(Config::default()))
+        .await
+        .unwrap();
+    // PostgreSQL refuses NUL in text, and a huge start-up would overflow the roll-up sums.
+    let bad = a
+        .start_play_session(
+            Some("a\0b".into()),
+            "t\0".into(),
+            "::1".into(),
+            Some("x".repeat(10_000)),
+            1000,
+            "high".into(),
+            Platform::Web,
+            None,
+        )
+        .await;
+    a.record_startup(bad, u64::MAX).await;
+    a.update_play_progress(bad, u64::MAX, None).await;
+    let good = a
+        .start_play_session(
+            Some("ok".into()),
+            "t".into(),
+            "::1".into(),
+            None,
+            1000,
+            "high".into(),
+            Platform::Web,
+            None,
+        )
+        .await;
+    a.update_play_progress(good, 500, None).await;
+    a.flush().await.unwrap();
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM play_sessions")
+        .fetch_one(a.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2, "both sessions stored, the hostile one cleaned");
+    assert!(a.completion(0).await.is_ok());
+    assert_eq!(
+        a.qoe_summary(0, QoeGrouping::All).await.unwrap()[0].sessions,
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_data_is_not_reachable_from_a_browser_or_a_proxy() {
+    let lib = crate::fixtures::library();
+    let app = crate::helpers::spawn_app(Some(&lib.root)).await;
+    for (h, v) in [
+        ("Origin", "https://evil.example"),
+        ("X-Forwarded-For", "203.0.113.5"),
+        ("Forwarded", "for=203.0.113.5"),
+    ] {
+        let r = app
+            .client
+            .delete(app.url("/api/analytics/users/erin"))
+            .header(h, v)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{h}");
+        let r = app
+            .client
+            .get(app.url("/api/analytics/users/erin/export"))
+            .header(h, v)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{h}");
+        let r = app
+            .client
+            .get(app.url("/api/analytics/users"))
+            .header(h, v)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{h}");
+    }
+    assert_eq!(app.get("/api/analytics/users").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_listener_stays_erased_while_still_reporting() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = sqlite_engine(&dir).await;
+    let id = a
+        .start_play_session(
+            Some("gone".into()),
+            "t".into(),
+            "::1".into(),
+            None,
+            100_000,
+            "high".into(),
+            Platform::Web,
+            None,
+        )
+        .await;
+    a.update_play_progress(id, 5_000, None).await;
+    assert_eq!(a.delete_user("gone").await.unwrap(), 1);
+    // The player does not know and goes on reporting.
+    a.update_play_progress(id, 10_000, None).await;
+    a.record_rebuffer(id, 300).await;
+    a.end_play_session(id, Some(12_000)).await;
+    a.flush().await.unwrap();
+    for table in [
+        "play_sessions",
+        "progress_events",
+        "rebuffer_events",
+        "track_daily",
+        "track_totals",
+        "qoe_daily",
+    ] {
+        let n: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(a.pool())
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 0, "{table}");
+    }
+    assert!(a.top_tracks(0, 10).await.unwrap().is_empty());
+}
