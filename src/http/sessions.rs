@@ -137,6 +137,12 @@ pub async fn metrics(
         if state.streaming.profile(q).is_none() {
             return Err(StreamingError::UnknownQuality(q.to_string()).into());
         }
+        // Before the report: the player's own `quality_switches` already counts this switch,
+        // and the report keeps the larger count, so it is not counted twice.
+        state
+            .streaming
+            .update_session_quality(&id, q.to_string())
+            .await;
     }
     let session = state
         .streaming
@@ -154,10 +160,6 @@ pub async fn metrics(
             .await;
     }
     if let Some(q) = switched_to {
-        state
-            .streaming
-            .update_session_quality(&id, q.to_string())
-            .await;
         state
             .analytics
             .record_quality_switch(uuid, &before.current_quality, q, Some("player".into()))

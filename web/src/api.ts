@@ -55,6 +55,17 @@ export interface PerformanceMetrics {
   quality_switches: number;
 }
 
+/** A player's metrics report: PerformanceMetrics plus what only the player knows. Integers only
+ * for the `_ms` fields. */
+export interface MetricsReport extends PerformanceMetrics {
+  /** Playback position now (ms). */
+  position_ms?: number;
+  /** The profile actually being played (`high`, `medium`, `mobile`, `low`). */
+  current_quality?: string;
+  /** From the listener's play action to the first `playing` event (ms); sent once. */
+  startup_ms?: number;
+}
+
 export interface MetricsResponse {
   session_id: string;
   current_quality: string;
@@ -134,19 +145,49 @@ export function createSession(
   trackId: string,
   capabilities: ClientCapabilities,
   signal?: AbortSignal,
+  userId?: string | null,
 ): Promise<CreateSessionResponse> {
+  const body: Record<string, unknown> = { track_id: trackId, client_capabilities: capabilities };
+  if (userId) body.user_id = userId;
   return fetchJson<CreateSessionResponse>('/api/streaming/session', {
     method: 'POST',
-    body: JSON.stringify({ track_id: trackId, client_capabilities: capabilities }),
+    body: JSON.stringify(body),
     signal,
   });
 }
 
-export function reportMetrics(sessionId: string, metrics: PerformanceMetrics): Promise<MetricsResponse> {
+/** A whole, non-negative number of ms, or undefined (never NaN). */
+function wholeMs(v: number | undefined): number | undefined {
+  return v !== undefined && Number.isFinite(v) ? Math.max(0, Math.round(v)) : undefined;
+}
+
+export function reportMetrics(sessionId: string, metrics: MetricsReport): Promise<MetricsResponse> {
+  const body: MetricsReport = {
+    ...metrics,
+    position_ms: wholeMs(metrics.position_ms),
+    startup_ms: wholeMs(metrics.startup_ms),
+    current_quality: metrics.current_quality || undefined,
+  };
   return fetchJson<MetricsResponse>(`/api/streaming/session/${encodeURIComponent(sessionId)}/metrics`, {
     method: 'POST',
-    body: JSON.stringify(metrics),
+    body: JSON.stringify(body), // undefined fields are left out
   });
+}
+
+/** `DELETE /api/streaming/session/{id}?position_ms=`: `keepalive` lets it outlive the page. */
+export function endSessionUrl(sessionId: string, positionMs?: number): string {
+  const pos = wholeMs(positionMs);
+  const query = pos !== undefined ? `?position_ms=${pos}` : '';
+  return apiUrl(`/api/streaming/session/${encodeURIComponent(sessionId)}${query}`);
+}
+
+/** Ends a session; never rejects (an already-ended session answers 404). */
+export async function endSession(sessionId: string, positionMs?: number, keepalive = false): Promise<void> {
+  try {
+    await fetch(endSessionUrl(sessionId, positionMs), { method: 'DELETE', keepalive });
+  } catch {
+    // Best effort: the server expires idle sessions anyway.
+  }
 }
 
 export function getStreamingStats(signal?: AbortSignal): Promise<StreamingStats> {

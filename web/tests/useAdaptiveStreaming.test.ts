@@ -2,10 +2,10 @@
 //   ${STREAM_SERVER_BIN:-../target/debug/stream-server} serve --demo --data-dir <tmp> --bind 127.0.0.1:<port>
 
 import { act, renderHook } from '@testing-library/react';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 // Plain JS shared with the e2e script (typed by inference: allowJs).
 import { startServer } from '../e2e/harness.mjs';
-import { ApiError, fetchJson, listTracks, setApiBase, type StreamingSession, type Track } from '../src/api';
+import { ApiError, endSessionUrl, fetchJson, listTracks, setApiBase, type StreamingSession, type Track } from '../src/api';
 import { useAdaptiveStreaming } from '../src/hooks/useAdaptiveStreaming';
 
 interface RunningServer {
@@ -140,6 +140,131 @@ describe('useAdaptiveStreaming against stream-server', () => {
     expect(result.current.serverQuality).toBe('high');
     const session = await fetchJson<StreamingSession>(`/api/streaming/session/${sessionId}`);
     expect(session.performance_metrics).toMatchObject({ buffer_health_percentage: 80, download_speed_kbps: 3000, latency_ms: 40 });
+  });
+
+  it('sends the listener id from localStorage when creating a session', async () => {
+    localStorage.setItem('stream-server.userId', 'listener-test');
+    const bodies: unknown[] = [];
+    const realFetch = globalThis.fetch;
+    const spy = vi.spyOn(globalThis, 'fetch').mockImplementation((input, init) => {
+      if (String(input).endsWith('/api/streaming/session') && typeof init?.body === 'string') bodies.push(JSON.parse(init.body));
+      return realFetch(input, init);
+    });
+    try {
+      const { result } = renderHook(() => useAdaptiveStreaming());
+      let sessionId = '';
+      await act(async () => {
+        sessionId = await result.current.createStreamingSession(tracks[3].id);
+      });
+      // Accepted by the server (it refuses unknown fields).
+      expect(sessionId).toMatch(/^[0-9a-f-]{36}$/);
+      expect(bodies).toEqual([expect.objectContaining({ track_id: tracks[3].id, user_id: 'listener-test' })]);
+    } finally {
+      spy.mockRestore();
+      localStorage.removeItem('stream-server.userId');
+    }
+  });
+
+  it('reports position, the quality played and the startup time; the answer follows the quality', async () => {
+    const { result } = renderHook(() => useAdaptiveStreaming());
+    let sessionId = '';
+    await act(async () => {
+      sessionId = await result.current.createStreamingSession(tracks[2].id, {
+        estimated_bandwidth_kbps: 5000,
+        connection_type: 'Wifi',
+        device_type: 'Desktop',
+      });
+    });
+    expect(result.current.currentQuality).toBe('high');
+    const base = {
+      buffer_health_percentage: 70,
+      download_speed_kbps: 400,
+      packet_loss_percentage: 0,
+      latency_ms: 60,
+      rebuffer_count: 0,
+      rebuffer_duration_ms: 0,
+      quality_switches: 1,
+    };
+    let answer: Awaited<ReturnType<typeof result.current.reportMetrics>> = null;
+    await act(async () => {
+      // Fractions are rounded to whole ms on the way out.
+      answer = await result.current.reportMetrics({ ...base, position_ms: 12_345.6, current_quality: 'mobile', startup_ms: 850.4 });
+    });
+    expect(answer).toEqual({ session_id: sessionId, current_quality: 'mobile' });
+    expect(result.current.serverQuality).toBe('mobile');
+    let session = await fetchJson<StreamingSession>(`/api/streaming/session/${sessionId}`);
+    expect(session.current_quality).toBe('mobile');
+
+    await act(async () => {
+      // No startup this time; a NaN position is left out, not sent.
+      answer = await result.current.reportMetrics({ ...base, quality_switches: 2, position_ms: Number.NaN, current_quality: 'medium' });
+    });
+    expect(answer).toEqual({ session_id: sessionId, current_quality: 'medium' });
+    expect(result.current.serverQuality).toBe('medium');
+    session = await fetchJson<StreamingSession>(`/api/streaming/session/${sessionId}`);
+    expect(session.current_quality).toBe('medium');
+    expect(session.performance_metrics).toMatchObject({ download_speed_kbps: 400 });
+    // The player's count already includes its switches: the server does not count them twice.
+    expect(session.performance_metrics.quality_switches).toBe(2);
+
+    // An unknown profile is refused.
+    let error: unknown = null;
+    await act(async () => {
+      await result.current.reportMetrics({ ...base, current_quality: 'ultra' }).catch((e: unknown) => {
+        error = e;
+      });
+    });
+    expect(error).toBeInstanceOf(ApiError);
+    expect((error as ApiError).status).toBeGreaterThanOrEqual(400);
+    expect((error as ApiError).status).toBeLessThan(500);
+  });
+
+  it('ends the session with DELETE; the session is gone afterwards', async () => {
+    const { result } = renderHook(() => useAdaptiveStreaming());
+    let sessionId = '';
+    await act(async () => {
+      sessionId = await result.current.createStreamingSession(tracks[0].id);
+    });
+    expect(endSessionUrl(sessionId, 4321.7)).toBe(`${server.base}/api/streaming/session/${sessionId}?position_ms=4322`);
+    expect(endSessionUrl(sessionId, Number.NaN)).toBe(`${server.base}/api/streaming/session/${sessionId}`);
+    // What the player sends: the raw DELETE answers 204.
+    const res = await fetch(endSessionUrl(sessionId, 4321.7), { method: 'DELETE', keepalive: true });
+    expect(res.status).toBe(204);
+    const gone = await fetch(`${server.base}/api/streaming/session/${sessionId}`);
+    expect(gone.status).toBe(404);
+    // Ending it again (404) does not throw.
+    await expect(result.current.endStreamingSession(sessionId, 5000)).resolves.toBeUndefined();
+    const again = await fetch(endSessionUrl(sessionId, 5000), { method: 'DELETE' });
+    expect(again.status).toBe(404);
+
+    // Through the hook: the current session by default.
+    let second = '';
+    await act(async () => {
+      second = await result.current.createStreamingSession(tracks[1].id);
+    });
+    expect((await fetch(`${server.base}/api/streaming/session/${second}`)).status).toBe(200);
+    await act(async () => {
+      await result.current.endStreamingSession(undefined, 1000);
+    });
+    expect((await fetch(`${server.base}/api/streaming/session/${second}`)).status).toBe(404);
+    // Metrics for an ended session are refused with 404.
+    let error: unknown = null;
+    await act(async () => {
+      await result.current
+        .reportMetrics({
+          buffer_health_percentage: 50,
+          download_speed_kbps: 300,
+          packet_loss_percentage: 0,
+          latency_ms: 10,
+          rebuffer_count: 0,
+          rebuffer_duration_ms: 0,
+          quality_switches: 0,
+        })
+        .catch((e: unknown) => {
+          error = e;
+        });
+    });
+    expect((error as ApiError).status).toBe(404);
   });
 
   it('honours a quality the listener picked, with adaptation off', async () => {

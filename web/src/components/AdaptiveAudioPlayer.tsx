@@ -3,12 +3,14 @@
 // Source, best first: hls.js over Media Source Extensions; the browser's own HLS (Safari, iOS);
 // the progressive `/stream/{id}` file. The streaming session is created first, so the server's
 // choice of starting profile (from the link and device) is the first variant played. The player
-// reports PerformanceMetrics every 5 s while playing and tells the WebSocket what the listener
-// does (Play, Pause, Seek; progress as a Seek at most every 10 s).
+// reports PerformanceMetrics every 5 s while playing (with the position, the profile actually
+// played and, once, the startup time) and tells the WebSocket what the listener does (Play,
+// Pause, Seek; progress as a Seek at most every 10 s). The session is ended (DELETE) when the
+// player moves to another track, and with a keepalive fetch on `pagehide`.
 
 import Hls, { Events, ErrorTypes, type ErrorData, type FragLoadedData, type Level } from 'hls.js/light';
 import { useCallback, useEffect, useMemo, useRef, useState, type ChangeEvent } from 'react';
-import { apiUrl, progressivePath, type AdaptiveProfile, type PerformanceMetrics, type Track } from '../api';
+import { apiUrl, endSession, progressivePath, type AdaptiveProfile, type MetricsReport, type Track } from '../api';
 import { BUFFER_TARGET_S } from '../capabilities';
 import { formatKbps, formatTime, qualityFromUrl } from '../format';
 import { useAdaptiveStreaming } from '../hooks/useAdaptiveStreaming';
@@ -46,6 +48,8 @@ const SAMPLE_PERIOD_MS = 1000;
 const CHART_WINDOW_S = 120;
 const SEEK_STEP_S = 10;
 const VOLUME_KEY = 'stream-server.volume';
+/** The server's profiles, when its ladder is not known yet. */
+const DEFAULT_QUALITIES = ['high', 'medium', 'mobile', 'low'];
 
 /** Where the last bandwidth estimate of this page is kept between tracks (bits/s). */
 let lastBandwidthEstimate: number | null = null;
@@ -116,6 +120,7 @@ export function AdaptiveAudioPlayer({
     reportMetrics,
     session,
     serverQuality,
+    getSession,
   } = streaming;
   const { sendCommand, events } = useRealtime();
 
@@ -152,6 +157,10 @@ export function AdaptiveAudioPlayer({
     reasonForLevel: new Map<number, string>(),
     sessionReported: true,
     trackId,
+    sessionId: null as string | null, // this track's streaming session, once created
+    playRequestedAt: null as number | null, // performance.now() of the listener's play action
+    startupMs: null as number | null, // play action → first `playing`
+    startupSent: false,
   });
 
   const adaptiveRef = useRef(isAdaptive);
@@ -200,7 +209,13 @@ export function AdaptiveAudioPlayer({
       reasonForLevel: new Map(),
       sessionReported: true,
       trackId,
+      sessionId: null,
+      // Picking the track is the listener's play action when it autoplays.
+      playRequestedAt: autoPlay ? performance.now() : null,
+      startupMs: null,
+      startupSent: false,
     };
+    let ownSessionId: string | null = null;
     setError(null);
     setStatus('Creating streaming session…');
     setLevels([]);
@@ -215,7 +230,14 @@ export function AdaptiveAudioPlayer({
       let capsKbps = 0;
       try {
         const id = await createStreamingSession(trackId);
+        if (cancelled) {
+          // The listener moved on while the session was being created.
+          void endSession(id, 0);
+          return;
+        }
         sessionId = id;
+        ownSessionId = id;
+        m.current.sessionId = id;
       } catch (err) {
         if (cancelled) return;
         setError(`No streaming session (${err instanceof Error ? err.message : String(err)}); playing with server defaults.`);
@@ -340,7 +362,10 @@ export function AdaptiveAudioPlayer({
       if (autoPlay) {
         audio.play().catch(() => {
           // Autoplay refused (no user gesture yet): wait for the play button.
-          if (!cancelled) setStatus('Press play');
+          if (!cancelled) {
+            m.current.playRequestedAt = null;
+            setStatus('Press play');
+          }
         });
         // The listener picked this track: that is their Play.
         m.current.lastProgressSent = Date.now();
@@ -355,13 +380,29 @@ export function AdaptiveAudioPlayer({
       const q = initial?.quality_id ?? null;
       audio.src = apiUrl(progressivePath(trackId, q));
       if (initial) setCurrentQuality(initial.quality_id, `${reasonRef.current} — progressive: fixed for the whole track`);
-      if (autoPlay) audio.play().catch(() => !cancelled && setStatus('Press play'));
+      if (autoPlay) {
+        audio.play().catch(() => {
+          if (cancelled) return;
+          m.current.playRequestedAt = null;
+          setStatus('Press play');
+        });
+      }
     }
 
     void start();
 
     return () => {
       cancelled = true;
+      // End this track's session where playback stopped (before the element is reset).
+      if (ownSessionId) {
+        const positionMs = audio.currentTime * 1000;
+        if (m.current.sessionId === ownSessionId) {
+          m.current.sessionId = null;
+          m.current.sessionReported = false;
+        }
+        void endSession(ownSessionId, positionMs);
+        ownSessionId = null;
+      }
       const hls = hlsRef.current;
       hlsRef.current = null;
       if (hls) hls.destroy();
@@ -388,6 +429,9 @@ export function AdaptiveAudioPlayer({
       setStatus('Playing');
       const b = m.current;
       b.started = true;
+      if (b.startupMs === null && b.playRequestedAt !== null) {
+        b.startupMs = Math.max(0, Math.round(performance.now() - b.playRequestedAt));
+      }
       if (b.waitingSince !== null) {
         b.rebufferMs += performance.now() - b.waitingSince;
         b.waitingSince = null;
@@ -507,10 +551,21 @@ export function AdaptiveAudioPlayer({
       if (!audio || audio.paused) return;
       const b = m.current;
       if (!b.sessionReported) return;
+      // Only this track's own session (the hook's may still be the previous track's).
+      if (!b.sessionId || getSession()?.sessionId !== b.sessionId) return;
       const hls = hlsRef.current;
       const ahead = bufferedAhead(audio);
       const stalledMs = b.waitingSince !== null ? performance.now() - b.waitingSince : 0;
-      const metrics: PerformanceMetrics = {
+      // The profile actually played, from the hls.js level's URL (as the panel shows it).
+      let playing: string | null = null;
+      if (hls && b.playingLevel !== null) {
+        const lvl = hls.levels[b.playingLevel];
+        playing = lvl ? qualityFromUrl(levelUrl(lvl)) : null;
+      }
+      const known = profilesRef.current?.map((p) => p.quality_id) ?? DEFAULT_QUALITIES;
+      const position = audio.currentTime * 1000;
+      const sendStartup = b.startupMs !== null && !b.startupSent;
+      const metrics: MetricsReport = {
         buffer_health_percentage: Math.round(bufferHealthPercent(ahead, audio.currentTime, audio.duration) * 10) / 10,
         download_speed_kbps: Math.max(0, Math.round(hls ? hls.bandwidthEstimate / 1000 : b.measuredKbps)),
         packet_loss_percentage: 0,
@@ -518,8 +573,13 @@ export function AdaptiveAudioPlayer({
         rebuffer_count: b.rebufferCount,
         rebuffer_duration_ms: Math.round(b.rebufferMs + stalledMs),
         quality_switches: b.qualitySwitches,
+        position_ms: Number.isFinite(position) ? Math.max(0, Math.round(position)) : undefined,
+        current_quality: playing && known.includes(playing) ? playing : undefined,
+        startup_ms: sendStartup && b.startupMs !== null ? b.startupMs : undefined,
       };
-      reportMetrics(metrics).catch((err: unknown) => {
+      reportMetrics(metrics).then((res) => {
+        if (res && sendStartup) b.startupSent = true;
+      }).catch((err: unknown) => {
         // An expired session (404) stops the reports for this track; other errors are transient.
         if (err && typeof err === 'object' && 'status' in err && (err as { status: number }).status === 404) {
           b.sessionReported = false;
@@ -527,13 +587,31 @@ export function AdaptiveAudioPlayer({
       });
     }, METRICS_PERIOD_MS);
     return () => clearInterval(timer);
-  }, [isPlaying, session, reportMetrics]);
+  }, [isPlaying, session, reportMetrics, getSession]);
+
+  // ------------------------------------------------------------------ end the session on page exit
+  useEffect(() => {
+    const onPageHide = () => {
+      const b = m.current;
+      const id = b.sessionId;
+      if (!id) return;
+      b.sessionId = null;
+      b.sessionReported = false;
+      // DELETE cannot go by sendBeacon: a keepalive fetch outlives the page.
+      void endSession(id, (audioRef.current?.currentTime ?? 0) * 1000, true);
+    };
+    window.addEventListener('pagehide', onPageHide);
+    return () => window.removeEventListener('pagehide', onPageHide);
+  }, []);
 
   // ------------------------------------------------------------------ controls
   const play = useCallback(() => {
     const audio = audioRef.current;
     if (!audio || !trackId) return;
+    // The listener's play action, for the startup time (first start of this track only).
+    if (!m.current.started && m.current.playRequestedAt === null) m.current.playRequestedAt = performance.now();
     audio.play().catch((err: unknown) => {
+      if (!m.current.started) m.current.playRequestedAt = null;
       setStatus(err instanceof Error && err.name === 'NotAllowedError' ? 'Press play' : 'Could not start playback');
     });
     m.current.lastProgressSent = Date.now();

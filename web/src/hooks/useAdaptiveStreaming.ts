@@ -6,14 +6,16 @@ import { useCallback, useRef, useState } from 'react';
 import {
   apiUrl,
   createSession,
+  endSession,
   hlsMasterPath,
   reportMetrics as postMetrics,
   type AdaptiveProfile,
   type ClientCapabilities,
+  type MetricsReport,
   type MetricsResponse,
-  type PerformanceMetrics,
 } from '../api';
 import { detectCapabilities } from '../capabilities';
+import { storedUserId } from './useUserIdentity';
 
 export interface StreamingSessionInfo {
   sessionId: string;
@@ -45,8 +47,11 @@ export interface AdaptiveStreaming {
   /** The quality the user asked for (null = let the server and ABR decide). */
   preferredQuality: string | null;
   setPreferredQuality: (quality: string | null) => void;
-  /** Sends a PerformanceMetrics report for the current session; resolves to the server's answer. */
-  reportMetrics: (metrics: PerformanceMetrics) => Promise<MetricsResponse | null>;
+  /** Sends a PerformanceMetrics report (plus position, quality played, startup time) for the
+   * current session; resolves to the server's answer. */
+  reportMetrics: (metrics: MetricsReport) => Promise<MetricsResponse | null>;
+  /** Ends a session on the server (default: the current one); never rejects. */
+  endStreamingSession: (sessionId?: string | null, positionMs?: number) => Promise<void>;
   /** The quality the server's monitor thinks this session should have (from the last report). */
   serverQuality: string | null;
   /** The latest session, synchronously (state updates land on the next render). */
@@ -107,7 +112,7 @@ export function useAdaptiveStreaming(): AdaptiveStreaming {
         ...detectCapabilities({ adaptiveEnabled: adaptive, preferredQuality: preferred }),
         ...overrides,
       };
-      const res = await createSession(trackId, capabilities);
+      const res = await createSession(trackId, capabilities, undefined, storedUserId());
       // A later call (the listener skipped to another track) wins.
       if (seq === requestSeq.current) {
         const info: StreamingSessionInfo = {
@@ -147,12 +152,18 @@ export function useAdaptiveStreaming(): AdaptiveStreaming {
     setBufferHealthState(Math.round(v));
   }, []);
 
-  const reportMetrics = useCallback(async (metrics: PerformanceMetrics): Promise<MetricsResponse | null> => {
+  const reportMetrics = useCallback(async (metrics: MetricsReport): Promise<MetricsResponse | null> => {
     const s = latestSession.current;
     if (!s) return null;
     const res = await postMetrics(s.sessionId, metrics);
     if (latestSession.current?.sessionId === s.sessionId) setServerQuality(res.current_quality);
     return res;
+  }, []);
+
+  const endStreamingSession = useCallback(async (sessionId?: string | null, positionMs?: number): Promise<void> => {
+    const id = sessionId === undefined ? latestSession.current?.sessionId : sessionId;
+    if (!id) return;
+    await endSession(id, positionMs);
   }, []);
 
   return {
@@ -169,6 +180,7 @@ export function useAdaptiveStreaming(): AdaptiveStreaming {
     preferredQuality,
     setPreferredQuality,
     reportMetrics,
+    endStreamingSession,
     serverQuality,
     getSession,
   };

@@ -30,6 +30,12 @@ function write(key: string, value: string): void {
   }
 }
 
+/** The listener id kept in localStorage, if any (for analytics attribution). */
+export function storedUserId(): string | null {
+  const v = read(USER_KEY)?.trim();
+  return v ? v : null;
+}
+
 function initialUserId(): string {
   const stored = read(USER_KEY);
   if (stored && stored.trim()) return stored;
