@@ -13,6 +13,7 @@ use crate::http::{router, AppState};
 use crate::library::{demo, scan, Catalog, Library};
 use crate::media::cache::{CacheError, TranscodeCache};
 use crate::streaming::adaptive::AdaptiveStreamingManager;
+use crate::streaming::websocket::WebSocketManager;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -102,7 +103,12 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartupError> 
         config.clone(),
         library.clone(),
     ));
+    let websocket = Arc::new(WebSocketManager::with_context(
+        library.clone(),
+        analytics.clone(),
+    ));
     Ok(Arc::new(AppState {
+        websocket,
         analytics,
         library,
         streaming,
@@ -145,6 +151,7 @@ pub async fn run(
         }
     });
     spawn_retention(state.clone());
+    spawn_ws_cleanup(state.clone());
     let app = router(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let result = axum::serve(
@@ -156,6 +163,24 @@ pub async fn run(
     state.cache.shutdown();
     state.analytics.shutdown().await;
     result
+}
+
+/// Closes WebSocket connections silent for 90 s (clients answer the 20 s pings, so only dead
+/// ones are that quiet).
+fn spawn_ws_cleanup(state: Arc<AppState>) {
+    let weak = Arc::downgrade(&state);
+    drop(state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(15));
+        loop {
+            tick.tick().await;
+            let Some(state) = weak.upgrade() else { break };
+            state
+                .websocket
+                .cleanup_inactive_connections(std::time::Duration::from_secs(90))
+                .await;
+        }
+    });
 }
 
 /// Prunes analytics past the retention period, a minute after start and then daily.

@@ -8,6 +8,7 @@ pub mod range;
 mod sessions;
 mod stream;
 mod tracks;
+mod ws;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use crate::config::Config;
 use crate::library::Library;
 use crate::media::cache::TranscodeCache;
 use crate::streaming::adaptive::AdaptiveStreamingManager;
+use crate::streaming::websocket::WebSocketManager;
 
 pub use error::ApiError;
 
@@ -29,6 +31,7 @@ pub use error::ApiError;
 pub struct AppState {
     pub config: Arc<Config>,
     pub analytics: Arc<AnalyticsEngine>,
+    pub websocket: Arc<WebSocketManager>,
     pub library: Arc<Library>,
     pub streaming: Arc<AdaptiveStreamingManager>,
     pub cache: TranscodeCache,
@@ -53,6 +56,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/streaming/session/{id}", get(sessions::get).delete(sessions::end))
         .route("/api/streaming/session/{id}/metrics", post(sessions::metrics))
         .route("/api/streaming/stats", get(sessions::stats))
+        .route("/api/ws", get(ws::upgrade))
+        .route("/api/ws/stats", get(ws_stats))
         .route("/api/analytics/top-tracks", get(analytics::top_tracks))
         .route("/api/analytics/users", get(analytics::users))
         .route("/api/analytics/completion", get(analytics::completion))
@@ -69,6 +74,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             tracing::info_span!("request", method = %req.method(), uri = %req.uri())
         }))
         .with_state(state)
+}
+
+async fn ws_stats(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> axum::Json<serde_json::Value> {
+    axum::Json(state.websocket.get_stats().await)
 }
 
 fn cors_layer(origins: &[String]) -> CorsLayer {

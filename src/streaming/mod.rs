@@ -1,5 +1,6 @@
 //! The spec's streaming module: adaptive streaming (profiles, capabilities, sessions, the
-//! manager) and HLS playlist rendering.
+//! manager), HLS playlist rendering, and the WebSocket manager.
 
 pub mod adaptive;
 pub mod hls;
+pub mod websocket;

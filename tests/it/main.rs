@@ -9,3 +9,4 @@ mod hls;
 mod safety;
 mod spec_examples;
 mod stream;
+mod websocket;

@@ -1,0 +1,360 @@
+//! What each command does. Every command gets exactly one `CommandResponse`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::connection::failure;
+use super::hub::WebSocketManager;
+use super::protocol::{WebSocketCommand, WebSocketEvent, EVENT_NAMES};
+use crate::analytics::Platform;
+use crate::streaming::adaptive::{select_initial_profile, AdaptiveProfile, ClientCapabilities};
+
+/// One user's playback, as their commands drive it.
+#[derive(Debug, Clone)]
+pub(crate) struct Playback {
+    pub track_id: String,
+    pub duration_ms: u64,
+    pub position_ms: u64,
+    pub played_ms: u64,
+    pub playing: bool,
+    pub session: Option<Uuid>,
+}
+
+fn ok(command_id: &str, data: serde_json::Value) -> WebSocketEvent {
+    WebSocketEvent::CommandResponse {
+        command_id: command_id.to_string(),
+        success: true,
+        data: Some(data),
+        error: None,
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl WebSocketManager {
+    pub(super) async fn execute(
+        &self,
+        conn: Uuid,
+        user: Option<&str>,
+        ip: &str,
+        cmd: WebSocketCommand,
+    ) -> WebSocketEvent {
+        let id = cmd.command_id().to_string();
+        let needs_identity = matches!(
+            cmd,
+            WebSocketCommand::Play { .. }
+                | WebSocketCommand::Pause { .. }
+                | WebSocketCommand::Stop { .. }
+                | WebSocketCommand::Seek { .. }
+                | WebSocketCommand::AddToPlaylist { .. }
+                | WebSocketCommand::RemoveFromPlaylist { .. }
+        );
+        let user = match (user, needs_identity) {
+            (Some(u), _) => Some(u.to_string()),
+            (None, false) => None,
+            (None, true) => {
+                return failure(
+                    id,
+                    "anonymous connections may only listen: connect with a user".into(),
+                )
+            }
+        };
+        match cmd {
+            WebSocketCommand::Ping { .. } => ok(&id, json!({ "pong": now_secs() })),
+            WebSocketCommand::GetStatus { .. } => {
+                let conn_info = self.connections.read().get(&conn).cloned();
+                let playback = user
+                    .as_deref()
+                    .and_then(|u| self.playback.lock().get(u).cloned());
+                let current = self.connections.read().len();
+                ok(
+                    &id,
+                    json!({
+                        "connection_id": conn,
+                        "user_id": user,
+                        "authenticated": user.is_some(),
+                        "subscriptions": conn_info.as_ref().map(|c| c.subscribed_events.clone()).unwrap_or_default(),
+                        "filters": conn_info.as_ref().map(|c| c.filters.clone()).unwrap_or_default(),
+                        "playback": playback.map(|p| json!({
+                            "track_id": p.track_id, "position_ms": p.position_ms, "playing": p.playing,
+                            "duration_ms": p.duration_ms, "played_ms": p.played_ms,
+                        })),
+                        "server": { "connections": current, "uptime_secs": self.started.elapsed().as_secs() },
+                    }),
+                )
+            }
+            WebSocketCommand::Subscribe {
+                events, filters, ..
+            } => {
+                let unknown: Vec<&String> = events
+                    .iter()
+                    .filter(|e| !EVENT_NAMES.contains(&e.as_str()))
+                    .collect();
+                if !unknown.is_empty() {
+                    return failure(
+                        id,
+                        format!(
+                            "unknown events {unknown:?}; known: {}",
+                            EVENT_NAMES.join(", ")
+                        ),
+                    );
+                }
+                let mut conns = self.connections.write();
+                let Some(c) = conns.get_mut(&conn) else {
+                    return failure(id, "connection closed".into());
+                };
+                for e in events {
+                    if !c.subscribed_events.contains(&e) {
+                        c.subscribed_events.push(e);
+                    }
+                }
+                if let Some(f) = filters {
+                    c.filters = f;
+                }
+                ok(
+                    &id,
+                    json!({ "subscribed": c.subscribed_events, "filters": c.filters }),
+                )
+            }
+            WebSocketCommand::Unsubscribe { events, .. } => {
+                let mut conns = self.connections.write();
+                let Some(c) = conns.get_mut(&conn) else {
+                    return failure(id, "connection closed".into());
+                };
+                c.subscribed_events.retain(|e| !events.contains(e));
+                ok(&id, json!({ "subscribed": c.subscribed_events }))
+            }
+            WebSocketCommand::AddToPlaylist { .. }
+            | WebSocketCommand::RemoveFromPlaylist { .. } => {
+                failure(id, "playlists are not available on this server yet".into())
+            }
+            WebSocketCommand::Play {
+                track_id,
+                start_position_ms,
+                ..
+            } => {
+                self.play(
+                    &id,
+                    &user.expect("checked"),
+                    ip,
+                    track_id,
+                    start_position_ms.unwrap_or(0),
+                )
+                .await
+            }
+            WebSocketCommand::Pause { track_id, .. } => {
+                self.pause(&id, &user.expect("checked"), &track_id).await
+            }
+            WebSocketCommand::Stop { track_id, .. } => {
+                self.stop(&id, &user.expect("checked"), &track_id).await
+            }
+            WebSocketCommand::Seek {
+                track_id,
+                position_ms,
+                ..
+            } => {
+                self.seek(&id, &user.expect("checked"), &track_id, position_ms)
+                    .await
+            }
+        }
+    }
+
+    async fn play(
+        &self,
+        id: &str,
+        user: &str,
+        ip: &str,
+        track_id: String,
+        start: u64,
+    ) -> WebSocketEvent {
+        let Some(ctx) = &self.context else {
+            return failure(id.into(), "this hub has no library".into());
+        };
+        let Some(track) = ctx.library.get(&track_id) else {
+            return failure(id.into(), format!("unknown track {track_id:?}"));
+        };
+        if start > track.duration_ms {
+            return failure(
+                id.into(),
+                format!(
+                    "start_position_ms {start} is past the end ({} ms)",
+                    track.duration_ms
+                ),
+            );
+        }
+        let quality =
+            select_initial_profile(&ClientCapabilities::default(), &AdaptiveProfile::presets())
+                .quality_id;
+        let previous = self.playback.lock().get(user).cloned();
+        // Resuming the paused track is a resume, not a new play.
+        if let Some(p) = previous
+            .as_ref()
+            .filter(|p| p.track_id == track_id && !p.playing)
+        {
+            if let Some(pb) = self.playback.lock().get_mut(user) {
+                pb.playing = true;
+                pb.position_ms = start.max(p.position_ms).min(track.duration_ms);
+            }
+            let position = start.max(p.position_ms);
+            self.broadcast_event(WebSocketEvent::PlaybackResumed {
+                track_id: track_id.clone(),
+                user_id: user.into(),
+                position_ms: position,
+            })
+            .await;
+            return ok(
+                id,
+                json!({ "track_duration_ms": track.duration_ms, "quality": quality, "resumed": true }),
+            );
+        }
+        if let Some(p) = previous {
+            self.finish(user, p).await;
+        }
+        let session = ctx
+            .analytics
+            .start_play_session(
+                Some(user.into()),
+                track.id.clone(),
+                ip.into(),
+                Some("websocket".into()),
+                track.duration_ms,
+                quality.clone(),
+                Platform::Unknown,
+                None,
+            )
+            .await;
+        if start > 0 {
+            ctx.analytics
+                .update_play_progress(session, start, None)
+                .await;
+        }
+        self.playback.lock().insert(
+            user.into(),
+            Playback {
+                track_id: track_id.clone(),
+                duration_ms: track.duration_ms,
+                position_ms: start,
+                played_ms: 0,
+                playing: true,
+                session: Some(session),
+            },
+        );
+        self.broadcast_event(WebSocketEvent::PlaybackStarted {
+            track_id,
+            user_id: user.into(),
+            timestamp: now_secs(),
+        })
+        .await;
+        ok(
+            id,
+            json!({ "track_duration_ms": track.duration_ms, "quality": quality, "session_id": session }),
+        )
+    }
+
+    async fn pause(&self, id: &str, user: &str, track_id: &str) -> WebSocketEvent {
+        let position = {
+            let mut pb = self.playback.lock();
+            match pb.get_mut(user) {
+                Some(p) if p.track_id == track_id && p.playing => {
+                    p.playing = false;
+                    p.position_ms
+                }
+                Some(p) if p.track_id == track_id => {
+                    return failure(id.into(), "already paused".into())
+                }
+                _ => return failure(id.into(), format!("{track_id:?} is not playing")),
+            }
+        };
+        self.broadcast_event(WebSocketEvent::PlaybackPaused {
+            track_id: track_id.into(),
+            user_id: user.into(),
+            position_ms: position,
+        })
+        .await;
+        ok(id, json!({ "position_ms": position }))
+    }
+
+    async fn stop(&self, id: &str, user: &str, track_id: &str) -> WebSocketEvent {
+        let p = {
+            let mut pb = self.playback.lock();
+            match pb.get(user) {
+                Some(p) if p.track_id == track_id => pb.remove(user),
+                _ => None,
+            }
+        };
+        let Some(p) = p else {
+            return failure(id.into(), format!("{track_id:?} is not playing"));
+        };
+        let played = p.played_ms;
+        self.finish(user, p).await;
+        ok(id, json!({ "total_played_ms": played }))
+    }
+
+    /// Ends a playback: analytics session closed, `PlaybackStopped` emitted.
+    async fn finish(&self, user: &str, p: Playback) {
+        if let (Some(ctx), Some(session)) = (&self.context, p.session) {
+            ctx.analytics
+                .end_play_session(session, Some(p.position_ms))
+                .await;
+        }
+        self.broadcast_event(WebSocketEvent::PlaybackStopped {
+            track_id: p.track_id,
+            user_id: user.into(),
+            total_played_ms: p.played_ms,
+        })
+        .await;
+    }
+
+    /// A seek, and the spec's way of reporting progress.
+    async fn seek(&self, id: &str, user: &str, track_id: &str, position: u64) -> WebSocketEvent {
+        let (session, duration) = {
+            let mut pb = self.playback.lock();
+            let Some(p) = pb.get_mut(user).filter(|p| p.track_id == track_id) else {
+                return failure(
+                    id.into(),
+                    format!("{track_id:?} is not playing: send Play first"),
+                );
+            };
+            if position > p.duration_ms {
+                return failure(
+                    id.into(),
+                    format!(
+                        "position_ms {position} is past the end ({} ms)",
+                        p.duration_ms
+                    ),
+                );
+            }
+            // Forward moves of up to 30 s count as listening (progress reports); longer jumps
+            // and backward moves are seeks.
+            let forward = position.saturating_sub(p.position_ms);
+            if forward > 0 && forward <= 30_000 {
+                p.played_ms += forward;
+            }
+            p.position_ms = position;
+            (p.session, p.duration_ms)
+        };
+        if let (Some(ctx), Some(session)) = (&self.context, session) {
+            ctx.analytics
+                .update_play_progress(session, position, None)
+                .await;
+        }
+        // The server does not know the client's buffer: reported as 0 (unknown).
+        self.broadcast_event(WebSocketEvent::PlaybackProgress {
+            track_id: track_id.into(),
+            user_id: user.into(),
+            position_ms: position,
+            buffer_percentage: 0.0,
+        })
+        .await;
+        ok(
+            id,
+            json!({ "position_ms": position, "track_duration_ms": duration }),
+        )
+    }
+}

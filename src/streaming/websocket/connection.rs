@@ -1,0 +1,208 @@
+//! One WebSocket connection: a reader that parses and answers commands, and a writer that
+//! drains the connection's bounded queue (and pings, so idle detection sees live clients).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::hub::{encode, Outbound, WebSocketConnection, WebSocketManager, OUTBOUND_QUEUE};
+use super::protocol::{parse_command, WebSocketEvent};
+
+/// Largest message accepted (bigger ones close the connection with 1009).
+pub const MAX_MESSAGE: usize = 64 * 1024;
+const PING_EVERY: Duration = Duration::from_secs(20);
+/// A write that takes longer than this means the peer is gone or not reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Token bucket: commands per second, and the burst allowed.
+const RATE_PER_SEC: f64 = 10.0;
+const BURST: f64 = 30.0;
+/// Below this many tokens the client is warned.
+const WARN_BELOW: f64 = 5.0;
+
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    warned: bool,
+}
+
+impl Bucket {
+    /// Takes a token; `(allowed, remaining)`.
+    fn take(&mut self) -> (bool, u32) {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * RATE_PER_SEC).min(BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            (true, self.tokens as u32)
+        } else {
+            (false, 0)
+        }
+    }
+}
+
+impl WebSocketManager {
+    /// Accepts an upgrade for `user_id` (already authenticated by the caller, or `None` for an
+    /// anonymous listener) from `ip_address`.
+    pub fn handle_websocket(
+        self: &Arc<Self>,
+        ws: WebSocketUpgrade,
+        user_id: Option<String>,
+        ip_address: String,
+    ) -> Response {
+        let hub = self.clone();
+        ws.max_message_size(MAX_MESSAGE)
+            .max_frame_size(MAX_MESSAGE)
+            .on_upgrade(move |socket| hub.run_connection(socket, user_id, ip_address))
+    }
+
+    async fn run_connection(
+        self: Arc<Self>,
+        socket: WebSocket,
+        user_id: Option<String>,
+        ip_address: String,
+    ) {
+        let id = Uuid::new_v4();
+        let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
+        let now = SystemTime::now();
+        self.connections.write().insert(
+            id,
+            WebSocketConnection {
+                id,
+                user_id: user_id.clone(),
+                ip_address: ip_address.clone(),
+                connected_at: now,
+                last_activity: now,
+                subscribed_events: Vec::new(),
+                filters: Default::default(),
+                sender: tx.clone(),
+            },
+        );
+        self.stats.total_connections.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!("ws", connection_id = %id, user_id = user_id.as_deref().unwrap_or("-"));
+        let _enter = span.enter();
+        drop(_enter);
+        tracing::info!(parent: &span, %ip_address, "websocket connected");
+
+        let (mut sink, mut stream) = socket.split();
+        let writer = tokio::spawn(async move {
+            let mut ping = tokio::time::interval(PING_EVERY);
+            ping.tick().await;
+            loop {
+                let frame = tokio::select! {
+                    out = rx.recv() => match out {
+                        Some(Outbound::Text(t)) => Message::Text(t),
+                        Some(Outbound::Close(code, reason)) => {
+                            let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() })))).await;
+                            break;
+                        }
+                        // The hub dropped this connection (slow reader, idle, shutdown).
+                        None => break,
+                    },
+                    _ = ping.tick() => Message::Ping(Default::default()),
+                };
+                match tokio::time::timeout(WRITE_TIMEOUT, sink.send(frame)).await {
+                    Ok(Ok(())) => {}
+                    _ => break,
+                }
+            }
+            let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
+        });
+
+        let mut bucket = Bucket {
+            tokens: BURST,
+            last: Instant::now(),
+            warned: false,
+        };
+        while let Some(msg) = stream.next().await {
+            self.touch(id);
+            let reply = match msg {
+                Ok(Message::Text(text)) => {
+                    self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
+                    let (allowed, remaining) = bucket.take();
+                    if f64::from(remaining) < WARN_BELOW && !bucket.warned {
+                        bucket.warned = true;
+                        let warning = WebSocketEvent::RateLimitWarning {
+                            remaining_requests: remaining,
+                            reset_time_seconds: ((BURST - f64::from(remaining)) / RATE_PER_SEC)
+                                .ceil() as u64,
+                        };
+                        let _ = tx.try_send(Outbound::Text(encode(&warning)));
+                    } else if f64::from(remaining) >= WARN_BELOW {
+                        bucket.warned = false;
+                    }
+                    if allowed {
+                        match parse_command(&text) {
+                            Ok(cmd) => self.execute(id, user_id.as_deref(), &ip_address, cmd).await,
+                            Err((command_id, error)) => {
+                                failure(command_id.unwrap_or_default(), error)
+                            }
+                        }
+                    } else {
+                        let command_id = parse_command(&text)
+                            .ok()
+                            .map(|c| c.command_id().to_string());
+                        failure(
+                            command_id.unwrap_or_default(),
+                            "rate limit exceeded: slow down".into(),
+                        )
+                    }
+                }
+                Ok(Message::Binary(_)) => {
+                    self.stats.rejected_frames.fetch_add(1, Ordering::Relaxed);
+                    failure(
+                        String::new(),
+                        "binary frames are not supported: send JSON text".into(),
+                    )
+                }
+                Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => continue,
+                Ok(Message::Close(_)) => break,
+                Err(e) => {
+                    // Oversized messages surface here: tell the client why before closing.
+                    let too_big = e.to_string().to_ascii_lowercase().contains("too long")
+                        || e.to_string().contains("size");
+                    if too_big {
+                        self.stats.rejected_frames.fetch_add(1, Ordering::Relaxed);
+                        let _ = tx.try_send(Outbound::Close(1009, "message too big"));
+                    }
+                    tracing::debug!(parent: &span, error = %e, "websocket read ended");
+                    break;
+                }
+            };
+            if let Err(mpsc::error::TrySendError::Full(_)) =
+                tx.try_send(Outbound::Text(encode(&reply)))
+            {
+                // A client that sends commands but never reads their answers.
+                self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+                break;
+            } else {
+                self.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.connections.write().remove(&id);
+        drop(tx);
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, writer).await;
+        tracing::info!(parent: &span, "websocket closed");
+    }
+
+    fn touch(&self, id: Uuid) {
+        if let Some(c) = self.connections.write().get_mut(&id) {
+            c.last_activity = SystemTime::now();
+        }
+    }
+}
+
+pub(super) fn failure(command_id: String, error: String) -> WebSocketEvent {
+    WebSocketEvent::CommandResponse {
+        command_id,
+        success: false,
+        data: None,
+        error: Some(error),
+    }
+}

@@ -1,0 +1,323 @@
+//! Routing events to connections.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::extract::ws::Utf8Bytes;
+use parking_lot::{Mutex, RwLock};
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc};
+use uuid::Uuid;
+
+use super::commands::Playback;
+use super::protocol::WebSocketEvent;
+use crate::analytics::AnalyticsEngine;
+use crate::library::Library;
+
+/// Frames queued for one connection; a reader that lets this fill up is disconnected.
+pub(super) const OUTBOUND_QUEUE: usize = 256;
+
+/// What a connection's writer sends.
+#[derive(Debug)]
+pub(super) enum Outbound {
+    Text(Utf8Bytes),
+    Close(u16, &'static str),
+}
+
+/// One live connection (the spec's `WebSocketConnection`).
+#[derive(Debug, Clone)]
+pub struct WebSocketConnection {
+    pub id: Uuid,
+    pub user_id: Option<String>,
+    pub ip_address: String,
+    pub connected_at: SystemTime,
+    pub last_activity: SystemTime,
+    /// Empty: every event the connection may see.
+    pub subscribed_events: Vec<String>,
+    /// All must match: event fields, or track attributes (`track_genre`, `artist`, `album`, `title`).
+    pub filters: HashMap<String, String>,
+    /// The spec has a per-connection broadcast channel; a bounded queue is used instead, so
+    /// that a reader who stops reading is noticed (full queue) and dropped, never waited for.
+    pub(super) sender: mpsc::Sender<Outbound>,
+}
+
+#[derive(Default)]
+pub(super) struct Stats {
+    pub total_connections: AtomicU64,
+    pub messages_sent: AtomicU64,
+    pub messages_received: AtomicU64,
+    pub events_broadcasted: AtomicU64,
+    pub slow_disconnects: AtomicU64,
+    pub idle_disconnects: AtomicU64,
+    pub rejected_frames: AtomicU64,
+}
+
+/// What commands need beyond the hub: the catalogue and the analytics engine.
+pub(super) struct Context {
+    pub library: Arc<Library>,
+    pub analytics: Arc<AnalyticsEngine>,
+}
+
+pub struct WebSocketManager {
+    /// Map operations only (parking_lot, never held across an await).
+    pub(super) connections: Arc<RwLock<HashMap<Uuid, WebSocketConnection>>>,
+    /// Every event broadcast, for in-process observers (a broker, tests). Lagging receivers
+    /// lose events; nobody is ever waited for.
+    global_sender: broadcast::Sender<WebSocketEvent>,
+    pub(super) stats: Arc<Stats>,
+    pub(super) context: Option<Context>,
+    /// Each user's playback, driven by their playback commands.
+    pub(super) playback: Mutex<HashMap<String, Playback>>,
+    pub(super) started: Instant,
+}
+
+impl Default for WebSocketManager {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WebSocketManager {
+    /// A hub without a library: events and subscriptions work; playback commands answer that
+    /// there is no library.
+    pub fn new() -> Self {
+        let (global_sender, _) = broadcast::channel(1024);
+        Self {
+            connections: Arc::default(),
+            global_sender,
+            stats: Arc::default(),
+            context: None,
+            playback: Mutex::default(),
+            started: Instant::now(),
+        }
+    }
+
+    /// The server's hub: playback commands act on the library and record analytics.
+    pub fn with_context(library: Arc<Library>, analytics: Arc<AnalyticsEngine>) -> Self {
+        Self {
+            context: Some(Context { library, analytics }),
+            ..Self::new()
+        }
+    }
+
+    /// A receiver of every broadcast event.
+    pub fn subscribe_all(&self) -> broadcast::Receiver<WebSocketEvent> {
+        self.global_sender.subscribe()
+    }
+
+    /// Sends `event` to every connection that may see it and has subscribed to it. Events
+    /// addressed to someone (command responses, rate-limit warnings) are never broadcast;
+    /// shares go to their sender and recipients only.
+    pub async fn broadcast_event(&self, event: WebSocketEvent) {
+        match &event {
+            WebSocketEvent::CommandResponse { .. } | WebSocketEvent::RateLimitWarning { .. } => {
+                tracing::warn!(
+                    event = event.name(),
+                    "refusing to broadcast a private event"
+                );
+                return;
+            }
+            WebSocketEvent::TrackShared {
+                from_user,
+                to_users,
+                ..
+            }
+            | WebSocketEvent::PlaylistShared {
+                from_user,
+                to_users,
+                ..
+            } => {
+                let mut people: Vec<&String> = to_users.iter().collect();
+                people.push(from_user);
+                people.sort();
+                people.dedup();
+                let text = encode(&event);
+                for user in people {
+                    self.deliver(
+                        |c| c.user_id.as_deref() == Some(user.as_str()),
+                        &event,
+                        &text,
+                    );
+                }
+            }
+            _ => {
+                let text = encode(&event);
+                self.deliver(|_| true, &event, &text);
+            }
+        }
+        self.stats
+            .events_broadcasted
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = self.global_sender.send(event);
+    }
+
+    /// Sends to one connection (unfiltered: it is addressed).
+    pub async fn send_to_connection(&self, connection_id: Uuid, event: WebSocketEvent) {
+        let text = encode(&event);
+        self.push(|c| c.id == connection_id, &text);
+    }
+
+    /// Sends to every connection of one user (unfiltered: it is addressed).
+    pub async fn send_to_user(&self, user_id: &str, event: WebSocketEvent) {
+        let text = encode(&event);
+        self.push(|c| c.user_id.as_deref() == Some(user_id), &text);
+    }
+
+    /// Closes connections with no activity (frames or pongs) for `max_idle_duration`.
+    pub async fn cleanup_inactive_connections(&self, max_idle_duration: Duration) {
+        let now = SystemTime::now();
+        let idle: Vec<WebSocketConnection> = {
+            let mut conns = self.connections.write();
+            let ids: Vec<Uuid> = conns
+                .values()
+                .filter(|c| {
+                    now.duration_since(c.last_activity).unwrap_or_default() > max_idle_duration
+                })
+                .map(|c| c.id)
+                .collect();
+            ids.iter().filter_map(|id| conns.remove(id)).collect()
+        };
+        for c in idle {
+            self.stats.idle_disconnects.fetch_add(1, Ordering::Relaxed);
+            let _ = c.sender.try_send(Outbound::Close(1000, "idle"));
+        }
+    }
+
+    /// The spec's `WebSocketStats`, and what operators also need.
+    pub async fn get_stats(&self) -> serde_json::Value {
+        let (current, authenticated, subscribed) = {
+            let conns = self.connections.read();
+            (
+                conns.len(),
+                conns.values().filter(|c| c.user_id.is_some()).count(),
+                conns
+                    .values()
+                    .filter(|c| !c.subscribed_events.is_empty())
+                    .count(),
+            )
+        };
+        let s = &self.stats;
+        let playing = self.playback.lock().values().filter(|p| p.playing).count();
+        json!({
+            "total_connections": s.total_connections.load(Ordering::Relaxed),
+            "current_connections": current,
+            "messages_sent": s.messages_sent.load(Ordering::Relaxed),
+            "messages_received": s.messages_received.load(Ordering::Relaxed),
+            "events_broadcasted": s.events_broadcasted.load(Ordering::Relaxed),
+            "authenticated_connections": authenticated,
+            "anonymous_connections": current - authenticated,
+            "connections_with_subscriptions": subscribed,
+            "slow_reader_disconnects": s.slow_disconnects.load(Ordering::Relaxed),
+            "idle_disconnects": s.idle_disconnects.load(Ordering::Relaxed),
+            "rejected_frames": s.rejected_frames.load(Ordering::Relaxed),
+            "listeners_playing": playing,
+            "uptime_secs": self.started.elapsed().as_secs(),
+        })
+    }
+
+    /// Filtered delivery: subscription and filters are checked per connection.
+    fn deliver(
+        &self,
+        addressed: impl Fn(&WebSocketConnection) -> bool,
+        event: &WebSocketEvent,
+        text: &Utf8Bytes,
+    ) {
+        let mut fields: Option<serde_json::Value> = None;
+        let mut track: Option<Option<Arc<crate::library::Track>>> = None;
+        let mut slow = Vec::new();
+        {
+            let conns = self.connections.read();
+            for c in conns.values().filter(|c| addressed(c)) {
+                if !c.subscribed_events.is_empty()
+                    && !c.subscribed_events.iter().any(|e| e == event.name())
+                {
+                    continue;
+                }
+                if !c.filters.is_empty() {
+                    let fields = fields
+                        .get_or_insert_with(|| serde_json::to_value(event).unwrap_or_default());
+                    let track = track.get_or_insert_with(|| {
+                        let ctx = self.context.as_ref()?;
+                        ctx.library.get(event.track_id()?)
+                    });
+                    if !c
+                        .filters
+                        .iter()
+                        .all(|(k, v)| matches(fields, track.as_deref(), k, v))
+                    {
+                        continue;
+                    }
+                }
+                match c.sender.try_send(Outbound::Text(text.clone())) {
+                    Ok(()) => {
+                        self.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(mpsc::error::TrySendError::Full(_)) => slow.push(c.id),
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+        self.drop_slow(slow);
+    }
+
+    /// Addressed delivery, no subscription check.
+    fn push(&self, to: impl Fn(&WebSocketConnection) -> bool, text: &Utf8Bytes) {
+        let mut slow = Vec::new();
+        {
+            let conns = self.connections.read();
+            for c in conns.values().filter(|c| to(c)) {
+                match c.sender.try_send(Outbound::Text(text.clone())) {
+                    Ok(()) => {
+                        self.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(mpsc::error::TrySendError::Full(_)) => slow.push(c.id),
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+        self.drop_slow(slow);
+    }
+
+    /// Removing a connection drops its queue's sender: its writer ends and closes the socket.
+    fn drop_slow(&self, slow: Vec<Uuid>) {
+        if slow.is_empty() {
+            return;
+        }
+        let mut conns = self.connections.write();
+        for id in slow {
+            if conns.remove(&id).is_some() {
+                self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(connection_id = %id, "disconnecting a reader that stopped reading");
+            }
+        }
+    }
+}
+
+pub(super) fn encode(event: &WebSocketEvent) -> Utf8Bytes {
+    Utf8Bytes::from(serde_json::to_string(event).expect("events always serialise"))
+}
+
+/// Whether filter `key = want` holds for an event (its JSON fields) about `track`.
+fn matches(
+    fields: &serde_json::Value,
+    track: Option<&crate::library::Track>,
+    key: &str,
+    want: &str,
+) -> bool {
+    let eq = |have: Option<&str>| have.is_some_and(|h| h.eq_ignore_ascii_case(want));
+    match fields.get(key) {
+        Some(serde_json::Value::String(s)) => s == want,
+        Some(serde_json::Value::Number(n)) => n.to_string() == want,
+        Some(serde_json::Value::Bool(b)) => b.to_string() == want,
+        Some(_) => false,
+        None => match key {
+            "track_genre" | "genre" => eq(track.and_then(|t| t.genre.as_deref())),
+            "artist" | "track_artist" => eq(track.and_then(|t| t.artist.as_deref())),
+            "album" | "track_album" => eq(track.and_then(|t| t.album.as_deref())),
+            "title" | "track_title" => eq(track.map(|t| t.title.as_str())),
+            _ => false,
+        },
+    }
+}

@@ -1,0 +1,326 @@
+//! The WebSocket hub with a real client (tokio-tungstenite) against the real server.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::fixtures::library;
+use crate::helpers::{spawn_app, TestApp};
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(app: &TestApp, query: &str) -> Ws {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/ws?{query}", app.addr))
+        .await
+        .expect("websocket connects");
+    ws
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// Next JSON message (skipping pings), or `None` after `wait`.
+async fn next(ws: &mut Ws, wait: Duration) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(wait, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return Some(serde_json::from_str(&t).unwrap()),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// The response to `command_id`, collecting the other messages seen meanwhile.
+async fn response(ws: &mut Ws, command_id: &str, seen: &mut Vec<Value>) -> Value {
+    loop {
+        let m = next(ws, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("no response to {command_id}; saw {seen:?}"));
+        if m["event"] == "CommandResponse" && m["command_id"] == command_id {
+            return m;
+        }
+        seen.push(m);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spec_client_scenario() {
+    let lib = library();
+    let app = spawn_app(Some(&lib.root)).await;
+    let track = app.track_id("mp3/tagged.mp3").await;
+    let mut ws = connect(&app, "user_id=client_001").await;
+    let mut seen = Vec::new();
+    send(&mut ws, json!({"command": "Subscribe", "command_id": "sub_001", "events": ["PlaybackStarted", "PlaybackProgress", "PlaybackStopped"], "filters": {"user_id": "client_001"}})).await;
+    let r = response(&mut ws, "sub_001", &mut seen).await;
+    assert_eq!(r["success"], true, "{r}");
+    send(&mut ws, json!({"command": "Play", "command_id": "play_001", "track_id": track, "start_position_ms": 0})).await;
+    let r = response(&mut ws, "play_001", &mut seen).await;
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(r["error"], Value::Null);
+    assert!((r["data"]["track_duration_ms"].as_u64().unwrap() as i64 - 11_000).abs() < 50);
+    assert_eq!(r["data"]["quality"], "medium");
+    send(&mut ws, json!({"command": "Seek", "command_id": "seek_001", "track_id": track, "position_ms": 6000})).await;
+    assert_eq!(
+        response(&mut ws, "seek_001", &mut seen).await["success"],
+        true
+    );
+    send(
+        &mut ws,
+        json!({"command": "GetStatus", "command_id": "status_001"}),
+    )
+    .await;
+    let status = response(&mut ws, "status_001", &mut seen).await;
+    assert_eq!(status["data"]["playback"]["position_ms"], 6000);
+    assert_eq!(status["data"]["subscriptions"].as_array().unwrap().len(), 3);
+    send(
+        &mut ws,
+        json!({"command": "Ping", "command_id": "ping_001"}),
+    )
+    .await;
+    assert!(response(&mut ws, "ping_001", &mut seen).await["data"]["pong"].is_u64());
+    send(
+        &mut ws,
+        json!({"command": "Stop", "command_id": "stop_001", "track_id": track}),
+    )
+    .await;
+    assert_eq!(
+        response(&mut ws, "stop_001", &mut seen).await["data"]["total_played_ms"],
+        6000
+    );
+    while let Some(m) = next(&mut ws, Duration::from_millis(300)).await {
+        seen.push(m);
+    }
+    let names: Vec<&str> = seen.iter().filter_map(|m| m["event"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["PlaybackStarted", "PlaybackProgress", "PlaybackStopped"],
+        "{seen:?}"
+    );
+    assert_eq!(seen[1]["position_ms"], 6000);
+
+    // The play was recorded: one ended session with 6 s heard.
+    app.state.analytics.flush().await.unwrap();
+    let top = app.json("/api/analytics/top-tracks").await;
+    assert_eq!(top["tracks"][0]["track_id"], track.as_str());
+    assert_eq!(top["tracks"][0]["listening_ms"], 6000);
+    let stats = app.json("/api/ws/stats").await;
+    assert_eq!(stats["current_connections"], 1);
+    assert!(stats["messages_received"].as_u64().unwrap() >= 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_an_answer_and_the_connection_stays_open() {
+    let lib = library();
+    let app = spawn_app(Some(&lib.root)).await;
+    let track = app.track_id("wav/low8k.wav").await;
+    let mut ws = connect(&app, "user_id=u1").await;
+    let mut seen = Vec::new();
+    let cases = [
+        (json!("not a command").to_string(), ""),
+        ("{not json".to_string(), ""),
+        (json!({"command": "Teleport", "command_id": "c1"}).to_string(), "c1"),
+        (json!({"command": "Seek", "command_id": "c2", "track_id": track, "position_ms": "later"}).to_string(), "c2"),
+        (json!({"command": "Seek", "command_id": "c3", "track_id": track, "position_ms": 1000}).to_string(), "c3"),
+        (json!({"command": "Pause", "command_id": "c4", "track_id": track}).to_string(), "c4"),
+        (json!({"command": "Subscribe", "command_id": "c5", "events": ["NoSuchEvent"]}).to_string(), "c5"),
+        (json!({"command": "Play", "command_id": "c6", "track_id": "nope"}).to_string(), "c6"),
+        (json!({"command": "Play", "command_id": "c7", "track_id": track, "start_position_ms": 999_999}).to_string(), "c7"),
+    ];
+    for (text, id) in cases {
+        ws.send(Message::Text(text.clone().into())).await.unwrap();
+        let r = if id.is_empty() {
+            next(&mut ws, Duration::from_secs(5)).await.unwrap()
+        } else {
+            response(&mut ws, id, &mut seen).await
+        };
+        assert_eq!(r["event"], "CommandResponse", "{text}: {r}");
+        assert_eq!(r["success"], false, "{text}: {r}");
+        assert!(
+            r["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{text}: {r}"
+        );
+    }
+    ws.send(Message::Binary(vec![1u8, 2, 3].into()))
+        .await
+        .unwrap();
+    let r = next(&mut ws, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(r["success"], false);
+    assert!(r["error"].as_str().unwrap().contains("binary"));
+    // Still open.
+    send(&mut ws, json!({"command": "Ping", "command_id": "alive"})).await;
+    assert_eq!(response(&mut ws, "alive", &mut seen).await["success"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_are_private_and_filters_use_track_attributes() {
+    let lib = library();
+    let app = spawn_app(Some(&lib.root)).await;
+    let tagged = app.track_id("mp3/tagged.mp3").await; // genre electronic, artist Test Artist
+    let plain = app.track_id("wav/low8k.wav").await;
+    let mut alice = connect(&app, "user_id=alice").await;
+    let mut bob = connect(&app, "user_id=bob").await;
+    let mut fan = connect(&app, "user_id=fan").await;
+    let mut seen = Vec::new();
+    send(&mut fan, json!({"command": "Subscribe", "command_id": "s", "events": ["PlaybackStarted"], "filters": {"track_genre": "Electronic"}})).await;
+    response(&mut fan, "s", &mut seen).await;
+    send(
+        &mut alice,
+        json!({"command": "Play", "command_id": "a1", "track_id": plain}),
+    )
+    .await;
+    response(&mut alice, "a1", &mut seen).await;
+    send(
+        &mut alice,
+        json!({"command": "Play", "command_id": "a2", "track_id": tagged}),
+    )
+    .await;
+    response(&mut alice, "a2", &mut seen).await;
+
+    let mut bob_saw = Vec::new();
+    while let Some(m) = next(&mut bob, Duration::from_millis(500)).await {
+        bob_saw.push(m);
+    }
+    assert!(
+        bob_saw.iter().all(|m| m["event"] != "CommandResponse"),
+        "bob saw alice's responses: {bob_saw:?}"
+    );
+    assert!(
+        bob_saw
+            .iter()
+            .any(|m| m["event"] == "PlaybackStarted" && m["user_id"] == "alice"),
+        "{bob_saw:?}"
+    );
+    let mut fan_saw = Vec::new();
+    while let Some(m) = next(&mut fan, Duration::from_millis(500)).await {
+        fan_saw.push(m);
+    }
+    let started: Vec<&Value> = fan_saw
+        .iter()
+        .filter(|m| m["event"] == "PlaybackStarted")
+        .collect();
+    assert_eq!(started.len(), 1, "{fan_saw:?}");
+    assert_eq!(started[0]["track_id"], tagged.as_str());
+    assert!(
+        fan_saw.iter().all(|m| m["event"] == "PlaybackStarted"),
+        "only the subscribed event: {fan_saw:?}"
+    );
+
+    // A direct message reaches only its user; a share only sender and recipients.
+    app.state
+        .websocket
+        .send_to_user(
+            "bob",
+            stream_server::streaming::websocket::WebSocketEvent::ServerMessage {
+                message: "hi bob".into(),
+                level: stream_server::streaming::websocket::MessageLevel::Info,
+            },
+        )
+        .await;
+    app.state
+        .websocket
+        .broadcast_event(
+            stream_server::streaming::websocket::WebSocketEvent::TrackShared {
+                track_id: tagged.clone(),
+                from_user: "alice".into(),
+                to_users: vec!["bob".into()],
+                message: None,
+            },
+        )
+        .await;
+    let bob_next: Vec<Value> = {
+        let mut v = Vec::new();
+        while let Some(m) = next(&mut bob, Duration::from_millis(500)).await {
+            v.push(m);
+        }
+        v
+    };
+    assert!(bob_next.iter().any(|m| m["message"] == "hi bob"));
+    assert!(bob_next.iter().any(|m| m["event"] == "TrackShared"));
+    let fan_next = next(&mut fan, Duration::from_millis(500)).await;
+    assert!(fan_next.is_none(), "fan saw {fan_next:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_messages_close_1009_and_tokens_are_refused() {
+    let lib = library();
+    let app = spawn_app(Some(&lib.root)).await;
+    let mut ws = connect(&app, "user_id=big").await;
+    let huge = format!(
+        "{{\"command\":\"Ping\",\"command_id\":\"{}\"}}",
+        "x".repeat(70 * 1024)
+    );
+    let _ = ws.send(Message::Text(huge.into())).await;
+    let mut code = None;
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        match m {
+            Ok(Message::Close(Some(frame))) => {
+                code = Some(u16::from(frame.code));
+                break;
+            }
+            Ok(_) => continue,
+            Err(_) => break,
+        }
+    }
+    assert_eq!(code, Some(1009));
+    let err =
+        tokio_tungstenite::connect_async(format!("ws://{}/api/ws?user_id=x&token=abc", app.addr))
+            .await
+            .unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+    // The server goes on.
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slow_connections_are_dropped() {
+    let lib = library();
+    let app = spawn_app(Some(&lib.root)).await;
+    let _idle = connect(&app, "user_id=idle").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.state
+        .websocket
+        .cleanup_inactive_connections(Duration::from_millis(50))
+        .await;
+    let stats = app.json("/api/ws/stats").await;
+    assert_eq!(stats["current_connections"], 0);
+    assert_eq!(stats["idle_disconnects"], 1);
+
+    // A reader that never reads: broadcasts fill its queue and it is dropped; others unaffected.
+    let slow = connect(&app, "user_id=slow").await;
+    let mut fast = connect(&app, "user_id=fast").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let big = "y".repeat(16 * 1024);
+    let fast_reader = tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(m) = next(&mut fast, Duration::from_secs(3)).await {
+            if m["event"] == "ServerMessage" {
+                n += 1;
+            }
+        }
+        n
+    });
+    for _ in 0..2000 {
+        app.state
+            .websocket
+            .broadcast_event(
+                stream_server::streaming::websocket::WebSocketEvent::ServerMessage {
+                    message: big.clone(),
+                    level: stream_server::streaming::websocket::MessageLevel::Info,
+                },
+            )
+            .await;
+        tokio::task::yield_now().await;
+    }
+    let stats = app.json("/api/ws/stats").await;
+    assert!(
+        stats["slow_reader_disconnects"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    let got = fast_reader.await.unwrap();
+    assert!(got > 1500, "the fast reader got {got} of 2000");
+    drop(slow);
+}
