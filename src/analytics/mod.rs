@@ -198,7 +198,8 @@ fn sanitize(event: Event) -> Event {
     }
 }
 
-fn now_ms() -> i64 {
+/// Wall-clock time in Unix milliseconds, as every analytics timestamp is stored.
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
