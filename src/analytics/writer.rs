@@ -265,8 +265,8 @@ impl Writer {
                         live.switches += 1;
                         live.kbps = to_kbps;
                         live.quality = to.clone();
+                        switches.push((session, at, from, to, reason));
                     }
-                    switches.push((session, at, from, to, reason));
                 }
                 Event::Rebuffer {
                     session,
@@ -281,8 +281,8 @@ impl Writer {
                         d.updated_at = d.updated_at.max(at);
                         live.rebuffer_count += 1;
                         live.rebuffer_ms += duration_ms as i64;
+                        rebuffers.push((session, at, duration_ms as i64));
                     }
-                    rebuffers.push((session, at, duration_ms as i64));
                 }
                 Event::Performance {
                     session,
@@ -305,8 +305,8 @@ impl Writer {
                         live.rebuffer_count += new_rebuffers;
                         live.rebuffer_ms += new_rebuffer_ms;
                         live.switches += new_switches;
+                        perf.push((session, at, sample));
                     }
-                    perf.push((session, at, sample));
                 }
                 Event::End {
                     session,
