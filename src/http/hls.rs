@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{ApiError, AppState};
-use crate::streaming::adaptive::Codec;
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 /// Segment URLs carry the source's version, so a segment never changes: cache it for good.
@@ -82,10 +81,7 @@ pub async fn segment(
         ));
     }
     let body = state.cache.segment(&req, name.index).await?;
-    let ctype = match req.profile.codec_kind() {
-        Codec::Aac => Codec::Aac.mime_type(),
-        Codec::Mp3 => Codec::Mp3.mime_type(),
-    };
+    let ctype = req.profile.codec_kind().mime_type();
     Ok((
         [
             (header::CONTENT_TYPE, ctype),
