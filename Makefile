@@ -13,7 +13,7 @@ test: rust-test web-test
 
 rust-test:
 	@command -v ffmpeg >/dev/null || { echo "ffmpeg is needed by the tests: apt-get install -y ffmpeg"; exit 1; }
-	$(CARGO) test
+	$(CARGO) test --workspace
 
 web:
 	cd web && npm ci --no-audit --no-fund && npm run build
@@ -25,4 +25,4 @@ web-test: web
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -13,7 +13,7 @@ use crate::http::{router, AppState};
 use crate::library::{demo, scan, Catalog, Library};
 use crate::media::cache::{CacheError, TranscodeCache};
 use crate::streaming::adaptive::AdaptiveStreamingManager;
-use crate::streaming::websocket::WebSocketManager;
+use crate::streaming::websocket::{WebSocketEvent, WebSocketManager};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -152,6 +152,7 @@ pub async fn run(
     });
     spawn_retention(state.clone());
     spawn_ws_cleanup(state.clone());
+    spawn_quality_announcer(state.clone());
     let app = router(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let result = axum::serve(
@@ -163,6 +164,53 @@ pub async fn run(
     state.cache.shutdown();
     state.analytics.shutdown().await;
     result
+}
+
+/// Pushes every server-side quality change to the session's listener (`QualityChanged`) and
+/// records it in analytics, off the monitor's lock.
+fn spawn_quality_announcer(state: Arc<AppState>) {
+    let mut changes = state.streaming.quality_changes();
+    let weak = Arc::downgrade(&state);
+    drop(state);
+    tokio::spawn(async move {
+        loop {
+            let change = match changes.recv().await {
+                Ok(c) => c,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "quality changes dropped: announcer lagging");
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            };
+            let Some(state) = weak.upgrade() else { break };
+            if let Ok(uuid) = uuid::Uuid::parse_str(&change.session_id) {
+                state
+                    .analytics
+                    .record_quality_switch(
+                        uuid,
+                        &change.from,
+                        &change.to,
+                        Some(change.reason.clone()),
+                    )
+                    .await;
+            }
+            if let Some(user) = &change.user_id {
+                state
+                    .websocket
+                    .send_to_user(
+                        user,
+                        WebSocketEvent::QualityChanged {
+                            session_id: change.session_id,
+                            track_id: change.track_id,
+                            from: change.from,
+                            to: change.to,
+                            reason: change.reason,
+                        },
+                    )
+                    .await;
+            }
+        }
+    });
 }
 
 /// Closes WebSocket connections silent for 90 s (clients answer the 20 s pings, so only dead

@@ -62,10 +62,11 @@ pub async fn create(
     let connection = format!("{:?}", body.client_capabilities.connection_type);
     let profile = state
         .streaming
-        .create_session_with_capabilities(
+        .create_session_for_user(
             session.to_string(),
             body.track_id.clone(),
             body.client_id.unwrap_or_default(),
+            body.user_id.clone(),
             body.client_capabilities,
         )
         .await;
@@ -139,10 +140,7 @@ pub async fn metrics(
         }
         // Before the report: the player's own `quality_switches` already counts this switch,
         // and the report keeps the larger count, so it is not counted twice.
-        state
-            .streaming
-            .update_session_quality(&id, q.to_string())
-            .await;
+        state.streaming.record_player_quality(&id, q).await;
     }
     let session = state
         .streaming

@@ -20,7 +20,7 @@ use super::range::{parse_range, RangeRequest};
 use super::{ApiError, AppState};
 use crate::library::Track;
 use crate::streaming::adaptive::{
-    select_progressive_profile, ClientHints, ConnectionType, DeviceType,
+    select_progressive_profile, ClientHints, ConnectionType, DeviceType, StreamingError,
 };
 
 /// Why a library path is refused, if it is.
@@ -112,7 +112,20 @@ pub async fn progressive(
         )
     })?;
 
-    let (profile, varies) = match params.get("quality") {
+    // A streaming session's current quality (the quality monitor's choice) comes next after an
+    // explicit `?quality=`.
+    let session_quality = match params.get("session_id") {
+        Some(id) => Some(
+            state
+                .streaming
+                .get_session(id)
+                .await
+                .ok_or_else(|| StreamingError::UnknownSession(id.clone()))?
+                .current_quality,
+        ),
+        None => None,
+    };
+    let (profile, varies) = match params.get("quality").or(session_quality.as_ref()) {
         Some(q) => (
             state.streaming.profile(q).cloned().ok_or_else(|| {
                 ApiError::new(

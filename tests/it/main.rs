@@ -1,6 +1,7 @@
 //! Integration tests: the real server on port 0, real HTTP clients, real ffmpeg/ffprobe as the
 //! independent judge of what we serve. One test binary (link once).
 
+mod adaptive;
 mod analytics;
 mod api;
 mod fixtures;

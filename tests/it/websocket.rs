@@ -9,10 +9,10 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::fixtures::library;
 use crate::helpers::{spawn_app, TestApp};
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(app: &TestApp, query: &str) -> Ws {
+pub(crate) async fn connect(app: &TestApp, query: &str) -> Ws {
     let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/ws?{query}", app.addr))
         .await
         .expect("websocket connects");
@@ -24,7 +24,7 @@ async fn send(ws: &mut Ws, v: Value) {
 }
 
 /// Next JSON message (skipping pings), or `None` after `wait`.
-async fn next(ws: &mut Ws, wait: Duration) -> Option<Value> {
+pub(crate) async fn next(ws: &mut Ws, wait: Duration) -> Option<Value> {
     loop {
         match tokio::time::timeout(wait, ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => return Some(serde_json::from_str(&t).unwrap()),

@@ -6,11 +6,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use serde::Serialize;
 use serde_json::json;
-use tokio::sync::RwLock;
+use tokio::sync::{broadcast, RwLock};
 
+use super::policy::{AbrController, AbrInput};
 use super::{
-    policy, select_initial_profile, AdaptiveProfile, ClientCapabilities, HLSManifest, HLSSegment,
+    select_initial_profile, AdaptiveProfile, ClientCapabilities, HLSManifest, HLSSegment,
     MasterPlaylist, PerformanceMetrics, StreamInfo, StreamingSession,
 };
 use crate::config::Config;
@@ -41,6 +43,23 @@ pub struct SegmentName {
     pub index: usize,
 }
 
+/// A change of a session's quality decided on the server (by the quality monitor or by the
+/// application through [`AdaptiveStreamingManager::update_session_quality`]). The server pushes
+/// it to the session's listener (`QualityChanged`) and records it in analytics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QualityChange {
+    pub session_id: String,
+    pub track_id: String,
+    /// The listener the session belongs to, when known.
+    pub user_id: Option<String>,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+}
+
+/// Buffer target assumed for players that do not say theirs (hls.js's `maxBufferLength`).
+const DEFAULT_BUFFER_S: f64 = 30.0;
+
 /// Sessions idle longer than this are dropped by the quality monitor.
 const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 /// How often the quality monitor looks at sessions.
@@ -57,12 +76,21 @@ pub struct AdaptiveStreamingManager {
     library: Option<Arc<Library>>,
     monitor_started: AtomicBool,
     stats: Arc<Counters>,
+    changes: broadcast::Sender<QualityChange>,
 }
 
 #[derive(Debug, Clone)]
 struct SessionState {
     session: StreamingSession,
-    previous_metrics: Option<PerformanceMetrics>,
+    user_id: Option<String>,
+    /// The session's ABR state (throughput history, prediction errors).
+    controller: AbrController,
+    /// The last quality the server chose for this session. The player may play below it (its
+    /// own ABR reacts to emergencies between reports); a change is announced only when this
+    /// choice changes, so a player and the server that disagree cannot flood the listener.
+    recommended: String,
+    /// Rebuffers already seen in the player's cumulative count.
+    rebuffers_seen: u32,
     pending_report: bool,
 }
 
@@ -95,6 +123,23 @@ impl AdaptiveStreamingManager {
             library: None,
             monitor_started: AtomicBool::new(false),
             stats: Arc::default(),
+            changes: broadcast::channel(1024).0,
+        }
+    }
+
+    /// Quality changes decided on the server, as they happen. A receiver that falls more than
+    /// 1024 changes behind loses the oldest (and is told so by `recv`).
+    pub fn quality_changes(&self) -> broadcast::Receiver<QualityChange> {
+        self.changes.subscribe()
+    }
+
+    /// Media seconds per segment of a profile (segments of a codec family are aligned).
+    fn segment_secs(&self, quality: &str) -> f64 {
+        match (self.profile(quality), self.segment_frames.get(quality)) {
+            (Some(p), Some(&frames)) => {
+                frames as f64 * f64::from(p.frame_len()) / f64::from(p.sample_rate.max(1))
+            }
+            _ => self.config.segment_target_secs,
         }
     }
 
@@ -128,6 +173,12 @@ impl AdaptiveStreamingManager {
         let sessions = Arc::downgrade(&self.sessions);
         let stats = self.stats.clone();
         let profiles = self.profiles.clone();
+        let segment_secs: HashMap<String, f64> = self
+            .profiles
+            .iter()
+            .map(|p| (p.quality_id.clone(), self.segment_secs(&p.quality_id)))
+            .collect();
+        let changes = self.changes.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(MONITOR_PERIOD);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -149,21 +200,16 @@ impl AdaptiveStreamingManager {
                     .fetch_add((before - sessions.len()) as u64, Ordering::Relaxed);
                 for state in sessions.values_mut().filter(|s| s.pending_report) {
                     state.pending_report = false;
-                    let family: Vec<&AdaptiveProfile> =
-                        family_of(&profiles, &state.session.current_quality);
-                    let metrics = state.session.performance_metrics.clone();
-                    if let Some(next) = policy::decide(
-                        &state.session.current_quality,
-                        state.previous_metrics.as_ref(),
-                        &metrics,
-                        &family,
-                    ) {
-                        tracing::info!(session_id = %state.session.session_id, from = %state.session.current_quality, to = %next, "quality changed by monitor");
-                        state.session.current_quality = next;
-                        state.session.performance_metrics.quality_switches += 1;
+                    let secs = segment_secs
+                        .get(&state.session.current_quality)
+                        .copied()
+                        .unwrap_or(6.0);
+                    if let Some(change) = monitor_decision(state, &profiles, secs) {
+                        tracing::info!(session_id = %change.session_id, from = %change.from, to = %change.to, reason = %change.reason, "quality changed by monitor");
                         stats.quality_changes.fetch_add(1, Ordering::Relaxed);
+                        // No receiver (no server wired, e.g. the spec's examples) is fine.
+                        let _ = changes.send(change);
                     }
-                    state.previous_metrics = Some(metrics);
                 }
             }
         });
@@ -189,7 +235,25 @@ impl AdaptiveStreamingManager {
         client_id: String,
         capabilities: ClientCapabilities,
     ) -> AdaptiveProfile {
+        self.create_session_for_user(session_id, track_id, client_id, None, capabilities)
+            .await
+    }
+
+    /// As [`Self::create_session_with_capabilities`], for a known listener: the quality
+    /// monitor's changes are addressed to them.
+    pub async fn create_session_for_user(
+        &self,
+        session_id: String,
+        track_id: String,
+        client_id: String,
+        user_id: Option<String>,
+        capabilities: ClientCapabilities,
+    ) -> AdaptiveProfile {
         let profile = select_initial_profile(&capabilities, &self.profiles);
+        let controller = match capabilities.estimated_bandwidth_kbps {
+            0 => AbrController::new(),
+            kbps => AbrController::with_prior(f64::from(kbps)),
+        };
         let now = SystemTime::now();
         let session = StreamingSession {
             session_id: session_id.clone(),
@@ -205,7 +269,10 @@ impl AdaptiveStreamingManager {
             session_id,
             SessionState {
                 session,
-                previous_metrics: None,
+                user_id,
+                controller,
+                recommended: profile.quality_id.clone(),
+                rebuffers_seen: 0,
                 pending_report: false,
             },
         );
@@ -214,20 +281,55 @@ impl AdaptiveStreamingManager {
     }
 
     /// Sets a session's quality (ignored for unknown sessions or qualities, as the spec's
-    /// signature has no error to return).
+    /// signature has no error to return). A change made this way is announced like the
+    /// monitor's (see [`Self::quality_changes`]).
     pub async fn update_session_quality(&self, session_id: &str, quality: String) {
         if self.profile(&quality).is_none() {
             tracing::warn!(session_id, quality, "ignoring unknown quality");
             return;
         }
-        if let Some(state) = self.sessions.write().await.get_mut(session_id) {
-            if state.session.current_quality != quality {
-                state.session.current_quality = quality;
-                state.session.performance_metrics.quality_switches += 1;
-                self.stats.quality_changes.fetch_add(1, Ordering::Relaxed);
-            }
+        let change = {
+            let mut sessions = self.sessions.write().await;
+            let Some(state) = sessions.get_mut(session_id) else {
+                return;
+            };
             state.session.last_updated = SystemTime::now();
+            if state.session.current_quality == quality {
+                return;
+            }
+            let change = QualityChange {
+                session_id: session_id.to_string(),
+                track_id: state.session.track_id.clone(),
+                user_id: state.user_id.clone(),
+                from: std::mem::replace(&mut state.session.current_quality, quality.clone()),
+                to: quality.clone(),
+                reason: "set by the application".into(),
+            };
+            state.recommended = quality;
+            state.session.performance_metrics.quality_switches += 1;
+            change
+        };
+        self.stats.quality_changes.fetch_add(1, Ordering::Relaxed);
+        let _ = self.changes.send(change);
+    }
+
+    /// Records the quality the player reports it is playing (its own ABR may have switched):
+    /// the session follows what is really played, nothing is announced. `false` for an
+    /// unknown session or quality.
+    pub async fn record_player_quality(&self, session_id: &str, quality: &str) -> bool {
+        if self.profile(quality).is_none() {
+            return false;
         }
+        let mut sessions = self.sessions.write().await;
+        let Some(state) = sessions.get_mut(session_id) else {
+            return false;
+        };
+        if state.session.current_quality != quality {
+            state.session.current_quality = quality.to_string();
+            state.session.performance_metrics.quality_switches += 1;
+        }
+        state.session.last_updated = SystemTime::now();
+        true
     }
 
     /// Records a player's report; the quality monitor acts on it at its next pass.
@@ -472,6 +574,60 @@ impl AdaptiveStreamingManager {
             "monitor_running": self.monitor_started.load(Ordering::Relaxed),
         })
     }
+}
+
+/// Feeds a session's latest report to its controller and applies the decision; returns the
+/// change to announce, if the server's choice changed.
+fn monitor_decision(
+    state: &mut SessionState,
+    profiles: &[AdaptiveProfile],
+    segment_s: f64,
+) -> Option<QualityChange> {
+    let metrics = &state.session.performance_metrics;
+    state
+        .controller
+        .observe(f64::from(metrics.download_speed_kbps));
+    if metrics.rebuffer_count > state.rebuffers_seen {
+        state.controller.observe_stall();
+    }
+    state.rebuffers_seen = state.rebuffers_seen.max(metrics.rebuffer_count);
+    let mut family = family_of(profiles, &state.session.current_quality);
+    family.sort_by_key(|p| p.bitrate_kbps);
+    let current = family
+        .iter()
+        .position(|p| p.quality_id == state.session.current_quality)?;
+    let rungs: Vec<f64> = family.iter().map(|p| f64::from(p.bitrate_kbps)).collect();
+    let target = match state.session.client_capabilities.buffer_duration_ms {
+        0 => DEFAULT_BUFFER_S,
+        ms => f64::from(ms) / 1000.0,
+    };
+    let decision = state.controller.decide(&AbrInput {
+        rungs_kbps: &rungs,
+        current,
+        segment_s,
+        buffer_s: f64::from(metrics.buffer_health_percentage) / 100.0 * target,
+        buffer_max_s: target,
+        rtt_s: f64::from(metrics.latency_ms) / 1000.0,
+        loss: f64::from(metrics.packet_loss_percentage) / 100.0,
+    });
+    let to = &family[decision.rung].quality_id;
+    if *to == state.recommended {
+        return None;
+    }
+    state.recommended = to.clone();
+    if *to == state.session.current_quality {
+        return None;
+    }
+    let from = std::mem::replace(&mut state.session.current_quality, to.clone());
+    state.session.performance_metrics.quality_switches += 1;
+    Some(QualityChange {
+        session_id: state.session.session_id.clone(),
+        track_id: state.session.track_id.clone(),
+        user_id: state.user_id.clone(),
+        from,
+        to: to.clone(),
+        reason: decision.reason,
+    })
 }
 
 /// The rungs a session on `quality` can switch between: its codec family.

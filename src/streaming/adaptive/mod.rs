@@ -12,7 +12,7 @@ pub use capabilities::{
     select_initial_profile, select_progressive_profile, ClientCapabilities, ClientHints,
     ConnectionType, DeviceType,
 };
-pub use manager::{AdaptiveStreamingManager, SegmentName, StreamingError};
+pub use manager::{AdaptiveStreamingManager, QualityChange, SegmentName, StreamingError};
 pub use playlist::{HLSManifest, HLSSegment, MasterPlaylist, StreamInfo};
 pub use profile::{AdaptiveProfile, Codec};
 pub use session::{PerformanceMetrics, StreamingSession};

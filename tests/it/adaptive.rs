@@ -1,0 +1,211 @@
+//! The quality monitor end to end: a session created with 3G capabilities, metrics reported
+//! over HTTP as a player would, and the server's decisions seen in the session, in its master
+//! playlist, on the listener's WebSocket (`QualityChanged`) and in analytics.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, TestApp};
+use crate::websocket::{connect, next, Ws};
+
+async fn report(app: &TestApp, sid: &str, metrics: Value) -> Value {
+    let r = app
+        .client
+        .post(app.url(&format!("/api/streaming/session/{sid}/metrics")))
+        .json(&metrics)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// The profile `/stream` picks for this session (HEAD, from `X-Stream-Quality`).
+async fn progressive_quality(app: &TestApp, track: &str, sid: &str) -> String {
+    let r = app
+        .client
+        .head(app.url(&format!("/stream/{track}?session_id={sid}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.headers()["x-stream-quality"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn session_quality(app: &TestApp, sid: &str) -> String {
+    let s: Value = app
+        .get(&format!("/api/streaming/session/{sid}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    s["current_quality"].as_str().unwrap().to_string()
+}
+
+/// Reports `metrics` every monitor period until the session reaches `want` (or 20 s pass);
+/// returns how many reports it took.
+async fn report_until(app: &TestApp, sid: &str, metrics: Value, want: &str) -> usize {
+    let start = Instant::now();
+    let mut reports = 0;
+    while start.elapsed() < Duration::from_secs(20) {
+        report(app, sid, metrics.clone()).await;
+        reports += 1;
+        // The monitor looks at sessions every 2 s.
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+        if session_quality(app, sid).await == want {
+            return reports;
+        }
+    }
+    panic!("session never reached {want} after {reports} reports");
+}
+
+/// Every `QualityChanged` event that arrives within `wait`.
+async fn quality_events(ws: &mut Ws, wait: Duration) -> Vec<Value> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + wait;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match next(ws, left).await {
+            Some(m) if m["event"] == "QualityChanged" => out.push(m),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitor_adapts_a_3g_session_and_tells_its_listener() {
+    let app = spawn_app(None).await;
+    let tracks = app.json("/api/tracks").await;
+    let track = tracks[0]["id"].as_str().unwrap().to_string();
+    let mut mine = connect(&app, "user_id=listener-5").await;
+    let mut theirs = connect(&app, "user_id=someone-else").await;
+
+    let created: Value = app
+        .client
+        .post(app.url("/api/streaming/session"))
+        .json(&json!({
+            "track_id": track,
+            "user_id": "listener-5",
+            "client_capabilities": {"estimated_bandwidth_kbps": 150, "buffer_duration_ms": 30000,
+                "connection_type": "Cellular3G", "device_type": "Mobile", "adaptive_enabled": true},
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(created["initial_profile"]["quality_id"], "mobile");
+    let sid = created["session_id"].as_str().unwrap().to_string();
+
+    // The link turns out fast and the buffer is full: the monitor steps up.
+    let good = json!({"buffer_health_percentage": 95.0, "download_speed_kbps": 2500,
+        "latency_ms": 60, "packet_loss_percentage": 0.0, "rebuffer_count": 0});
+    let n = report_until(&app, &sid, good.clone(), "high").await;
+    assert!(n <= 3, "took {n} reports to step up");
+    let master = app
+        .get(&format!("/hls/{track}/master.m3u8?session_id={sid}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        master.lines().find(|l| !l.starts_with('#')),
+        Some("high/playlist.m3u8")
+    );
+    assert_eq!(progressive_quality(&app, &track, &sid).await, "high");
+    // Steady good reports: no further change (no oscillation).
+    for _ in 0..3 {
+        report(&app, &sid, good.clone()).await;
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+        assert_eq!(session_quality(&app, &sid).await, "high");
+    }
+
+    // A tunnel: throughput collapses, the buffer drains, the player rebuffers.
+    let bad = json!({"buffer_health_percentage": 8.0, "download_speed_kbps": 60,
+        "latency_ms": 900, "packet_loss_percentage": 5.0, "rebuffer_count": 1});
+    let n = report_until(&app, &sid, bad, "mobile").await;
+    assert_eq!(n, 1, "a rebuffering session steps down at the first report");
+    assert_eq!(progressive_quality(&app, &track, &sid).await, "mobile");
+
+    let events = quality_events(&mut mine, Duration::from_secs(2)).await;
+    let moves: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e["session_id"], sid.as_str());
+            assert_eq!(e["track_id"], track.as_str());
+            assert!(!e["reason"].as_str().unwrap().is_empty());
+            (
+                e["from"].as_str().unwrap().to_string(),
+                e["to"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            ("mobile".to_string(), "high".to_string()),
+            ("high".to_string(), "mobile".to_string())
+        ]
+    );
+    assert!(
+        quality_events(&mut theirs, Duration::from_millis(300))
+            .await
+            .is_empty(),
+        "another listener sees nothing of this session"
+    );
+
+    // Both decisions are in analytics, with the monitor's reasons.
+    app.state.analytics.flush().await.unwrap();
+    let q = app.state.analytics.quality(0).await.unwrap();
+    let pairs: Vec<(&str, &str, i64)> = q
+        .switches
+        .iter()
+        .map(|s| (s.from.as_str(), s.to.as_str(), s.count))
+        .collect();
+    assert!(pairs.contains(&("mobile", "high", 1)), "{pairs:?}");
+    assert!(pairs.contains(&("high", "mobile", 1)), "{pairs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_below_the_servers_choice_is_not_flooded() {
+    let app = spawn_app(None).await;
+    let tracks = app.json("/api/tracks").await;
+    let track = tracks[0]["id"].as_str().unwrap().to_string();
+    let mut ws = connect(&app, "user_id=listener-6").await;
+    let created: Value = app
+        .client
+        .post(app.url("/api/streaming/session"))
+        .json(&json!({"track_id": track, "user_id": "listener-6",
+            "client_capabilities": {"estimated_bandwidth_kbps": 5000, "buffer_duration_ms": 30000,
+                "connection_type": "Wifi", "device_type": "Desktop", "adaptive_enabled": true}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(created["initial_profile"]["quality_id"], "high");
+    let sid = created["session_id"].as_str().unwrap().to_string();
+    // The player's own ABR plays medium although the link is fine: the session follows what
+    // is played, and the server, whose choice (high) has not changed, announces nothing.
+    for _ in 0..3 {
+        let r = report(
+            &app,
+            &sid,
+            json!({"buffer_health_percentage": 90.0, "download_speed_kbps": 4000,
+                "current_quality": "medium"}),
+        )
+        .await;
+        assert_eq!(r["current_quality"], "medium");
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+    }
+    assert!(quality_events(&mut ws, Duration::from_millis(500))
+        .await
+        .is_empty());
+}
