@@ -76,6 +76,41 @@ pub struct Config {
     pub analytics_ip: String,
     /// `analytics_retention_days`: play data older than this is pruned daily (0 keeps it).
     pub analytics_retention_days: u32,
+    /// `[auth]`: how listeners prove who they are.
+    pub auth: AuthConfig,
+    /// `live_stats_secs`: how often `LiveStats` is broadcast over the WebSocket (0 = never).
+    pub live_stats_secs: u64,
+}
+
+/// `[auth]` in TOML; `STREAM_SERVER_AUTH_MODE`, `STREAM_SERVER_AUTH_SECRET`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `mode`: `token` (a bare `user_id` is trusted from loopback clients only) or `open`
+    /// (any client may say who it is: for a private network).
+    pub mode: AuthMode,
+    /// `secret`: HS256 secret (at least 32 bytes); default: generated into
+    /// `<data_dir>/jwt-secret` on first start.
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    #[default]
+    Token,
+    Open,
+}
+
+impl std::str::FromStr for AuthMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "token" => Ok(Self::Token),
+            "open" => Ok(Self::Open),
+            other => Err(format!("expected `token` or `open`, got {other:?}")),
+        }
+    }
 }
 
 impl Default for Config {
@@ -96,6 +131,8 @@ impl Default for Config {
             analytics_url: None,
             analytics_ip: "truncate".to_string(),
             analytics_retention_days: 365,
+            auth: AuthConfig::default(),
+            live_stats_secs: 5,
         }
     }
 }
@@ -193,6 +230,15 @@ impl Config {
         }
         if let Some(v) = get("ANALYTICS_RETENTION_DAYS") {
             self.analytics_retention_days = parse("ANALYTICS_RETENTION_DAYS", &v)?;
+        }
+        if let Some(v) = get("AUTH_MODE") {
+            self.auth.mode = parse("AUTH_MODE", &v)?;
+        }
+        if let Some(v) = get("AUTH_SECRET") {
+            self.auth.secret = (!v.is_empty()).then_some(v);
+        }
+        if let Some(v) = get("LIVE_STATS_SECS") {
+            self.live_stats_secs = parse("LIVE_STATS_SECS", &v)?;
         }
         if let Some(v) = get("MAX_TRACK_SECS") {
             self.max_track_secs = parse("MAX_TRACK_SECS", &v)?;
@@ -326,7 +372,7 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(
             &path,
-            "bind = \"127.0.0.1:9000\"\ncache_max_mb = 10\n[[profiles]]\nquality_id = \"hifi\"\nbitrate_kbps = 256\nsample_rate = 48000\ncodec = \"aac\"\n",
+            "bind = \"127.0.0.1:9000\"\ncache_max_mb = 10\n[auth]\nmode = \"open\"\n\n[[profiles]]\nquality_id = \"hifi\"\nbitrate_kbps = 256\nsample_rate = 48000\ncodec = \"aac\"\n",
         )
         .unwrap();
         let c = Config::from_sources(
@@ -337,6 +383,13 @@ mod tests {
         assert_eq!(c.bind.to_string(), "127.0.0.1:9000");
         assert_eq!(c.cache_max_mb, 20);
         assert_eq!(c.profiles.len(), 1);
+        assert_eq!(c.auth.mode, AuthMode::Open);
+        let c = Config::from_sources(Some(&path), &env(&[("STREAM_SERVER_AUTH_MODE", "token")]))
+            .unwrap();
+        assert_eq!(c.auth.mode, AuthMode::Token);
+        assert!(
+            Config::from_sources(None, &env(&[("STREAM_SERVER_AUTH_MODE", "nobody")])).is_err()
+        );
     }
 
     #[test]

@@ -18,11 +18,13 @@
 //! knows about HTTP.
 
 pub mod analytics;
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod library;
 pub mod media;
 pub mod server;
+pub mod social;
 pub mod streaming;
 pub mod telemetry;
 

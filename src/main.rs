@@ -28,6 +28,48 @@ enum Command {
     Scan(CommonArgs),
     /// Encode tracks into the transcode cache ahead of time.
     Transcode(TranscodeArgs),
+    /// Mint a token (HS256 JWT) for a user, signed with the server's secret (the one in the data
+    /// dir, created if needed, or STREAM_SERVER_AUTH_SECRET / [auth] secret), and print it.
+    Token(TokenArgs),
+}
+
+#[derive(Args, Debug)]
+struct TokenArgs {
+    /// Where the server keeps its secret [env: STREAM_SERVER_DATA_DIR] [default: ./data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file [env: STREAM_SERVER_CONFIG].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The user the token names (its `sub`).
+    #[arg(long, value_name = "ID")]
+    user: String,
+    /// How long the token is valid: seconds, or a number with s, m, h or d.
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_ttl)]
+    ttl: std::time::Duration,
+    /// The token may send server messages and read anyone's analytics.
+    #[arg(long)]
+    admin: bool,
+}
+
+fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("unknown unit {unit:?} (use s, m, h or d)")),
+    };
+    if secs == 0 {
+        return Err("a token must be valid for some time".into());
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Args, Debug, Default, Clone)]
@@ -69,6 +111,14 @@ struct ServeArgs {
     /// The built web player to serve at `/` [env: STREAM_SERVER_WEB_DIR] [default: web/dist].
     #[arg(long, value_name = "DIR")]
     web_dir: Option<PathBuf>,
+    /// `token`: a bare user_id is trusted from this machine only; `open`: from anyone (private
+    /// networks) [env: STREAM_SERVER_AUTH_MODE] [default: token].
+    #[arg(long, value_name = "MODE")]
+    auth_mode: Option<stream_server::config::AuthMode>,
+    /// Seconds between LiveStats broadcasts, 0 for none [env: STREAM_SERVER_LIVE_STATS_SECS]
+    /// [default: 5].
+    #[arg(long, value_name = "SECS")]
+    live_stats_secs: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -119,6 +169,7 @@ fn main() -> anyhow::Result<()> {
             Command::Serve(args) => serve(args).await,
             Command::Scan(args) => scan(args).await,
             Command::Transcode(args) => transcode(args).await,
+            Command::Token(args) => token(args),
         }
     })
 }
@@ -134,6 +185,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(w) = args.web_dir {
         config.web_dir = Some(w);
     }
+    if let Some(m) = args.auth_mode {
+        config.auth.mode = m;
+    }
+    if let Some(s) = args.live_stats_secs {
+        config.live_stats_secs = s;
+    }
     let bind = config.bind;
     let state = server::build_state(config).await?;
     let listener = tokio::net::TcpListener::bind(bind)
@@ -145,6 +202,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         state.library.root().display()
     );
     server::run(listener, state, server::shutdown_signal()).await?;
+    Ok(())
+}
+
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let config = load_config(&CommonArgs {
+        data_dir: args.data_dir,
+        config: args.config,
+        ..CommonArgs::default()
+    })?;
+    let auth = stream_server::auth::Authenticator::load_or_create(
+        &config.data_dir,
+        config.auth.secret.as_deref(),
+    )?;
+    println!("{}", auth.mint(&args.user, args.ttl, args.admin)?);
     Ok(())
 }
 

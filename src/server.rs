@@ -13,6 +13,7 @@ use crate::http::{router, AppState};
 use crate::library::{demo, scan, Catalog, Library};
 use crate::media::cache::{CacheError, TranscodeCache};
 use crate::streaming::adaptive::AdaptiveStreamingManager;
+use crate::streaming::websocket::live::{live_stats, server_load, Listening};
 use crate::streaming::websocket::{WebSocketEvent, WebSocketManager};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,8 @@ pub enum StartupError {
     Cache(#[from] CacheError),
     #[error(transparent)]
     Analytics(#[from] AnalyticsError),
+    #[error("token authentication: {0}")]
+    Auth(#[from] crate::auth::AuthError),
     #[error("cannot read or create the IP hashing key {path}: {source}")]
     IpKey {
         path: PathBuf,
@@ -103,11 +106,18 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartupError> 
         config.clone(),
         library.clone(),
     ));
-    let websocket = Arc::new(WebSocketManager::with_context(
-        library.clone(),
-        analytics.clone(),
-    ));
+    let social = Arc::new(crate::social::SocialStore::new(analytics.pool().clone()));
+    let websocket = Arc::new(
+        WebSocketManager::with_context(library.clone(), analytics.clone())
+            .with_social(social.clone()),
+    );
+    let auth = crate::auth::Authenticator::load_or_create(
+        &config.data_dir,
+        config.auth.secret.as_deref(),
+    )?;
     Ok(Arc::new(AppState {
+        auth,
+        social,
         websocket,
         analytics,
         library,
@@ -153,6 +163,7 @@ pub async fn run(
     spawn_retention(state.clone());
     spawn_ws_cleanup(state.clone());
     spawn_quality_announcer(state.clone());
+    spawn_live_stats(state.clone());
     let app = router(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let result = axum::serve(
@@ -209,6 +220,47 @@ fn spawn_quality_announcer(state: Arc<AppState>) {
                     )
                     .await;
             }
+        }
+    });
+}
+
+/// Broadcasts `LiveStats` every `live_stats_secs` while anyone is connected.
+fn spawn_live_stats(state: Arc<AppState>) {
+    let secs = state.config.live_stats_secs;
+    if secs == 0 {
+        return;
+    }
+    let weak = Arc::downgrade(&state);
+    drop(state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(secs));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(state) = weak.upgrade() else { break };
+            if state.websocket.connection_count() == 0 {
+                continue;
+            }
+            // Players report every few seconds; a session silent for a minute is not playing.
+            let mut listening: Vec<Listening> = state
+                .websocket
+                .playing_now()
+                .into_iter()
+                .map(|(u, t)| Listening {
+                    user_id: Some(u),
+                    track_id: t,
+                })
+                .collect();
+            listening.extend(
+                state
+                    .streaming
+                    .active_sessions(std::time::Duration::from_secs(60))
+                    .await
+                    .into_iter()
+                    .map(|(user_id, track_id)| Listening { user_id, track_id }),
+            );
+            let event = live_stats(&listening, Some(&state.library), server_load());
+            state.websocket.broadcast_event(event).await;
         }
     });
 }

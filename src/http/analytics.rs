@@ -3,6 +3,7 @@
 //! Export and deletion act on personal data: until token authentication exists they are
 //! accepted from loopback clients only (an operator on the machine).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::{identify, is_operator, require_admin};
 use super::{ApiError, AppState};
 use crate::analytics::{now_ms, AnalyticsError, QoeGrouping};
 
@@ -82,7 +84,7 @@ pub async fn users(
     headers: HeaderMap,
     q: WindowQuery,
 ) -> Result<Json<Value>, ApiError> {
-    operator_only(peer, &headers)?;
+    operator_only(&state, peer, &headers)?;
     let Query(w) = q?;
     Ok(Json(
         json!({ "since": w.since(), "users": state.analytics.user_plays(w.since(), w.limit()).await? }),
@@ -155,7 +157,7 @@ pub async fn qoe_sessions(
     headers: HeaderMap,
     q: WindowQuery,
 ) -> Result<Json<Value>, ApiError> {
-    operator_only(peer, &headers)?;
+    operator_only(&state, peer, &headers)?;
     let Query(w) = q?;
     Ok(Json(
         json!({ "since": w.since(), "sessions": state.analytics.qoe_sessions(w.since(), w.limit()).await? }),
@@ -165,18 +167,35 @@ pub async fn qoe_sessions(
 /// Until token authentication lands, per-user data is for an operator on the server machine: a
 /// loopback peer, and neither a browser (an `Origin` header: any page could send it) nor a
 /// reverse proxy (forwarding headers: the real client is elsewhere).
-fn operator_only(peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
-    let proxied = ["origin", "x-forwarded-for", "forwarded", "x-real-ip"]
-        .iter()
-        .any(|h| headers.contains_key(*h));
-    if peer.ip().is_loopback() && !proxied {
-        Ok(())
-    } else {
-        Err(ApiError::new(
+/// Per-user listings: an admin token (`Authorization: Bearer`) or the machine's operator.
+fn operator_only(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+    require_admin(state, peer, headers, &HashMap::new()).map_err(|_| {
+        ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "per-user analytics are available to a client on the server machine only (not through a browser or a proxy)",
-        ))
+            "per-user analytics need an admin token or a client on the server machine (not a browser or a proxy)",
+        )
+    })
+}
+
+/// A listener's own data: the listener (by token), an admin, or the operator.
+fn self_or_admin(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    user: &str,
+) -> Result<(), ApiError> {
+    if is_operator(peer, headers) {
+        return Ok(());
+    }
+    match identify(state, peer, headers, query)? {
+        Some(id) if id.admin || id.user_id == user => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only the listener (with their token), an admin or the server's operator may do this",
+        )),
     }
 }
 
@@ -185,8 +204,9 @@ pub async fn export_user(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(user): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    operator_only(peer, &headers)?;
+    self_or_admin(&state, peer, &headers, &q, &user)?;
     Ok(Json(state.analytics.export_user(&user).await?))
 }
 
@@ -195,8 +215,9 @@ pub async fn delete_user(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(user): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    operator_only(peer, &headers)?;
+    self_or_admin(&state, peer, &headers, &q, &user)?;
     let sessions = state.analytics.delete_user(&user).await?;
     tracing::info!(user_id = %user, sessions, "user analytics deleted");
     Ok(Json(

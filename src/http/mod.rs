@@ -1,11 +1,13 @@
 //! HTTP: the axum router, its handlers and DTOs. The only module that knows the wire.
 
 mod analytics;
+pub mod auth;
 pub mod error;
 mod hls;
 mod observe;
 pub mod range;
 mod sessions;
+mod social;
 mod stream;
 mod tracks;
 mod ws;
@@ -34,6 +36,8 @@ pub struct AppState {
     pub websocket: Arc<WebSocketManager>,
     pub library: Arc<Library>,
     pub streaming: Arc<AdaptiveStreamingManager>,
+    pub auth: crate::auth::Authenticator,
+    pub social: Arc<crate::social::SocialStore>,
     pub cache: TranscodeCache,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// The built web player, if any (served at `/`).
@@ -56,6 +60,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/streaming/session/{id}", get(sessions::get).delete(sessions::end))
         .route("/api/streaming/session/{id}/metrics", post(sessions::metrics))
         .route("/api/streaming/stats", get(sessions::stats))
+        .route("/api/playlists", get(social::list).post(social::create))
+        .route(
+            "/api/playlists/{id}",
+            get(social::get).patch(social::rename).delete(social::delete),
+        )
+        .route("/api/playlists/{id}/tracks", post(social::add_track))
+        .route(
+            "/api/playlists/{id}/tracks/{position}",
+            axum::routing::delete(social::remove_at),
+        )
+        .route("/api/playlists/{id}/move", post(social::move_track))
+        .route("/api/playlists/{id}/share", post(social::share_playlist))
+        .route("/api/tracks/{id}/like", post(social::like_track))
+        .route("/api/tracks/{id}/share", post(social::share_track))
+        .route("/api/users/{id}/follow", post(social::follow))
+        .route("/api/admin/message", post(social::server_message))
         .route("/api/ws", get(ws::upgrade))
         .route("/api/ws/stats", get(ws_stats))
         .route("/api/analytics/top-tracks", get(analytics::top_tracks))
@@ -94,6 +114,7 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
             Method::GET,
             Method::HEAD,
             Method::POST,
+            Method::PATCH,
             Method::DELETE,
             Method::OPTIONS,
         ])
@@ -102,6 +123,7 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
             header::CONTENT_TYPE,
             header::IF_RANGE,
             header::IF_NONE_MATCH,
+            header::AUTHORIZATION,
         ])
         .expose_headers([
             header::CONTENT_RANGE,

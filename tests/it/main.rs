@@ -8,6 +8,7 @@ mod fixtures;
 mod helpers;
 mod hls;
 mod safety;
+mod social;
 mod spec_examples;
 mod stream;
 mod websocket;

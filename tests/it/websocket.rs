@@ -19,7 +19,7 @@ pub(crate) async fn connect(app: &TestApp, query: &str) -> Ws {
     ws
 }
 
-async fn send(ws: &mut Ws, v: Value) {
+pub(crate) async fn send(ws: &mut Ws, v: Value) {
     ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
 
@@ -35,7 +35,7 @@ pub(crate) async fn next(ws: &mut Ws, wait: Duration) -> Option<Value> {
 }
 
 /// The response to `command_id`, collecting the other messages seen meanwhile.
-async fn response(ws: &mut Ws, command_id: &str, seen: &mut Vec<Value>) -> Value {
+pub(crate) async fn response(ws: &mut Ws, command_id: &str, seen: &mut Vec<Value>) -> Value {
     loop {
         let m = next(ws, Duration::from_secs(10))
             .await
@@ -245,7 +245,7 @@ async fn responses_are_private_and_filters_use_track_attributes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversize_messages_close_1009_and_tokens_are_refused() {
+async fn oversize_messages_close_1009_and_bad_tokens_are_refused() {
     let lib = library();
     let app = spawn_app(Some(&lib.root)).await;
     let mut ws = connect(&app, "user_id=big").await;

@@ -1,5 +1,6 @@
 // End-to-end: the built player (web/dist) served by a real stream-server, driven in Debian's
-// headless Chromium through playwright-core.
+// headless Chromium through playwright-core: play, keyboard, quality under a throttled link, and
+// playlists kept live across two tabs of the same listener (e2e/playlists.mjs).
 //
 //   npm run test:e2e            (builds first)
 //   node e2e/player.e2e.mjs     (uses the existing web/dist)
@@ -11,6 +12,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { REPO_DIR, WEB_DIR, launchChromium, serverHasWebDir, startPreview, startServer } from './harness.mjs';
+import { playlistsInTwoTabs } from './playlists.mjs';
 
 const DIST = path.join(WEB_DIR, 'dist');
 const OUT = path.resolve(process.env.E2E_OUT ?? path.join(REPO_DIR, 'target', 'web-e2e'));
@@ -61,10 +63,13 @@ async function main() {
   const { context, close } = await launchChromium({ viewport: { width: 1280, height: 900 } });
   const page = context.pages()[0] ?? (await context.newPage());
   const consoleErrors = [];
-  page.on('console', (msg) => {
-    if (msg.type() === 'error') consoleErrors.push(msg.text());
-  });
-  page.on('pageerror', (err) => consoleErrors.push(`pageerror: ${err.message}`));
+  const watchConsole = (p, label = '') => {
+    p.on('console', (msg) => {
+      if (msg.type() === 'error') consoleErrors.push(`${label}${msg.text()}`);
+    });
+    p.on('pageerror', (err) => consoleErrors.push(`${label}pageerror: ${err.message}`));
+  };
+  watchConsole(page);
 
   const audio = () =>
     page.evaluate(() => {
@@ -196,7 +201,11 @@ async function main() {
       assert(longestStallMs < 8000, `a stall of ${(longestStallMs / 1000).toFixed(1)} s`);
     });
 
-    await test('no console errors (the real-time channel included)', async () => {
+    await test('playlists: a second tab of the same user follows every change live, and vice versa', async () => {
+      await playlistsInTwoTabs({ context, page, base, watchConsole, log, screenshot: path.join(OUT, 'playlists.png') });
+    });
+
+    await test('no console errors (the real-time channel included, in both tabs)', async () => {
       assert(consoleErrors.length === 0, `console errors:\n${consoleErrors.join('\n')}`);
     });
   } finally {

@@ -4,9 +4,11 @@ import { AdaptiveAudioPlayer } from './components/AdaptiveAudioPlayer';
 import { EventFeed } from './components/EventFeed';
 import { Library } from './components/Library';
 import { LiveStatsPanel } from './components/LiveStatsPanel';
+import { PlaylistsPanel } from './components/PlaylistsPanel';
 import { QueuePanel } from './components/QueuePanel';
 import { ServerStatsPanel } from './components/ServerStatsPanel';
 import { Settings } from './components/Settings';
+import { usePlaylists } from './hooks/usePlaylists';
 import { usePolling } from './hooks/usePolling';
 import { useQueue } from './hooks/useQueue';
 import { useUserIdentity } from './hooks/useUserIdentity';
@@ -26,6 +28,7 @@ const STATS_PERIOD_MS = 5000;
 function Shell({ identity }: { identity: ReturnType<typeof useUserIdentity> }) {
   const queue = useQueue();
   const ws = useRealtime();
+  const playlists = usePlaylists(identity.userId, identity.token, { ws });
   const [showSettings, setShowSettings] = useState(false);
   const stats = usePolling(getStreamingStats, STATS_PERIOD_MS);
   const current = queue.current;
@@ -33,6 +36,10 @@ function Shell({ identity }: { identity: ReturnType<typeof useUserIdentity> }) {
   const onEnded = useCallback(() => {
     queue.next();
   }, [queue]);
+
+  const { addTrack } = playlists;
+  const addToPlaylist = useCallback((playlistId: string, t: Track) => addTrack(playlistId, t.id), [addTrack]);
+  const queueAll = useCallback((tracks: Track[]) => tracks.forEach((t) => queue.add(t)), [queue]);
 
   return (
     <div className="app">
@@ -92,6 +99,9 @@ function Shell({ identity }: { identity: ReturnType<typeof useUserIdentity> }) {
             currentTrackId={current?.track.id ?? null}
             onPlay={(t: Track) => queue.playNow(t)}
             onQueue={(t: Track) => queue.add(t)}
+            playlists={playlists.playlists}
+            userId={identity.userId}
+            onAddToPlaylist={addToPlaylist}
           />
           <QueuePanel queue={queue} />
         </div>
@@ -99,9 +109,15 @@ function Shell({ identity }: { identity: ReturnType<typeof useUserIdentity> }) {
             <EventFeed events={ws.events} status={ws.connectionStatus} retryCount={ws.retryCount} nextRetryAt={ws.nextRetryAt} />
             <LiveStatsPanel events={ws.events} />
             <ServerStatsPanel stats={stats} />
-            {/* A playlists panel (create / add / remove / reorder, synced with AddToPlaylist,
-                RemoveFromPlaylist and PlaylistUpdated over the WebSocket) goes here once the
-                server has playlists. */}
+            {/* Playlists: REST for the changes (AddToPlaylist over the WebSocket for adding from
+                the library), kept live across tabs by PlaylistUpdated events. */}
+            <PlaylistsPanel
+              api={playlists}
+              userId={identity.userId}
+              currentTrackId={current?.track.id ?? null}
+              onPlay={queue.playAll}
+              onQueue={queueAll}
+            />
         </div>
       </main>
       <footer className="footer muted small">

@@ -215,3 +215,104 @@ export interface StreamingSession {
   created_at: unknown;
   last_updated: unknown;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Playlists: `/api/playlists`. Every request names the listener: `Authorization: Bearer <token>`
+// when the app has a token, else `?user_id=`.
+// ---------------------------------------------------------------------------------------------
+
+/** One entry of a playlist (the same track may appear more than once). */
+export interface PlaylistEntry {
+  track_id: string;
+  title: string;
+  artist: string | null;
+  duration_ms: number;
+}
+
+export interface Playlist {
+  id: string;
+  name: string;
+  /** The owner's user id: only the owner may rename or delete it. */
+  owner: string;
+  tracks: PlaylistEntry[];
+  /** Last change, ms since epoch. */
+  updated_at: number;
+  /** Users it is shared with (they see it, and its changes, too). */
+  shared_with: string[];
+}
+
+/** Who is asking: the same identity as the WebSocket's. */
+export interface ApiIdentity {
+  userId: string;
+  token?: string | null;
+}
+
+/** `path` with `?user_id=` appended, unless a token names the listener (sent as a header). */
+export function identifiedPath(path: string, who: ApiIdentity): string {
+  if (who.token) return path;
+  return `${path}${path.includes('?') ? '&' : '?'}user_id=${encodeURIComponent(who.userId)}`;
+}
+
+function identifiedInit(who: ApiIdentity, init: RequestInit = {}): RequestInit {
+  return who.token ? { ...init, headers: { ...init.headers, Authorization: `Bearer ${who.token}` } } : init;
+}
+
+function playlistPath(id?: string, rest = ''): string {
+  return id === undefined ? '/api/playlists' : `/api/playlists/${encodeURIComponent(id)}${rest}`;
+}
+
+/** The listener's playlists and those shared with them, most recently updated first. */
+export async function listPlaylists(who: ApiIdentity, signal?: AbortSignal): Promise<Playlist[]> {
+  const list = await fetchJson<Playlist[]>(identifiedPath(playlistPath(), who), identifiedInit(who, { signal }));
+  return Array.isArray(list) ? list : [];
+}
+
+/** One playlist; an `ApiError` with status 404 when it is gone (or not visible to this listener). */
+export function getPlaylist(id: string, who: ApiIdentity, signal?: AbortSignal): Promise<Playlist> {
+  return fetchJson<Playlist>(identifiedPath(playlistPath(id), who), identifiedInit(who, { signal }));
+}
+
+export function createPlaylist(name: string, who: ApiIdentity): Promise<Playlist> {
+  return fetchJson<Playlist>(identifiedPath(playlistPath(), who), identifiedInit(who, { method: 'POST', body: JSON.stringify({ name }) }));
+}
+
+export function renamePlaylist(id: string, name: string, who: ApiIdentity): Promise<Playlist> {
+  return fetchJson<Playlist>(identifiedPath(playlistPath(id), who), identifiedInit(who, { method: 'PATCH', body: JSON.stringify({ name }) }));
+}
+
+export async function deletePlaylist(id: string, who: ApiIdentity): Promise<void> {
+  await fetchJson<null>(identifiedPath(playlistPath(id), who), identifiedInit(who, { method: 'DELETE' }));
+}
+
+/** Inserts `trackId` at the 0-based `position` (appends when absent). */
+export function addPlaylistTrack(id: string, trackId: string, position: number | null | undefined, who: ApiIdentity): Promise<Playlist> {
+  const body: { track_id: string; position?: number } = { track_id: trackId };
+  if (position !== undefined && position !== null) body.position = position;
+  return fetchJson<Playlist>(identifiedPath(playlistPath(id, '/tracks'), who), identifiedInit(who, { method: 'POST', body: JSON.stringify(body) }));
+}
+
+/** Removes the entry at the 0-based `position`. */
+export function removePlaylistTrack(id: string, position: number, who: ApiIdentity): Promise<Playlist> {
+  return fetchJson<Playlist>(identifiedPath(playlistPath(id, `/tracks/${position}`), who), identifiedInit(who, { method: 'DELETE' }));
+}
+
+/** Moves the entry at `from` to `to` (both 0-based). */
+export function movePlaylistTrack(id: string, from: number, to: number, who: ApiIdentity): Promise<Playlist> {
+  return fetchJson<Playlist>(identifiedPath(playlistPath(id, '/move'), who), identifiedInit(who, { method: 'POST', body: JSON.stringify({ from, to }) }));
+}
+
+/** A playlist entry as a queueable `Track` (what the playlist knows of it; the rest left blank). */
+export function entryAsTrack(entry: PlaylistEntry): Track {
+  return {
+    id: entry.track_id,
+    filename: '',
+    title: entry.title,
+    artist: entry.artist,
+    album: null,
+    genre: null,
+    duration_ms: entry.duration_ms,
+    sample_rate: 0,
+    channels: 0,
+    codec: '',
+  };
+}

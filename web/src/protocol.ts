@@ -5,6 +5,8 @@
 // `WebSocketCommand` / `WebSocketEvent` enums of the spec and are written by hand for now: they
 // will be generated from the Rust types later, so keep them all in this one file.
 
+import type { Playlist } from './api';
+
 export type PlaylistAction = 'Added' | 'Removed' | 'Reordered' | 'Cleared';
 export type MessageLevel = 'Info' | 'Warning' | 'Error';
 
@@ -38,14 +40,17 @@ export interface SeekCommand {
   position_ms: number;
 }
 
+/** Answered by a `CommandResponse` whose `data` is the updated `Playlist` (`PlaylistCommandResponse`). */
 export interface AddToPlaylistCommand {
   command: 'AddToPlaylist';
   command_id: string;
   playlist_id: string;
   track_id: string;
+  /** 0-based; null appends. */
   position?: number | null;
 }
 
+/** Removes the first occurrence of `track_id`; answered like `AddToPlaylist`. */
 export interface RemoveFromPlaylistCommand {
   command: 'RemoveFromPlaylist';
   command_id: string;
@@ -130,6 +135,11 @@ export interface PlaybackProgressEvent {
   buffer_percentage: number;
 }
 
+/**
+ * Any change to a playlist the connection's user owns or shares, from any tab, REST or
+ * WebSocket. Creation, rename and deletion come as `Cleared` with `track_id: null`: clients
+ * re-fetch rather than patch their copy.
+ */
 export interface PlaylistUpdatedEvent {
   event: 'PlaylistUpdated';
   playlist_id: string;
@@ -184,6 +194,11 @@ export interface CommandResponseEvent {
   success: boolean;
   data?: unknown;
   error?: string | null;
+}
+
+/** The answer to `AddToPlaylist` / `RemoveFromPlaylist`: the playlist after the change. */
+export interface PlaylistCommandResponse extends CommandResponseEvent {
+  data?: Playlist | null;
 }
 
 export interface LiveTrackStats {

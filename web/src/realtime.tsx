@@ -11,6 +11,7 @@ const offline: WebSocketApi = {
   events: [],
   connect: () => {},
   sendCommand: () => false,
+  subscribe: () => () => {},
   disconnect: () => {},
   retryCount: 0,
   nextRetryAt: null,

@@ -2,7 +2,7 @@
 
 import { act, renderHook } from '@testing-library/react';
 import { describe, expect, it } from 'vitest';
-import { hlsMasterPath, progressivePath, type Track } from '../src/api';
+import { entryAsTrack, hlsMasterPath, identifiedPath, progressivePath, type Track } from '../src/api';
 import { detectCapabilities, detectConnectionType, detectDeviceType, estimateBandwidthKbps } from '../src/capabilities';
 import { bufferHealthPercent } from '../src/components/AdaptiveAudioPlayer';
 import { describeEvent } from '../src/components/EventFeed';
@@ -194,5 +194,40 @@ describe('useQueue', () => {
     act(() => result.current.clear());
     expect(result.current.current).toBeNull();
     expect(result.current.items).toEqual([]);
+  });
+});
+
+describe('useQueue.playAll', () => {
+  it('replaces the queue with a playlist and starts where asked', () => {
+    const { result } = renderHook(() => useQueue());
+    act(() => result.current.add(track('x')));
+    const seq = result.current.playSeq;
+    act(() => result.current.playAll([track('a'), track('b'), track('c')], 1));
+    expect(result.current.items.map((i) => i.track.id)).toEqual(['a', 'b', 'c']);
+    expect(result.current.current?.track.id).toBe('b');
+    expect(result.current.playSeq).toBe(seq + 1);
+    expect(result.current.hasNext).toBe(true);
+    expect(result.current.hasPrevious).toBe(true);
+    act(() => result.current.playAll([track('a')], 5)); // out of range: the last one
+    expect(result.current.current?.track.id).toBe('a');
+    act(() => result.current.playAll([]));
+    expect(result.current.current).toBeNull();
+  });
+});
+
+describe('playlist helpers', () => {
+  it('names the listener with ?user_id, or leaves it to the token', () => {
+    expect(identifiedPath('/api/playlists', { userId: 'ann b' })).toBe('/api/playlists?user_id=ann%20b');
+    expect(identifiedPath('/api/x?y=1', { userId: 'u' })).toBe('/api/x?y=1&user_id=u');
+    expect(identifiedPath('/api/playlists', { userId: 'u', token: 'jwt' })).toBe('/api/playlists');
+  });
+
+  it('makes a queueable track of a playlist entry', () => {
+    expect(entryAsTrack({ track_id: 't1', title: 'One', artist: null, duration_ms: 1000 })).toMatchObject({
+      id: 't1',
+      title: 'One',
+      artist: null,
+      duration_ms: 1000,
+    });
   });
 });

@@ -149,6 +149,27 @@ describe('useWebSocket', () => {
     unmount();
   });
 
+  it('hands every event to subscribers as it arrives, until they unsubscribe', async () => {
+    const { result, unmount } = renderHook(() => useWebSocket({ url: server.url, backoff: FAST, maxEvents: 5 }));
+    act(() => result.current.connect('u1'));
+    await waitFor(() => expect(result.current.connectionStatus).toBe('connected'));
+    const seen: number[] = [];
+    const off = result.current.subscribe((e) => {
+      if (e.event === 'PlaybackProgress') seen.push(e.position_ms);
+    });
+    for (let i = 0; i < 20; i++) {
+      server.push({ event: 'PlaybackProgress', track_id: 't', user_id: 'u', position_ms: i, buffer_percentage: 50 });
+    }
+    await waitFor(() => expect(seen).toHaveLength(20));
+    expect(seen).toEqual([...Array(20).keys()]); // none lost, though only 5 are kept
+    expect(result.current.events).toHaveLength(5);
+    off();
+    server.push({ event: 'PlaybackProgress', track_id: 't', user_id: 'u', position_ms: 99, buffer_percentage: 50 });
+    await waitFor(() => expect(result.current.events.at(-1)).toMatchObject({ position_ms: 99 }));
+    expect(seen).toHaveLength(20);
+    unmount();
+  });
+
   it('ignores frames that are not JSON events, without crashing', async () => {
     const { result, unmount } = renderHook(() => useWebSocket({ url: server.url, backoff: FAST }));
     act(() => result.current.connect());

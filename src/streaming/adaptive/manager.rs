@@ -352,6 +352,22 @@ impl AdaptiveStreamingManager {
         Ok(state.session.clone())
     }
 
+    /// Sessions with a report or change within `within`: (user, track) of each.
+    pub async fn active_sessions(&self, within: Duration) -> Vec<(Option<String>, String)> {
+        let now = SystemTime::now();
+        self.sessions
+            .read()
+            .await
+            .values()
+            .filter(|s| {
+                now.duration_since(s.session.last_updated)
+                    .unwrap_or_default()
+                    < within
+            })
+            .map(|s| (s.user_id.clone(), s.session.track_id.clone()))
+            .collect()
+    }
+
     /// Ends a session; `false` if there was none.
     pub async fn end_session(&self, session_id: &str) -> bool {
         self.sessions.write().await.remove(session_id).is_some()

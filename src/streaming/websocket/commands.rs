@@ -1,5 +1,6 @@
 //! What each command does. Every command gets exactly one `CommandResponse`.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
@@ -9,6 +10,8 @@ use super::connection::failure;
 use super::hub::WebSocketManager;
 use super::protocol::{WebSocketCommand, WebSocketEvent, EVENT_NAMES};
 use crate::analytics::Platform;
+use crate::library::Library;
+use crate::social::{PlaylistChange, SocialStore};
 use crate::streaming::adaptive::{select_initial_profile, AdaptiveProfile, ClientCapabilities};
 
 /// One user's playback, as their commands drive it.
@@ -38,6 +41,34 @@ fn now_secs() -> u64 {
 }
 
 impl WebSocketManager {
+    /// Runs a playlist edit, tells the playlist's audience and answers with the playlist.
+    async fn edit_playlist<F, Fut>(&self, command_id: &str, user: &str, edit: F) -> WebSocketEvent
+    where
+        F: FnOnce(Arc<SocialStore>, Arc<Library>) -> Fut,
+        Fut: std::future::Future<Output = Result<PlaylistChange, String>>,
+    {
+        let Some((social, library)) = self
+            .context
+            .as_ref()
+            .and_then(|c| Some((c.social.clone()?, c.library.clone())))
+        else {
+            return failure(
+                command_id.to_string(),
+                "playlists are not available on this server".into(),
+            );
+        };
+        match edit(social, library.clone()).await {
+            Ok(change) => {
+                self.playlist_changed(&change, user).await;
+                ok(
+                    command_id,
+                    serde_json::to_value(change.playlist.view(&library)).unwrap_or_default(),
+                )
+            }
+            Err(e) => failure(command_id.to_string(), e),
+        }
+    }
+
     pub(super) async fn execute(
         &self,
         conn: Uuid,
@@ -130,9 +161,39 @@ impl WebSocketManager {
                 c.subscribed_events.retain(|e| !events.contains(e));
                 ok(&id, json!({ "subscribed": c.subscribed_events }))
             }
-            WebSocketCommand::AddToPlaylist { .. }
-            | WebSocketCommand::RemoveFromPlaylist { .. } => {
-                failure(id, "playlists are not available on this server yet".into())
+            WebSocketCommand::AddToPlaylist {
+                playlist_id,
+                track_id,
+                position,
+                ..
+            } => {
+                let user = user.unwrap_or_default();
+                let actor = user.clone();
+                self.edit_playlist(&id, &actor, |social, library| async move {
+                    if library.get(&track_id).is_none() {
+                        return Err(format!("unknown track {track_id:?}"));
+                    }
+                    social
+                        .add_track(&user, &playlist_id, &track_id, position)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+                .await
+            }
+            WebSocketCommand::RemoveFromPlaylist {
+                playlist_id,
+                track_id,
+                ..
+            } => {
+                let user = user.unwrap_or_default();
+                let actor = user.clone();
+                self.edit_playlist(&id, &actor, |social, _| async move {
+                    social
+                        .remove_track(&user, &playlist_id, &track_id)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+                .await
             }
             WebSocketCommand::Play {
                 track_id,

@@ -12,9 +12,10 @@ use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 use super::commands::Playback;
-use super::protocol::WebSocketEvent;
+use super::protocol::{PlaylistAction, WebSocketEvent};
 use crate::analytics::AnalyticsEngine;
 use crate::library::Library;
+use crate::social::{Edit, PlaylistChange, SocialStore};
 
 /// Frames queued for one connection; a reader that lets this fill up is disconnected.
 pub(super) const OUTBOUND_QUEUE: usize = 256;
@@ -58,6 +59,7 @@ pub(super) struct Stats {
 pub(super) struct Context {
     pub library: Arc<Library>,
     pub analytics: Arc<AnalyticsEngine>,
+    pub social: Option<Arc<SocialStore>>,
 }
 
 pub struct WebSocketManager {
@@ -97,8 +99,88 @@ impl WebSocketManager {
     /// The server's hub: playback commands act on the library and record analytics.
     pub fn with_context(library: Arc<Library>, analytics: Arc<AnalyticsEngine>) -> Self {
         Self {
-            context: Some(Context { library, analytics }),
+            context: Some(Context {
+                library,
+                analytics,
+                social: None,
+            }),
             ..Self::new()
+        }
+    }
+
+    /// Playlists for the `AddToPlaylist`/`RemoveFromPlaylist` commands (needs a context).
+    pub fn with_social(mut self, social: Arc<SocialStore>) -> Self {
+        if let Some(ctx) = &mut self.context {
+            ctx.social = Some(social);
+        }
+        self
+    }
+
+    /// Users playing right now (by their playback commands) and their tracks.
+    pub fn playing_now(&self) -> Vec<(String, String)> {
+        self.playback
+            .lock()
+            .iter()
+            .filter(|(_, p)| p.playing)
+            .map(|(u, p)| (u.clone(), p.track_id.clone()))
+            .collect()
+    }
+
+    /// Open connections.
+    pub fn connection_count(&self) -> usize {
+        self.connections.read().len()
+    }
+
+    /// Sends `event` to the connections of `users` that subscribed to it (filters apply).
+    pub async fn notify_users(&self, users: &[String], event: WebSocketEvent) {
+        let text = encode(&event);
+        self.deliver(
+            |c| c.user_id.as_ref().is_some_and(|u| users.contains(u)),
+            &event,
+            &text,
+        );
+    }
+
+    /// Tells a playlist's audience (owner and users it is shared with, every tab) about a
+    /// change, and records it in analytics. Creation, renaming and deletion have no action of
+    /// their own in the spec's `PlaylistAction`: they are sent as `Cleared` with no track, and
+    /// clients re-read the playlist.
+    pub async fn playlist_changed(&self, change: &PlaylistChange, by: &str) {
+        let action = match change.edit {
+            Edit::Added => PlaylistAction::Added,
+            Edit::Removed => PlaylistAction::Removed,
+            Edit::Moved => PlaylistAction::Reordered,
+            Edit::Created | Edit::Renamed | Edit::Deleted => PlaylistAction::Cleared,
+        };
+        let audience = change.playlist.audience();
+        self.notify_users(
+            &audience,
+            WebSocketEvent::PlaylistUpdated {
+                playlist_id: change.playlist.id.clone(),
+                action,
+                track_id: change.track_id.clone(),
+                position: change.position,
+            },
+        )
+        .await;
+        if let Some(ctx) = &self.context {
+            let name = match change.edit {
+                Edit::Created => "created",
+                Edit::Renamed => "renamed",
+                Edit::Deleted => "deleted",
+                Edit::Added => "added",
+                Edit::Removed => "removed",
+                Edit::Moved => "moved",
+            };
+            ctx.analytics
+                .record_playlist_edit(
+                    &change.playlist.id,
+                    Some(by),
+                    name,
+                    change.track_id.as_deref(),
+                    change.position.map(|p| p as u64),
+                )
+                .await;
         }
     }
 
@@ -109,7 +191,7 @@ impl WebSocketManager {
 
     /// Sends `event` to every connection that may see it and has subscribed to it. Events
     /// addressed to someone (command responses, rate-limit warnings) are never broadcast;
-    /// shares go to their sender and recipients only.
+    /// shares go to their sender and recipients only, a follow to the two users concerned.
     pub async fn broadcast_event(&self, event: WebSocketEvent) {
         match &event {
             WebSocketEvent::CommandResponse { .. } | WebSocketEvent::RateLimitWarning { .. } => {
@@ -141,6 +223,21 @@ impl WebSocketManager {
                         &text,
                     );
                 }
+            }
+            WebSocketEvent::UserFollowed {
+                follower_id,
+                followed_id,
+            } => {
+                let text = encode(&event);
+                self.deliver(
+                    |c| {
+                        c.user_id
+                            .as_ref()
+                            .is_some_and(|u| u == follower_id || u == followed_id)
+                    },
+                    &event,
+                    &text,
+                );
             }
             _ => {
                 let text = encode(&event);

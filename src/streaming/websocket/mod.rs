@@ -3,11 +3,13 @@
 //! [`protocol`] is the wire format (the spec's types, serialised exactly as its examples);
 //! [`hub`] routes events to connections (serialised once per event, delivered through each
 //! connection's bounded queue, so a slow reader is dropped and never slows anyone else);
-//! [`connection`] runs one socket; [`commands`] acts on what clients ask.
+//! [`connection`] runs one socket; [`commands`] acts on what clients ask; [`live`] builds
+//! `LiveStats`.
 
 mod commands;
 mod connection;
 mod hub;
+pub mod live;
 pub mod protocol;
 
 pub use hub::{WebSocketConnection, WebSocketManager};

@@ -1,7 +1,8 @@
-// The library: search (debounced), a list of tracks; click or Enter plays, "+" queues.
+// The library: search (debounced), a list of tracks; click or Enter plays, "+" queues, and the
+// playlist menu (when the app passes playlists) adds the track to one of them.
 
-import { useState } from 'react';
-import type { Track } from '../api';
+import { useEffect, useState } from 'react';
+import type { Playlist, Track } from '../api';
 import { formatTime } from '../format';
 import { useTracks } from '../hooks/useTracks';
 
@@ -9,12 +10,35 @@ interface Props {
   currentTrackId: string | null;
   onPlay: (track: Track) => void;
   onQueue: (track: Track) => void;
+  /** The listener's playlists, for the "add to playlist" menu (no menu without them). */
+  playlists?: Playlist[];
+  /** The listener, to tell their playlists from those shared with them. */
+  userId?: string;
+  onAddToPlaylist?: (playlistId: string, track: Track) => Promise<unknown>;
 }
 
-export function Library({ currentTrackId, onPlay, onQueue }: Props) {
+const NOTE_MS = 4000;
+
+export function Library({ currentTrackId, onPlay, onQueue, playlists, userId, onAddToPlaylist }: Props) {
   const [query, setQuery] = useState('');
   const [reload, setReload] = useState(0);
   const { tracks, loading, error } = useTracks(query, 250, reload);
+  const [note, setNote] = useState<{ ok: boolean; text: string } | null>(null);
+
+  useEffect(() => {
+    if (!note) return;
+    const t = setTimeout(() => setNote(null), NOTE_MS);
+    return () => clearTimeout(t);
+  }, [note]);
+
+  const addTo = (playlistId: string, track: Track) => {
+    const name = playlists?.find((p) => p.id === playlistId)?.name ?? 'the playlist';
+    if (!playlistId || !onAddToPlaylist) return;
+    onAddToPlaylist(playlistId, track).then(
+      () => setNote({ ok: true, text: `Added “${track.title}” to “${name}”.` }),
+      (err: unknown) => setNote({ ok: false, text: `Could not add “${track.title}” to “${name}”: ${err instanceof Error ? err.message : String(err)}` }),
+    );
+  };
 
   return (
     <section className="card library" aria-labelledby="library-title">
@@ -37,6 +61,11 @@ export function Library({ currentTrackId, onPlay, onQueue }: Props) {
           <button type="button" className="link-btn" onClick={() => setReload((n) => n + 1)}>Retry</button>
         </div>
       )}
+      {note && (
+        <p className={`notice ${note.ok ? 'ok' : 'bad'}`} role={note.ok ? 'status' : 'alert'} data-testid="playlist-add-status">
+          {note.text}
+        </p>
+      )}
       <ul className="track-list" data-testid="track-list">
         {tracks.map((t) => (
           <li key={t.id} className={`track-row ${t.id === currentTrackId ? 'current' : ''}`} data-testid="track-row" data-track-id={t.id}>
@@ -54,6 +83,25 @@ export function Library({ currentTrackId, onPlay, onQueue }: Props) {
             <button type="button" className="icon-btn small" onClick={() => onQueue(t)} aria-label={`Add ${t.title} to the queue`} title="Add to queue" data-testid="queue-add">
               <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M11 5h2v6h6v2h-6v6h-2v-6H5v-2h6z" /></svg>
             </button>
+            {onAddToPlaylist && (
+              <span className={`playlist-add ${playlists?.length ? '' : 'disabled'}`} title={playlists?.length ? 'Add to a playlist' : 'Create a playlist first'}>
+                <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M3 6h12v2H3zm0 4h12v2H3zm0 4h8v2H3zm14-4h2v4h4v2h-4v4h-2v-4h-4v-2h4z" /></svg>
+                <select
+                  value=""
+                  onChange={(e) => addTo(e.target.value, t)}
+                  disabled={!playlists?.length}
+                  aria-label={`Add ${t.title} to a playlist`}
+                  data-testid="playlist-add"
+                >
+                  <option value="">{playlists?.length ? `Add “${t.title}” to…` : 'No playlist yet'}</option>
+                  {playlists?.map((p) => (
+                    <option key={p.id} value={p.id}>
+                      {userId && p.owner && p.owner !== userId ? `${p.name} (shared by ${p.owner})` : p.name}
+                    </option>
+                  ))}
+                </select>
+              </span>
+            )}
           </li>
         ))}
         {!loading && !error && tracks.length === 0 && <li className="empty muted">{query ? 'No track matches.' : 'The library is empty.'}</li>}

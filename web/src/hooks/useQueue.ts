@@ -18,6 +18,8 @@ export interface Queue {
   /** Plays `track` now: queued right after the current item, and made current. */
   playNow: (track: Track) => void;
   add: (track: Track) => void;
+  /** Replaces the queue with `tracks` and plays the one at `start` (a playlist, say). */
+  playAll: (tracks: Track[], start?: number) => void;
   remove: (key: string) => void;
   jump: (key: string) => void;
   next: () => boolean;
@@ -56,6 +58,14 @@ export function useQueue(): Queue {
     setState(({ items, index, seq }) => {
       const next = [...items, { key: newKey(), track }];
       return { items: next, index: index < 0 ? next.length - 1 : index, seq };
+    });
+  }, []);
+
+  const playAll = useCallback((tracks: Track[], start = 0) => {
+    setState(({ seq }) => {
+      if (tracks.length === 0) return { items: [], index: -1, seq: seq + 1 };
+      const items = tracks.map((track) => ({ key: newKey(), track }));
+      return { items, index: Math.min(Math.max(0, start), items.length - 1), seq: seq + 1 };
     });
   }, []);
 
@@ -118,7 +128,7 @@ export function useQueue(): Queue {
   const current = state.index >= 0 ? (state.items[state.index] ?? null) : null;
 
   return useMemo(
-    () => ({ items: state.items, index: state.index, current, playSeq: state.seq, playNow, add, remove, jump, next, previous, move, clear, hasNext, hasPrevious }),
-    [state, current, playNow, add, remove, jump, next, previous, move, clear, hasNext, hasPrevious],
+    () => ({ items: state.items, index: state.index, current, playSeq: state.seq, playNow, add, playAll, remove, jump, next, previous, move, clear, hasNext, hasPrevious }),
+    [state, current, playNow, add, playAll, remove, jump, next, previous, move, clear, hasNext, hasPrevious],
   );
 }

@@ -1,6 +1,7 @@
 // The spec's `useWebSocket` hook, made robust: same-origin URL, reconnection with capped
 // exponential backoff and jitter (reset once a connection opens), the last 100 events kept,
-// non-JSON frames ignored, and `sendCommand` telling whether the command went out.
+// non-JSON frames ignored, `sendCommand` telling whether the command went out, and `subscribe`
+// for listeners that must see every event.
 //
 // The server's `/api/ws` may not exist (yet, or behind some proxy): the hook then stays
 // 'disconnected' and keeps retrying slowly; nothing else in the app depends on it.
@@ -37,6 +38,11 @@ export interface WebSocketApi {
   events: WebSocketEvent[];
   connect: (userId?: string, token?: string) => void;
   sendCommand: (command: WebSocketCommand) => boolean;
+  /**
+   * Calls `listener` with every event as it arrives (outside React's rendering, none dropped);
+   * returns the unsubscribe function. For code that must not miss one, e.g. a CommandResponse.
+   */
+  subscribe: (listener: (event: WebSocketEvent) => void) => () => void;
   disconnect: () => void;
   /** Attempts since the last successful open (0 when connected). */
   retryCount: number;
@@ -79,6 +85,7 @@ export function useWebSocket(options: UseWebSocketOptions = {}): WebSocketApi {
   const wantedRef = useRef(false);
   const paramsRef = useRef<{ userId?: string; token?: string }>({});
   const openRef = useRef<() => void>(() => {});
+  const listenersRef = useRef(new Set<(event: WebSocketEvent) => void>());
 
   const clearTimer = () => {
     if (timerRef.current !== null) {
@@ -162,6 +169,16 @@ export function useWebSocket(options: UseWebSocketOptions = {}): WebSocketApi {
       if (!event) return; // Binary or non-JSON frames are not part of the protocol.
       const max = optsRef.current.maxEvents ?? MAX_EVENTS;
       setEvents((prev) => (prev.length >= max ? [...prev.slice(prev.length - max + 1), event] : [...prev, event]));
+      for (const listener of [...listenersRef.current]) {
+        try {
+          listener(event);
+        } catch (err) {
+          // One faulty listener must not stop the others (nor the socket).
+          setTimeout(() => {
+            throw err;
+          });
+        }
+      }
     };
     ws.onerror = () => {
       // The close event that always follows does the bookkeeping; browsers give no detail here.
@@ -204,6 +221,14 @@ export function useWebSocket(options: UseWebSocketOptions = {}): WebSocketApi {
     }
   }, []);
 
+  const subscribe = useCallback((listener: (event: WebSocketEvent) => void) => {
+    const listeners = listenersRef.current;
+    listeners.add(listener);
+    return () => {
+      listeners.delete(listener);
+    };
+  }, []);
+
   // Stop everything when the component goes away.
   useEffect(
     () => () => {
@@ -215,5 +240,5 @@ export function useWebSocket(options: UseWebSocketOptions = {}): WebSocketApi {
     [],
   );
 
-  return { connectionStatus, events, connect, sendCommand, disconnect, retryCount, nextRetryAt };
+  return { connectionStatus, events, connect, sendCommand, subscribe, disconnect, retryCount, nextRetryAt };
 }

@@ -1,0 +1,551 @@
+//! Identity, playlists, likes, shares, follows, server messages and LiveStats: REST and the
+//! WebSocket against the real server, with real clients.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use stream_server::auth::Authenticator;
+
+use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+use crate::websocket::{connect, next, response, send, Ws};
+
+/// Every message of `event` arriving within `wait`.
+async fn events_named(ws: &mut Ws, event: &str, wait: Duration) -> Vec<Value> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + wait;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match next(ws, left).await {
+            Some(m) if m["event"] == event => out.push(m),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    out
+}
+
+/// The first `event` within `wait`.
+async fn first_event(ws: &mut Ws, event: &str, wait: Duration) -> Option<Value> {
+    let deadline = Instant::now() + wait;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match next(ws, left).await {
+            Some(m) if m["event"] == event => return Some(m),
+            Some(_) => {}
+            None => return None,
+        }
+    }
+    None
+}
+
+fn auth(app: &TestApp) -> Authenticator {
+    Authenticator::load_or_create(&app.state.config.data_dir, None).unwrap()
+}
+
+async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut r = app.client.request(method, app.url(path));
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    r.send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_name_the_user_and_bad_ones_are_refused() {
+    let app = spawn_app(None).await;
+    let keys = auth(&app);
+    let good = keys.mint("alice", Duration::from_secs(600), false).unwrap();
+    // A valid token: the connection is alice's (GetStatus says so), even with a matching user_id.
+    for q in [
+        format!("token={good}"),
+        format!("token={good}&user_id=alice"),
+    ] {
+        let mut ws = connect(&app, &q).await;
+        send(&mut ws, json!({"command": "GetStatus", "command_id": "s"})).await;
+        let r = response(&mut ws, "s", &mut Vec::new()).await;
+        assert_eq!(r["data"]["user_id"], "alice", "{r}");
+    }
+    let forged = Authenticator::from_secret(&[9u8; 32])
+        .unwrap()
+        .mint("alice", Duration::from_secs(600), true)
+        .unwrap();
+    let expired = {
+        // Signed with the server's own secret, expired a minute ago.
+        let secret = std::fs::read_to_string(app.state.config.data_dir.join("jwt-secret")).unwrap();
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &json!({"sub": "alice", "exp": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 60}),
+            &jsonwebtoken::EncodingKey::from_secret(secret.trim().as_bytes()),
+        )
+        .unwrap()
+    };
+    for q in [
+        format!("token={forged}"),
+        format!("token={expired}"),
+        format!("token={good}&user_id=mallory"),
+        "token=not.a.jwt".to_string(),
+    ] {
+        let err = tokio_tungstenite::connect_async(format!("ws://{}/api/ws?{q}", app.addr))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("401"), "{q}: {err}");
+    }
+    // REST takes the token as a bearer header; no token and no user_id is anonymous (401).
+    let r = app
+        .client
+        .get(app.url("/api/playlists"))
+        .bearer_auth(&good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .client
+        .get(app.url("/api/playlists"))
+        .bearer_auth(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        call(&app, reqwest::Method::GET, "/api/playlists", None)
+            .await
+            .status(),
+        401
+    );
+    // The CLI mints tokens this server accepts.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stream-server"))
+        .args(["token", "--user", "carol", "--ttl", "1h", "--data-dir"])
+        .arg(&app.state.config.data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let minted = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(keys.verify(minted.trim()).unwrap().sub, "carol");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playlists_sync_across_tabs_and_stay_private() {
+    let app = spawn_app(None).await;
+    let tracks = app.json("/api/tracks").await;
+    let t0 = tracks[0]["id"].as_str().unwrap().to_string();
+    let t1 = tracks[1]["id"].as_str().unwrap().to_string();
+    let mut tab1 = connect(&app, "user_id=ann").await;
+    let mut tab2 = connect(&app, "user_id=ann").await;
+    let mut bob = connect(&app, "user_id=bob").await;
+
+    let created = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/playlists?user_id=ann",
+        Some(json!({"name": "Road trip"})),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let p: Value = created.json().await.unwrap();
+    let pid = p["id"].as_str().unwrap().to_string();
+    assert_eq!(p["owner"], "ann");
+    for tab in [&mut tab1, &mut tab2] {
+        let e = first_event(tab, "PlaylistUpdated", Duration::from_secs(5))
+            .await
+            .expect("creation announced");
+        assert_eq!(e["playlist_id"], pid.as_str());
+    }
+
+    // The spec's command from tab 1: one response with the playlist, an event in both tabs.
+    send(&mut tab1, json!({"command": "AddToPlaylist", "command_id": "a1", "playlist_id": pid, "track_id": t0, "position": null})).await;
+    let r = response(&mut tab1, "a1", &mut Vec::new()).await;
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(r["data"]["tracks"][0]["track_id"], t0.as_str());
+    assert!(r["data"]["tracks"][0]["title"].as_str().unwrap().len() > 1);
+    send(&mut tab1, json!({"command": "AddToPlaylist", "command_id": "a2", "playlist_id": pid, "track_id": t1, "position": 0})).await;
+    let r = response(&mut tab1, "a2", &mut Vec::new()).await;
+    assert_eq!(r["data"]["tracks"][0]["track_id"], t1.as_str());
+    let seen = events_named(&mut tab2, "PlaylistUpdated", Duration::from_secs(2)).await;
+    let adds: Vec<(Value, Value)> = seen
+        .iter()
+        .map(|e| (e["action"].clone(), e["position"].clone()))
+        .collect();
+    assert_eq!(
+        adds,
+        [(json!("Added"), json!(0)), (json!("Added"), json!(0))]
+    );
+    assert_eq!(seen[1]["track_id"], t1.as_str());
+
+    // Tab 2 reorders over REST; tab 1 hears it.
+    let moved: Value = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/playlists/{pid}/move?user_id=ann"),
+        Some(json!({"from": 0, "to": 1})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let order: Vec<&str> = moved["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["track_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, [t0.as_str(), t1.as_str()]);
+    let e = first_event(&mut tab1, "PlaylistUpdated", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        (e["action"].clone(), e["position"].clone()),
+        (json!("Reordered"), json!(1))
+    );
+
+    // Failures answer once and change nothing.
+    for (cid, cmd) in [
+        (
+            "f1",
+            json!({"command": "AddToPlaylist", "command_id": "f1", "playlist_id": pid, "track_id": "nope", "position": null}),
+        ),
+        (
+            "f2",
+            json!({"command": "RemoveFromPlaylist", "command_id": "f2", "playlist_id": pid, "track_id": "nope"}),
+        ),
+        (
+            "f3",
+            json!({"command": "AddToPlaylist", "command_id": "f3", "playlist_id": "no-such", "track_id": t0, "position": null}),
+        ),
+    ] {
+        send(&mut tab1, cmd).await;
+        let r = response(&mut tab1, cid, &mut Vec::new()).await;
+        assert_eq!(r["success"], false, "{r}");
+        assert!(!r["error"].as_str().unwrap().is_empty());
+    }
+
+    // Bob sees none of it, cannot read or edit it.
+    assert!(
+        events_named(&mut bob, "PlaylistUpdated", Duration::from_millis(300))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        call(
+            &app,
+            reqwest::Method::GET,
+            &format!("/api/playlists/{pid}?user_id=bob"),
+            None
+        )
+        .await
+        .status(),
+        404
+    );
+    send(&mut bob, json!({"command": "RemoveFromPlaylist", "command_id": "b1", "playlist_id": pid, "track_id": t0})).await;
+    assert_eq!(
+        response(&mut bob, "b1", &mut Vec::new()).await["success"],
+        false
+    );
+
+    // Shared with Bob: both hear PlaylistShared; Bob reads it, still cannot edit it.
+    let r = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/playlists/{pid}/share?user_id=ann"),
+        Some(json!({"to_users": ["bob"]})),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let e = first_event(&mut bob, "PlaylistShared", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        (e["from_user"].clone(), e["to_users"].clone()),
+        (json!("ann"), json!(["bob"]))
+    );
+    assert!(
+        first_event(&mut tab1, "PlaylistShared", Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    let seen: Value = call(
+        &app,
+        reqwest::Method::GET,
+        &format!("/api/playlists/{pid}?user_id=bob"),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(seen["tracks"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        call(
+            &app,
+            reqwest::Method::DELETE,
+            &format!("/api/playlists/{pid}/tracks/0?user_id=bob"),
+            None
+        )
+        .await
+        .status(),
+        403
+    );
+    // Now Bob hears its changes too.
+    call(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/playlists/{pid}/tracks/0?user_id=ann"),
+        None,
+    )
+    .await;
+    let e = first_event(&mut bob, "PlaylistUpdated", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(e["action"], "Removed");
+
+    // Stored for real: a restart-proof read straight from the store, and analytics has the edits.
+    let stored = app.state.social.playlist("ann", &pid).await.unwrap();
+    assert_eq!(stored.track_ids, std::slice::from_ref(&t1));
+    assert_eq!(
+        call(
+            &app,
+            reqwest::Method::DELETE,
+            &format!("/api/playlists/{pid}?user_id=ann"),
+            None
+        )
+        .await
+        .status(),
+        204
+    );
+    assert_eq!(
+        call(
+            &app,
+            reqwest::Method::GET,
+            &format!("/api/playlists/{pid}?user_id=ann"),
+            None
+        )
+        .await
+        .status(),
+        404
+    );
+    // Garbage bodies are clear 4xx errors.
+    let r = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/playlists?user_id=ann",
+        Some(json!({"name": ""})),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let r = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/playlists?user_id=ann",
+        Some(json!({"nom": "x"})),
+    )
+    .await;
+    assert!(r.status().is_client_error());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn likes_shares_follows_and_server_messages_reach_the_right_people() {
+    let app = spawn_app(None).await;
+    let tracks = app.json("/api/tracks").await;
+    let t0 = tracks[0]["id"].as_str().unwrap().to_string();
+    let mut ann = connect(&app, "user_id=ann").await;
+    let mut bob = connect(&app, "user_id=bob").await;
+    let mut cid = connect(&app, "user_id=cid").await;
+
+    // A like is public; liking twice counts once.
+    let r: Value = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/tracks/{t0}/like?user_id=ann"),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(r["total_likes"], 1);
+    for ws in [&mut bob, &mut cid] {
+        let e = first_event(ws, "TrackLiked", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(
+            (e["user_id"].clone(), e["total_likes"].clone()),
+            (json!("ann"), json!(1))
+        );
+    }
+    let r: Value = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/tracks/{t0}/like?user_id=ann"),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        (r["total_likes"].clone(), r["new"].clone()),
+        (json!(1), json!(false))
+    );
+    assert_eq!(
+        call(
+            &app,
+            reqwest::Method::POST,
+            "/api/tracks/nope/like?user_id=ann",
+            None
+        )
+        .await
+        .status(),
+        404
+    );
+
+    // A share reaches sender and recipients only.
+    let r = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/tracks/{t0}/share?user_id=ann"),
+        Some(json!({"to_users": ["bob"], "message": "listen"})),
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    let e = first_event(&mut bob, "TrackShared", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(e["message"], "listen");
+    assert!(first_event(&mut ann, "TrackShared", Duration::from_secs(5))
+        .await
+        .is_some());
+    assert!(
+        events_named(&mut cid, "TrackShared", Duration::from_millis(300))
+            .await
+            .is_empty()
+    );
+
+    // A follow reaches the two people concerned.
+    let r: Value = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/users/bob/follow?user_id=ann",
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(r["new"], true);
+    assert!(
+        first_event(&mut bob, "UserFollowed", Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    assert!(
+        first_event(&mut ann, "UserFollowed", Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    assert!(
+        events_named(&mut cid, "UserFollowed", Duration::from_millis(300))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        call(
+            &app,
+            reqwest::Method::POST,
+            "/api/users/ann/follow?user_id=ann",
+            None
+        )
+        .await
+        .status(),
+        400
+    );
+
+    // Server messages: the operator (loopback, not a browser) or an admin token; not a page.
+    let r = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/admin/message",
+        Some(json!({"message": "maintenance at 2am", "level": "Warning"})),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    for ws in [&mut ann, &mut bob, &mut cid] {
+        let e = first_event(ws, "ServerMessage", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(
+            (e["message"].clone(), e["level"].clone()),
+            (json!("maintenance at 2am"), json!("Warning"))
+        );
+    }
+    let page = app
+        .client
+        .post(app.url("/api/admin/message?user_id=ann"))
+        .header("origin", "http://evil.example")
+        .json(&json!({"message": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 403);
+    let admin = auth(&app)
+        .mint("root", Duration::from_secs(60), true)
+        .unwrap();
+    let r = app
+        .client
+        .post(app.url("/api/admin/message"))
+        .header("origin", "http://ops.example")
+        .bearer_auth(admin)
+        .json(&json!({"message": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+
+    // Everything social went to analytics.
+    app.state.analytics.flush().await.unwrap();
+    let export = app.state.analytics.export_user("ann").await.unwrap();
+    let text = export.to_string();
+    assert!(
+        text.contains("like") && text.contains("follow") && text.contains("share"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_stats_count_listeners_from_real_playback() {
+    let app = spawn_app_with(None, |c| c.live_stats_secs = 1).await;
+    let tracks = app.json("/api/tracks").await;
+    let t0 = tracks[0]["id"].as_str().unwrap().to_string();
+    let title = tracks[0]["title"].as_str().unwrap().to_string();
+    let mut ann = connect(&app, "user_id=ann").await;
+    let mut watcher = connect(&app, "").await;
+    let idle = first_event(&mut watcher, "LiveStats", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(idle["concurrent_listeners"], 0);
+    send(&mut ann, json!({"command": "Play", "command_id": "p", "track_id": t0, "quality": null, "start_position_ms": null})).await;
+    assert_eq!(
+        response(&mut ann, "p", &mut Vec::new()).await["success"],
+        true
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let e = first_event(&mut watcher, "LiveStats", Duration::from_secs(3))
+            .await
+            .unwrap();
+        if e["concurrent_listeners"] == 1 {
+            assert_eq!(e["top_tracks"][0]["track_id"], t0.as_str());
+            assert_eq!(e["top_tracks"][0]["title"], title.as_str());
+            assert_eq!(e["top_tracks"][0]["current_listeners"], 1);
+            assert!(e["server_load"].as_f64().unwrap() >= 0.0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "listener never counted: {e}");
+    }
+}

@@ -1,0 +1,335 @@
+// Playlists: the list (create, rename, delete with a confirmation, play), and one playlist open
+// (play from a track, reorder with the up/down buttons or by dragging, remove). Kept live by
+// `usePlaylists`: a change made in another tab shows up here without a reload.
+
+import { useEffect, useRef, useState, type DragEvent, type FormEvent, type KeyboardEvent } from 'react';
+import { entryAsTrack, type Playlist, type Track } from '../api';
+import { formatTime } from '../format';
+import type { PlaylistsApi } from '../hooks/usePlaylists';
+
+interface Props {
+  api: PlaylistsApi;
+  /** The listener: only a playlist's owner may rename or delete it. */
+  userId: string;
+  currentTrackId: string | null;
+  /** Replace the queue with `tracks` and play the one at `start`. */
+  onPlay: (tracks: Track[], start: number) => void;
+  /** Append `tracks` to the queue. */
+  onQueue: (tracks: Track[]) => void;
+}
+
+const NAME_MAX = 100;
+
+function trackCount(n: number): string {
+  return `${n} track${n === 1 ? '' : 's'}`;
+}
+
+function summary(p: Playlist, userId: string): string {
+  const total = p.tracks.reduce((s, t) => s + (t.duration_ms || 0), 0);
+  const parts = [trackCount(p.tracks.length)];
+  if (total > 0) parts.push(formatTime(total / 1000));
+  if (p.owner && p.owner !== userId) parts.push(`shared by ${p.owner}`);
+  else if (p.shared_with?.length) parts.push(`shared with ${p.shared_with.length}`);
+  return parts.join(' · ');
+}
+
+function reason(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export function PlaylistsPanel({ api, userId, currentTrackId, onPlay, onQueue }: Props) {
+  const [newName, setNewName] = useState('');
+  const [creating, setCreating] = useState(false);
+  const [openId, setOpenId] = useState<string | null>(null);
+  const [renaming, setRenaming] = useState<{ id: string; name: string } | null>(null);
+  const [confirmDelete, setConfirmDelete] = useState<string | null>(null);
+  const [problem, setProblem] = useState<string | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+  const [drag, setDrag] = useState<{ from: number; over: number | null } | null>(null);
+  const sectionRef = useRef<HTMLElement>(null);
+  const backRef = useRef<HTMLButtonElement>(null);
+  /** Where focus goes after the view changes: 'back' (a playlist opened) or a playlist id. */
+  const focusNext = useRef<string | null>(null);
+  const openName = useRef('');
+
+  const open = openId ? (api.playlists.find((p) => p.id === openId) ?? null) : null;
+  if (open) openName.current = open.name;
+
+  // The open playlist went away (deleted in another tab, or no longer shared): say so.
+  useEffect(() => {
+    if (openId && !open && !api.loading && !api.syncing) {
+      setOpenId(null);
+      setNotice(`“${openName.current}” is gone: it was deleted, or is no longer shared with you.`);
+    }
+  }, [openId, open, api.loading, api.syncing]);
+
+  useEffect(() => {
+    const target = focusNext.current;
+    if (!target) return;
+    focusNext.current = null;
+    if (target === 'back') backRef.current?.focus();
+    else {
+      const id = typeof CSS !== 'undefined' && CSS.escape ? CSS.escape(target) : target.replace(/["\\]/g, '\\$&');
+      sectionRef.current?.querySelector<HTMLElement>(`[data-playlist-id="${id}"] [data-testid="playlist-open"]`)?.focus();
+    }
+  }, [openId]);
+
+  const attempt = (what: string, p: Promise<unknown>) => {
+    setProblem(null);
+    p.catch((err: unknown) => setProblem(`Could not ${what}: ${reason(err)}`));
+  };
+
+  const create = async (e: FormEvent) => {
+    e.preventDefault();
+    const name = newName.trim();
+    if (!name || creating) return;
+    setCreating(true);
+    setProblem(null);
+    try {
+      await api.create(name);
+      setNewName('');
+      setNotice(null);
+    } catch (err) {
+      setProblem(`Could not create “${name}”: ${reason(err)}`);
+    } finally {
+      setCreating(false);
+    }
+  };
+
+  const saveRename = (e: FormEvent) => {
+    e.preventDefault();
+    if (!renaming) return;
+    const name = renaming.name.trim();
+    const before = api.playlists.find((p) => p.id === renaming.id);
+    setRenaming(null);
+    focusNext.current = renaming.id;
+    if (!name || name === before?.name) return;
+    attempt(`rename “${before?.name ?? ''}”`, api.rename(renaming.id, name));
+  };
+
+  const openPlaylist = (id: string) => {
+    setNotice(null);
+    setConfirmDelete(null);
+    setRenaming(null);
+    focusNext.current = 'back';
+    setOpenId(id);
+  };
+
+  const back = () => {
+    focusNext.current = openId;
+    setOpenId(null);
+    setDrag(null);
+  };
+
+  const play = (p: Playlist, start = 0) => {
+    if (p.tracks.length) onPlay(p.tracks.map(entryAsTrack), start);
+  };
+
+  const moveTo = (p: Playlist, from: number, to: number) => {
+    if (from === to || to < 0 || to >= p.tracks.length) return;
+    attempt('reorder the playlist', api.move(p.id, from, to));
+  };
+
+  // ------------------------------------------------------------------ one playlist
+  if (open) {
+    const total = open.tracks.length;
+    const onDragStart = (i: number) => (e: DragEvent) => {
+      e.dataTransfer.effectAllowed = 'move';
+      e.dataTransfer.setData('text/plain', String(i)); // Firefox starts no drag without data
+      setDrag({ from: i, over: null });
+    };
+    const onDragOver = (i: number) => (e: DragEvent) => {
+      if (!drag) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = 'move';
+      if (drag.over !== i) setDrag({ ...drag, over: i });
+    };
+    const onDrop = (i: number) => (e: DragEvent) => {
+      e.preventDefault();
+      if (drag) moveTo(open, drag.from, i);
+      setDrag(null);
+    };
+    return (
+      <section ref={sectionRef} className="card playlists" aria-labelledby="playlists-title" data-testid="playlists" data-syncing={api.syncing || undefined}>
+        <div className="card-head playlist-head" data-testid="playlist-detail" data-playlist-id={open.id}>
+          <button ref={backRef} type="button" className="icon-btn small" onClick={back} aria-label="Back to all playlists" data-testid="playlist-back">
+            <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M15 5l-7 7 7 7" fill="none" stroke="currentColor" strokeWidth="2.2" /></svg>
+          </button>
+          <h2 id="playlists-title" className="playlist-title" data-testid="playlist-name">{open.name}</h2>
+          <span className="muted small playlist-count" data-testid="playlist-summary">{summary(open, userId)}</span>
+        </div>
+        <div className="playlist-actions">
+          <button type="button" className="btn primary small-btn" onClick={() => play(open)} disabled={!total} data-testid="playlist-play-all">Play all</button>
+          <button type="button" className="btn small-btn" onClick={() => onQueue(open.tracks.map(entryAsTrack))} disabled={!total}>Add all to queue</button>
+        </div>
+        {problem && <Problem text={problem} onDismiss={() => setProblem(null)} />}
+        {total === 0 ? (
+          <p className="muted small">No tracks yet: add some from the library with the playlist menu beside each track.</p>
+        ) : (
+          <ol className="queue-list playlist-tracks" data-testid="playlist-tracks" aria-label={`Tracks of ${open.name}`}>
+            {open.tracks.map((t, i) => {
+              // Stable across reorders, so a moved row keeps its focus: the n-th copy of a track.
+              const copy = open.tracks.slice(0, i).filter((x) => x.track_id === t.track_id).length;
+              const dragClass = drag?.from === i ? 'dragging' : drag?.over === i ? 'drop-target' : '';
+              return (
+                <li
+                  key={`${t.track_id}#${copy}`}
+                  className={`queue-row playlist-track ${t.track_id === currentTrackId ? 'current' : ''} ${dragClass}`}
+                  data-testid="playlist-track"
+                  data-track-id={t.track_id}
+                  draggable
+                  onDragStart={onDragStart(i)}
+                  onDragOver={onDragOver(i)}
+                  onDrop={onDrop(i)}
+                  onDragEnd={() => setDrag(null)}
+                >
+                  <span className="drag-handle" aria-hidden="true">⋮⋮</span>
+                  <button type="button" className="track-main" onClick={() => play(open, i)} aria-label={`Play ${t.title} from the playlist`}>
+                    <span className="track-title">{t.title}</span>
+                    <span className="track-sub">{[t.artist, formatTime(t.duration_ms / 1000)].filter(Boolean).join(' · ')}</span>
+                  </button>
+                  <div className="row-actions">
+                    <button type="button" className="icon-btn small" onClick={() => moveTo(open, i, i - 1)} disabled={i === 0} aria-label={`Move ${t.title} up`} data-testid="playlist-track-up">
+                      <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M12 6l6 8H6z" /></svg>
+                    </button>
+                    <button type="button" className="icon-btn small" onClick={() => moveTo(open, i, i + 1)} disabled={i === total - 1} aria-label={`Move ${t.title} down`} data-testid="playlist-track-down">
+                      <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M12 18l-6-8h12z" /></svg>
+                    </button>
+                    <button type="button" className="icon-btn small" onClick={() => attempt(`remove “${t.title}”`, api.removeAt(open.id, i))} aria-label={`Remove ${t.title} from the playlist`} data-testid="playlist-track-remove">
+                      <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M6 6l12 12M18 6L6 18" stroke="currentColor" strokeWidth="2.2" /></svg>
+                    </button>
+                  </div>
+                </li>
+              );
+            })}
+          </ol>
+        )}
+      </section>
+    );
+  }
+
+  // ------------------------------------------------------------------ all playlists
+  const cancelOnEscape = (e: KeyboardEvent) => {
+    if (e.key === 'Escape') {
+      e.preventDefault();
+      if (renaming) focusNext.current = renaming.id;
+      setRenaming(null);
+      setConfirmDelete(null);
+    }
+  };
+
+  return (
+    <section ref={sectionRef} className="card playlists" aria-labelledby="playlists-title" data-testid="playlists" data-syncing={api.syncing || undefined}>
+      <div className="card-head">
+        <h2 id="playlists-title">Playlists</h2>
+        <span className="muted small" aria-live="polite" data-testid="playlists-status">
+          {api.loading ? 'loading…' : `${api.playlists.length} playlist${api.playlists.length === 1 ? '' : 's'}`}
+        </span>
+      </div>
+      <form className="playlist-create" onSubmit={create}>
+        <input
+          type="text"
+          className="search"
+          placeholder="New playlist name"
+          value={newName}
+          maxLength={NAME_MAX}
+          onChange={(e) => setNewName(e.target.value)}
+          aria-label="New playlist name"
+          data-testid="playlist-create-name"
+        />
+        <button type="submit" className="btn primary" disabled={!newName.trim() || creating} data-testid="playlist-create">
+          Create
+        </button>
+      </form>
+      {notice && (
+        <p className="notice" role="status">
+          {notice}{' '}
+          <button type="button" className="link-btn" onClick={() => setNotice(null)}>OK</button>
+        </p>
+      )}
+      {problem && <Problem text={problem} onDismiss={() => setProblem(null)} />}
+      {api.error && (
+        <div className="notice bad" role="alert">
+          Could not load the playlists: {api.error}{' '}
+          <button type="button" className="link-btn" onClick={api.refresh}>Retry</button>
+        </div>
+      )}
+      <ul className="track-list playlist-list" data-testid="playlist-list">
+        {api.playlists.map((p) => {
+          const mine = !p.owner || p.owner === userId;
+          return (
+            <li key={p.id} className="track-row playlist-row" data-testid="playlist-item" data-playlist-id={p.id} data-name={p.name} onKeyDown={cancelOnEscape}>
+              {renaming?.id === p.id ? (
+                <form className="playlist-inline" onSubmit={saveRename}>
+                  <input
+                    type="text"
+                    className="search"
+                    value={renaming.name}
+                    maxLength={NAME_MAX}
+                    onChange={(e) => setRenaming({ id: p.id, name: e.target.value })}
+                    aria-label={`New name for ${p.name}`}
+                    data-testid="playlist-rename-input"
+                    autoFocus
+                  />
+                  <button type="submit" className="btn primary small-btn" data-testid="playlist-rename-save">Save</button>
+                  <button type="button" className="btn small-btn" onClick={() => { focusNext.current = p.id; setRenaming(null); }}>Cancel</button>
+                </form>
+              ) : confirmDelete === p.id ? (
+                <div className="playlist-inline" role="group" aria-label={`Delete ${p.name}?`}>
+                  <span className="playlist-confirm">Delete “{p.name}”?</span>
+                  <button
+                    type="button"
+                    className="btn danger small-btn"
+                    onClick={() => {
+                      setConfirmDelete(null);
+                      attempt(`delete “${p.name}”`, api.delete(p.id));
+                    }}
+                    data-testid="playlist-delete-confirm"
+                    autoFocus
+                  >
+                    Delete
+                  </button>
+                  <button type="button" className="btn small-btn" onClick={() => { focusNext.current = p.id; setConfirmDelete(null); }}>Cancel</button>
+                </div>
+              ) : (
+                <>
+                  <button type="button" className="track-main" onClick={() => openPlaylist(p.id)} aria-label={`Open playlist ${p.name}`} data-testid="playlist-open">
+                    <span className="track-title">{p.name}</span>
+                    <span className="track-sub" data-testid="playlist-summary">{summary(p, userId)}</span>
+                  </button>
+                  <div className="row-actions">
+                    <button type="button" className="icon-btn small" onClick={() => play(p)} disabled={!p.tracks.length} aria-label={`Play ${p.name}`} title="Play" data-testid="playlist-play">
+                      <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M8 5v14l11-7z" /></svg>
+                    </button>
+                    {mine && (
+                      <>
+                        <button type="button" className="icon-btn small" onClick={() => setRenaming({ id: p.id, name: p.name })} aria-label={`Rename ${p.name}`} title="Rename" data-testid="playlist-rename">
+                          <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 17.5V20h2.5L17 9.5 14.5 7zM19.7 6.8a1 1 0 0 0 0-1.4l-1.1-1.1a1 1 0 0 0-1.4 0l-1.3 1.3 2.5 2.5z" /></svg>
+                        </button>
+                        <button type="button" className="icon-btn small" onClick={() => setConfirmDelete(p.id)} aria-label={`Delete ${p.name}`} title="Delete" data-testid="playlist-delete">
+                          <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M9 3h6l1 2h4v2H4V5h4zM6 9h12l-1 12H7z" /></svg>
+                        </button>
+                      </>
+                    )}
+                  </div>
+                </>
+              )}
+            </li>
+          );
+        })}
+        {!api.loading && !api.error && api.playlists.length === 0 && (
+          <li className="empty muted small">No playlist yet: name one above, then add tracks from the library.</li>
+        )}
+      </ul>
+    </section>
+  );
+}
+
+function Problem({ text, onDismiss }: { text: string; onDismiss: () => void }) {
+  return (
+    <div className="notice bad" role="alert" data-testid="playlists-error">
+      {text}{' '}
+      <button type="button" className="link-btn" onClick={onDismiss}>Dismiss</button>
+    </div>
+  );
+}

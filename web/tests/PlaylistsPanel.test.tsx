@@ -1,0 +1,204 @@
+// The playlists panel and the library's "add to playlist" menu, in two "tabs" of the same user
+// rendered side by side, against the test playlists server (tests/playlistServer.ts).
+
+import { act, cleanup, fireEvent, render, waitFor, within } from '@testing-library/react';
+import { useEffect } from 'react';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { WebSocket as NodeWebSocket } from 'ws';
+import { setApiBase, type Track } from '../src/api';
+import { Library } from '../src/components/Library';
+import { PlaylistsPanel } from '../src/components/PlaylistsPanel';
+import { usePlaylists } from '../src/hooks/usePlaylists';
+import { useQueue, type Queue } from '../src/hooks/useQueue';
+import { useWebSocket } from '../src/hooks/useWebSocket';
+import { CATALOG, startPlaylistServer, type PlaylistServer } from './playlistServer';
+
+const FAST = { initialMs: 40, maxMs: 400, factor: 2, jitter: 0 };
+
+/** What App's Shell wires together, minus the player. */
+function Tab({ userId, onQueue }: { userId: string; onQueue?: (q: Queue) => void }) {
+  const ws = useWebSocket({ backoff: FAST });
+  const { connect, disconnect } = ws;
+  useEffect(() => {
+    connect(userId);
+    return () => disconnect();
+  }, [connect, disconnect, userId]);
+  const playlists = usePlaylists(userId, null, { ws, debounceMs: 40 });
+  const queue = useQueue();
+  useEffect(() => {
+    onQueue?.(queue);
+  }, [queue, onQueue]);
+  return (
+    <div data-ws={ws.connectionStatus}>
+      <Library
+        currentTrackId={queue.current?.track.id ?? null}
+        onPlay={(t: Track) => queue.playNow(t)}
+        onQueue={(t: Track) => queue.add(t)}
+        playlists={playlists.playlists}
+        userId={userId}
+        onAddToPlaylist={(id, t) => playlists.addTrack(id, t.id)}
+      />
+      <PlaylistsPanel
+        api={playlists}
+        userId={userId}
+        currentTrackId={queue.current?.track.id ?? null}
+        onPlay={queue.playAll}
+        onQueue={(tracks) => tracks.forEach((t) => queue.add(t))}
+      />
+    </div>
+  );
+}
+
+async function openTab(userId: string, onQueue?: (q: Queue) => void) {
+  const r = render(<Tab userId={userId} onQueue={onQueue} />);
+  const ui = within(r.container);
+  await waitFor(() => expect(r.container.firstElementChild?.getAttribute('data-ws')).toBe('connected'));
+  await waitFor(() => expect(ui.getAllByTestId('track-row')).toHaveLength(CATALOG.length));
+  await waitFor(() => expect(ui.getByTestId('playlists-status').textContent).not.toBe('loading…'));
+  return { ...r, ui };
+}
+
+const trackTitles = (ui: ReturnType<typeof within>) =>
+  ui.queryAllByTestId('playlist-track').map((li: HTMLElement) => li.querySelector('.track-title')?.textContent);
+
+beforeAll(() => {
+  (globalThis as { WebSocket?: unknown }).WebSocket = NodeWebSocket;
+});
+
+let server: PlaylistServer;
+beforeEach(async () => {
+  server = await startPlaylistServer();
+  setApiBase(server.base);
+});
+afterEach(async () => {
+  cleanup();
+  await server.close();
+});
+afterAll(() => setApiBase(''));
+
+describe('PlaylistsPanel and the library menu', () => {
+  it('creates, fills, reorders and empties a playlist in one tab while the other follows', async () => {
+    let queue: Queue | null = null;
+    const tab1 = await openTab('ann', (q) => {
+      queue = q;
+    });
+    const tab2 = await openTab('ann');
+    const [alpha, bravo] = CATALOG;
+
+    // No playlist yet: the library's menu is there but disabled.
+    const menu = () => tab1.ui.getAllByTestId('playlist-add');
+    expect(menu()).toHaveLength(CATALOG.length);
+    expect((menu()[0] as HTMLSelectElement).disabled).toBe(true);
+    expect(menu()[0].getAttribute('aria-label')).toBe(`Add ${alpha.title} to a playlist`);
+
+    // Create: the button is disabled until there is a name.
+    const create = tab1.ui.getByTestId('playlist-create') as HTMLButtonElement;
+    expect(create.disabled).toBe(true);
+    fireEvent.change(tab1.ui.getByTestId('playlist-create-name'), { target: { value: '  Road trip ' } });
+    fireEvent.click(create);
+    await waitFor(() => expect(tab1.ui.getAllByTestId('playlist-item')).toHaveLength(1));
+    expect(tab1.ui.getByTestId('playlist-item').getAttribute('data-name')).toBe('Road trip');
+    expect((tab1.ui.getByTestId('playlist-create-name') as HTMLInputElement).value).toBe('');
+    const id = tab1.ui.getByTestId('playlist-item').getAttribute('data-playlist-id')!;
+    await waitFor(() => expect(tab2.ui.queryAllByTestId('playlist-item')).toHaveLength(1));
+
+    // Add two library tracks from tab 1's menu (AddToPlaylist over the WebSocket).
+    await waitFor(() => expect((menu()[0] as HTMLSelectElement).disabled).toBe(false));
+    const rows = tab1.ui.getAllByTestId('track-row');
+    const rowOf = (t: Track) => rows.find((r) => r.getAttribute('data-track-id') === t.id)!;
+    fireEvent.change(within(rowOf(alpha)).getByTestId('playlist-add'), { target: { value: id } });
+    await waitFor(() => expect(tab1.ui.getByTestId('playlist-add-status').textContent).toBe(`Added “${alpha.title}” to “Road trip”.`));
+    fireEvent.change(within(rowOf(bravo)).getByTestId('playlist-add'), { target: { value: id } });
+    await waitFor(() => expect(tab1.ui.getByTestId('playlist-summary').textContent).toMatch(/^2 tracks/));
+    expect(server.commands.filter((c) => c.command.command === 'AddToPlaylist')).toHaveLength(2);
+
+    // Tab 2 shows it without a reload; open it there.
+    await waitFor(() => expect(tab2.ui.getByTestId('playlist-summary').textContent).toMatch(/^2 tracks/));
+    fireEvent.click(tab2.ui.getByRole('button', { name: 'Open playlist Road trip' }));
+    expect(tab2.ui.getByTestId('playlist-name').textContent).toBe('Road trip');
+    expect(trackTitles(tab2.ui)).toEqual([alpha.title, bravo.title]);
+    expect(document.activeElement).toBe(tab2.ui.getByTestId('playlist-back'));
+
+    // Open it in tab 1 too; reorder with the buttons in tab 2: tab 1 follows.
+    fireEvent.click(tab1.ui.getByTestId('playlist-open'));
+    expect(trackTitles(tab1.ui)).toEqual([alpha.title, bravo.title]);
+    const up = tab2.ui.getAllByTestId('playlist-track-up');
+    expect((up[0] as HTMLButtonElement).disabled).toBe(true);
+    fireEvent.click(tab2.ui.getByRole('button', { name: `Move ${bravo.title} up` }));
+    expect(trackTitles(tab2.ui)).toEqual([bravo.title, alpha.title]); // at once
+    await waitFor(() => expect(trackTitles(tab1.ui)).toEqual([bravo.title, alpha.title]));
+
+    // Drag-and-drop does the same.
+    const items = tab1.ui.getAllByTestId('playlist-track');
+    const dataTransfer = { effectAllowed: '', dropEffect: '', setData: () => {}, getData: () => '' };
+    fireEvent.dragStart(items[1], { dataTransfer });
+    fireEvent.dragOver(items[0], { dataTransfer });
+    fireEvent.drop(items[0], { dataTransfer });
+    expect(trackTitles(tab1.ui)).toEqual([alpha.title, bravo.title]);
+    await waitFor(() => expect(trackTitles(tab2.ui)).toEqual([alpha.title, bravo.title]));
+
+    // Play from the second track: the queue becomes the playlist, starting there.
+    fireEvent.click(tab1.ui.getByRole('button', { name: `Play ${bravo.title} from the playlist` }));
+    await waitFor(() => expect(queue!.current?.track.id).toBe(bravo.id));
+    expect(queue!.items.map((i) => i.track.id)).toEqual([alpha.id, bravo.id]);
+    fireEvent.click(tab1.ui.getByTestId('playlist-play-all'));
+    await waitFor(() => expect(queue!.current?.track.id).toBe(alpha.id));
+
+    // Remove in tab 2: tab 1 follows.
+    fireEvent.click(tab2.ui.getByRole('button', { name: `Remove ${alpha.title} from the playlist` }));
+    await waitFor(() => expect(trackTitles(tab1.ui)).toEqual([bravo.title]));
+    expect(server.playlists.get(id)!.tracks.map((t) => t.track_id)).toEqual([bravo.id]);
+  });
+
+  it('renames inline, deletes after a confirmation, and tells the other tab it is gone', async () => {
+    const tab1 = await openTab('ann');
+    const tab2 = await openTab('ann');
+    fireEvent.change(tab1.ui.getByTestId('playlist-create-name'), { target: { value: 'Focus' } });
+    fireEvent.submit(tab1.ui.getByTestId('playlist-create-name').closest('form')!);
+    await waitFor(() => expect(tab2.ui.queryAllByTestId('playlist-item')).toHaveLength(1));
+    fireEvent.click(tab2.ui.getByTestId('playlist-open'));
+
+    // Rename in tab 1; tab 2 (open on it) shows the new name.
+    fireEvent.click(tab1.ui.getByRole('button', { name: 'Rename Focus' }));
+    const input = tab1.ui.getByTestId('playlist-rename-input') as HTMLInputElement;
+    expect(input.value).toBe('Focus');
+    fireEvent.change(input, { target: { value: 'Deep focus' } });
+    fireEvent.click(tab1.ui.getByTestId('playlist-rename-save'));
+    expect(tab1.ui.getByTestId('playlist-item').getAttribute('data-name')).toBe('Deep focus');
+    await waitFor(() => expect(tab2.ui.getByTestId('playlist-name').textContent).toBe('Deep focus'));
+
+    // Delete asks first; Cancel keeps it.
+    fireEvent.click(tab1.ui.getByRole('button', { name: 'Delete Deep focus' }));
+    fireEvent.click(tab1.ui.getByRole('button', { name: 'Cancel' }));
+    expect(tab1.ui.getAllByTestId('playlist-item')).toHaveLength(1);
+    expect(server.playlists.size).toBe(1);
+    fireEvent.click(tab1.ui.getByRole('button', { name: 'Delete Deep focus' }));
+    fireEvent.click(tab1.ui.getByTestId('playlist-delete-confirm'));
+    expect(tab1.ui.queryAllByTestId('playlist-item')).toHaveLength(0);
+    await waitFor(() => expect(server.playlists.size).toBe(0));
+
+    // Tab 2 had it open: back to the list, with a word about it.
+    await waitFor(() => expect(tab2.ui.getByRole('status').textContent).toContain('“Deep focus” is gone'));
+    expect(tab2.ui.queryByTestId('playlist-detail')).toBeNull();
+    expect(tab2.ui.queryAllByTestId('playlist-item')).toHaveLength(0);
+  });
+
+  it('shows the server’s refusal, and offers no rename or delete on a playlist shared by someone else', async () => {
+    server.playlists.set('bobs', { id: 'bobs', name: 'Bob’s mix', owner: 'bob', tracks: [], updated_at: 1, shared_with: ['ann'] });
+    const tab = await openTab('ann');
+    await waitFor(() => expect(tab.ui.getAllByTestId('playlist-item')).toHaveLength(1));
+    expect(tab.ui.getByTestId('playlist-summary').textContent).toBe('0 tracks · shared by bob');
+    expect(tab.ui.queryByTestId('playlist-rename')).toBeNull();
+    expect(tab.ui.queryByTestId('playlist-delete')).toBeNull();
+    const option = within(tab.ui.getAllByTestId('playlist-add')[0]).getByRole('option', { name: 'Bob’s mix (shared by bob)' });
+    expect(option).toBeTruthy();
+
+    // A playlist already gone on the server (no event told this tab): the library says why.
+    await act(async () => {
+      server.playlists.delete('bobs'); // gone on the server, still listed here
+      fireEvent.change(tab.ui.getAllByTestId('playlist-add')[0], { target: { value: 'bobs' } });
+    });
+    await waitFor(() => expect(tab.ui.getByTestId('playlist-add-status').textContent).toMatch(/^Could not add “Alpha” to “Bob’s mix”: no playlist bobs/));
+    expect(tab.ui.getByTestId('playlist-add-status').getAttribute('role')).toBe('alert');
+  });
+});
