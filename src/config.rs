@@ -80,6 +80,12 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `live_stats_secs`: how often `LiveStats` is broadcast over the WebSocket (0 = never).
     pub live_stats_secs: u64,
+    /// `broker`: `redis://…` to fan WebSocket events and live counts out across server nodes
+    /// sharing that Redis; none keeps everything in process.
+    pub broker: Option<String>,
+    /// `broker_namespace`: prefix of the Redis channel and keys (nodes of one deployment share
+    /// it; separate deployments on one Redis use different ones).
+    pub broker_namespace: String,
 }
 
 /// `[auth]` in TOML; `STREAM_SERVER_AUTH_MODE`, `STREAM_SERVER_AUTH_SECRET`.
@@ -133,6 +139,8 @@ impl Default for Config {
             analytics_retention_days: 365,
             auth: AuthConfig::default(),
             live_stats_secs: 5,
+            broker: None,
+            broker_namespace: "stream-server".to_string(),
         }
     }
 }
@@ -237,6 +245,12 @@ impl Config {
         if let Some(v) = get("AUTH_SECRET") {
             self.auth.secret = (!v.is_empty()).then_some(v);
         }
+        if let Some(v) = get("BROKER") {
+            self.broker = (!v.is_empty()).then_some(v);
+        }
+        if let Some(v) = get("BROKER_NAMESPACE") {
+            self.broker_namespace = v.trim().to_string();
+        }
         if let Some(v) = get("LIVE_STATS_SECS") {
             self.live_stats_secs = parse("LIVE_STATS_SECS", &v)?;
         }
@@ -248,6 +262,20 @@ impl Config {
 
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(b) = &self.broker {
+            if !(b.starts_with("redis://") || b.starts_with("rediss://")) {
+                return Err(ConfigError::Env {
+                    var: "broker".into(),
+                    reason: format!("{b:?} is not a redis:// URL"),
+                });
+            }
+        }
+        if self.broker_namespace.is_empty() {
+            return Err(ConfigError::Env {
+                var: "broker_namespace".into(),
+                reason: "must not be empty".into(),
+            });
+        }
         if !(1.0..=30.0).contains(&self.segment_target_secs) {
             return Err(ConfigError::Env {
                 var: "segment_target_secs".into(),

@@ -119,6 +119,10 @@ struct ServeArgs {
     /// [default: 5].
     #[arg(long, value_name = "SECS")]
     live_stats_secs: Option<u64>,
+    /// Redis URL (redis://host:port) shared by several server nodes: WebSocket events and live
+    /// counts reach every node's clients [env: STREAM_SERVER_BROKER] [default: none, in process].
+    #[arg(long, value_name = "URL")]
+    broker: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -191,6 +195,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(s) = args.live_stats_secs {
         config.live_stats_secs = s;
     }
+    if let Some(b) = args.broker {
+        config.broker = Some(b);
+    }
+    config.validate()?;
     let bind = config.bind;
     let state = server::build_state(config).await?;
     let listener = tokio::net::TcpListener::bind(bind)

@@ -13,6 +13,7 @@ use crate::http::{router, AppState};
 use crate::library::{demo, scan, Catalog, Library};
 use crate::media::cache::{CacheError, TranscodeCache};
 use crate::streaming::adaptive::AdaptiveStreamingManager;
+use crate::streaming::websocket::broker::Broker;
 use crate::streaming::websocket::live::{live_stats, server_load, Listening};
 use crate::streaming::websocket::{WebSocketEvent, WebSocketManager};
 
@@ -34,6 +35,8 @@ pub enum StartupError {
     Cache(#[from] CacheError),
     #[error(transparent)]
     Analytics(#[from] AnalyticsError),
+    #[error("cannot reach the broker: {0}")]
+    Broker(#[from] crate::streaming::websocket::broker::BrokerError),
     #[error("token authentication: {0}")]
     Auth(#[from] crate::auth::AuthError),
     #[error("cannot read or create the IP hashing key {path}: {source}")]
@@ -111,6 +114,9 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartupError> 
         WebSocketManager::with_context(library.clone(), analytics.clone())
             .with_social(social.clone()),
     );
+    if let Some(url) = &config.broker {
+        Broker::connect(url, &config.broker_namespace, &websocket).await?;
+    }
     let auth = crate::auth::Authenticator::load_or_create(
         &config.data_dir,
         config.auth.secret.as_deref(),
@@ -173,6 +179,9 @@ pub async fn run(
     .with_graceful_shutdown(shutdown)
     .await;
     state.cache.shutdown();
+    if let Some(b) = state.websocket.broker() {
+        b.leave().await;
+    }
     state.analytics.shutdown().await;
     result
 }
@@ -259,8 +268,19 @@ fn spawn_live_stats(state: Arc<AppState>) {
                     .into_iter()
                     .map(|(user_id, track_id)| Listening { user_id, track_id }),
             );
+            if let Some(broker) = state.websocket.broker() {
+                // Every node's listeners; stale nodes (three periods silent) drop out.
+                match broker
+                    .cluster_listening(&listening, std::time::Duration::from_secs(secs * 3))
+                    .await
+                {
+                    Ok(all) => listening = all,
+                    Err(e) => tracing::warn!(error = %e, "live counts of other nodes unavailable"),
+                }
+            }
             let event = live_stats(&listening, Some(&state.library), server_load());
-            state.websocket.broadcast_event(event).await;
+            // Each node computes the same totals: deliver locally, never through the broker.
+            state.websocket.broadcast_local(event).await;
         }
     });
 }

@@ -4,6 +4,7 @@
 mod adaptive;
 mod analytics;
 mod api;
+mod broker;
 mod fixtures;
 mod helpers;
 mod hls;

@@ -11,7 +11,7 @@ import { PlaylistsPanel } from '../src/components/PlaylistsPanel';
 import { usePlaylists } from '../src/hooks/usePlaylists';
 import { useQueue, type Queue } from '../src/hooks/useQueue';
 import { useWebSocket } from '../src/hooks/useWebSocket';
-import { CATALOG, startPlaylistServer, type PlaylistServer } from './playlistServer';
+import { CATALOG, catalogEntry, startPlaylistServer, type PlaylistServer } from './playlistServer';
 
 const FAST = { initialMs: 40, maxMs: 400, factor: 2, jitter: 0 };
 
@@ -183,22 +183,43 @@ describe('PlaylistsPanel and the library menu', () => {
     expect(tab2.ui.queryAllByTestId('playlist-item')).toHaveLength(0);
   });
 
-  it('shows the server’s refusal, and offers no rename or delete on a playlist shared by someone else', async () => {
-    server.playlists.set('bobs', { id: 'bobs', name: 'Bob’s mix', owner: 'bob', tracks: [], updated_at: 1, shared_with: ['ann'] });
+  it('shows a playlist shared by someone else read-only, and keeps it out of the library menu', async () => {
+    server.playlists.set('bobs', { id: 'bobs', name: 'Bob’s mix', owner: 'bob', tracks: [catalogEntry(CATALOG[0].id)], updated_at: 1, shared_with: ['ann'] });
     const tab = await openTab('ann');
     await waitFor(() => expect(tab.ui.getAllByTestId('playlist-item')).toHaveLength(1));
-    expect(tab.ui.getByTestId('playlist-summary').textContent).toBe('0 tracks · shared by bob');
+    expect(tab.ui.getByTestId('playlist-summary').textContent).toBe('1 track · 1:00 · shared by bob');
     expect(tab.ui.queryByTestId('playlist-rename')).toBeNull();
     expect(tab.ui.queryByTestId('playlist-delete')).toBeNull();
-    const option = within(tab.ui.getAllByTestId('playlist-add')[0]).getByRole('option', { name: 'Bob’s mix (shared by bob)' });
-    expect(option).toBeTruthy();
+    const menu = tab.ui.getAllByTestId('playlist-add')[0] as HTMLSelectElement;
+    expect(menu.disabled).toBe(true);
+    expect(within(menu).queryByRole('option', { name: 'Bob’s mix' })).toBeNull();
 
-    // A playlist already gone on the server (no event told this tab): the library says why.
+    // Open: it plays, but offers no reordering or removal.
+    fireEvent.click(tab.ui.getByTestId('playlist-open'));
+    expect(tab.ui.getAllByTestId('playlist-track')).toHaveLength(1);
+    expect(tab.ui.getByText('Shared with you by bob: only they can change it.')).toBeTruthy();
+    expect(tab.ui.queryByTestId('playlist-track-up')).toBeNull();
+    expect(tab.ui.queryByTestId('playlist-track-remove')).toBeNull();
+    expect(tab.ui.getByTestId('playlist-track').getAttribute('draggable')).toBe('false');
+  });
+
+  it('says why a track could not be added', async () => {
+    server.playlists.set('mine', { id: 'mine', name: 'Mine', owner: 'ann', tracks: [], updated_at: 1, shared_with: [] });
+    const tab = await openTab('ann');
+    const menu = () => tab.ui.getAllByTestId('playlist-add')[0] as HTMLSelectElement;
+    await waitFor(() => expect(menu().disabled).toBe(false));
+    // Deleted on the server without telling this tab: the command, then REST, both refuse.
     await act(async () => {
-      server.playlists.delete('bobs'); // gone on the server, still listed here
-      fireEvent.change(tab.ui.getAllByTestId('playlist-add')[0], { target: { value: 'bobs' } });
+      server.playlists.delete('mine');
+      fireEvent.change(menu(), { target: { value: 'mine' } });
     });
-    await waitFor(() => expect(tab.ui.getByTestId('playlist-add-status').textContent).toMatch(/^Could not add “Alpha” to “Bob’s mix”: no playlist bobs/));
-    expect(tab.ui.getByTestId('playlist-add-status').getAttribute('role')).toBe('alert');
+    const status = await waitFor(() => {
+      const el = tab.ui.getByTestId('playlist-add-status');
+      expect(el.textContent).toBe(`Could not add “${CATALOG[0].title}” to “Mine”: no playlist mine`);
+      return el;
+    });
+    expect(status.getAttribute('role')).toBe('alert');
+    // And the list catches up with the server.
+    await waitFor(() => expect(tab.ui.queryAllByTestId('playlist-item')).toHaveLength(0));
   });
 });

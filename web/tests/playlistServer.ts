@@ -1,8 +1,9 @@
 // A small real server speaking the playlists contract, for the tests: node:http for the REST
 // routes (`/api/playlists...`, and `/api/tracks` for the library) and a `ws` WebSocketServer on
 // the same port at `/api/ws` for the events and the AddToPlaylist / RemoveFromPlaylist commands.
-// Every change emits `PlaylistUpdated` to each connection of the owner and of the users the
-// playlist is shared with, as stream-server does.
+// As stream-server: only the owner may change a playlist (a share is read-only), and every
+// change emits `PlaylistUpdated` to each connection of the owner and of the users it is shared
+// with.
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -96,12 +97,12 @@ export async function startPlaylistServer(): Promise<PlaylistServer> {
 
   const find = (id: string, user: string): Playlist => {
     const p = playlists.get(id);
-    if (!p || !visible(p, user)) throw new HttpError(404, 'not_found', `no playlist ${id}`);
+    if (!p || !visible(p, user)) throw new HttpError(404, 'unknown_playlist', `no playlist ${id}`);
     return p;
   };
   const owned = (id: string, user: string): Playlist => {
     const p = find(id, user);
-    if (p.owner !== user) throw new HttpError(403, 'forbidden', 'only the owner may do that');
+    if (p.owner !== user) throw new HttpError(403, 'not_owner', 'only the owner may change it');
     return p;
   };
   const addTrack = (p: Playlist, trackId: string, position: number | null | undefined) => {
@@ -150,7 +151,7 @@ export async function startPlaylistServer(): Promise<PlaylistServer> {
         return [204, null];
       }
     } else if (sub === 'tracks') {
-      const p = find(id, user);
+      const p = owned(id, user);
       if (method === 'POST' && arg === undefined) {
         addTrack(p, String(body.track_id ?? ''), body.position as number | undefined);
         return [200, copy(p)];
@@ -164,7 +165,7 @@ export async function startPlaylistServer(): Promise<PlaylistServer> {
         return [200, copy(p)];
       }
     } else if (sub === 'move' && method === 'POST') {
-      const p = find(id, user);
+      const p = owned(id, user);
       const from = Number(body.from);
       const to = Number(body.to);
       const n = p.tracks.length;
@@ -267,7 +268,7 @@ export async function startPlaylistServer(): Promise<PlaylistServer> {
       if (state.refuseCommands) return reply(false, null, 'playlists are not available on this server yet');
       if (!user) return reply(false, null, 'anonymous connections may only listen: connect with a user');
       try {
-        const p = find(cmd.playlist_id, user);
+        const p = owned(cmd.playlist_id, user);
         if (cmd.command === 'AddToPlaylist') {
           addTrack(p, cmd.track_id, cmd.position);
         } else {

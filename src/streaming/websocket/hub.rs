@@ -11,6 +11,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
+use super::broker::{Broker, Route};
 use super::commands::Playback;
 use super::protocol::{PlaylistAction, WebSocketEvent};
 use crate::analytics::AnalyticsEngine;
@@ -73,6 +74,8 @@ pub struct WebSocketManager {
     /// Each user's playback, driven by their playback commands.
     pub(super) playback: Mutex<HashMap<String, Playback>>,
     pub(super) started: Instant,
+    /// Other nodes, when a broker is configured.
+    broker: std::sync::OnceLock<Arc<Broker>>,
 }
 
 impl Default for WebSocketManager {
@@ -93,6 +96,36 @@ impl WebSocketManager {
             context: None,
             playback: Mutex::default(),
             started: Instant::now(),
+            broker: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Attaches the broker (once): from then on broadcasts and addressed sends also reach the
+    /// connections of other nodes.
+    pub(super) fn set_broker(&self, broker: Arc<Broker>) {
+        let _ = self.broker.set(broker);
+    }
+
+    pub fn broker(&self) -> Option<&Arc<Broker>> {
+        self.broker.get()
+    }
+
+    /// Delivers an event that another node published, to this node's connections only.
+    pub(super) fn deliver_remote(&self, route: Route, event: &WebSocketEvent) {
+        match route {
+            Route::All => self.route_local(event),
+            Route::User { user_id } => {
+                let text = encode(event);
+                self.push(|c| c.user_id.as_deref() == Some(user_id.as_str()), &text);
+            }
+            Route::Users { user_ids } => {
+                let text = encode(event);
+                self.deliver(
+                    |c| c.user_id.as_ref().is_some_and(|u| user_ids.contains(u)),
+                    event,
+                    &text,
+                );
+            }
         }
     }
 
@@ -139,6 +172,14 @@ impl WebSocketManager {
             &event,
             &text,
         );
+        if let Some(b) = self.broker.get() {
+            b.publish(
+                Route::Users {
+                    user_ids: users.to_vec(),
+                },
+                &event,
+            );
+        }
     }
 
     /// Tells a playlist's audience (owner and users it is shared with, every tab) about a
@@ -193,14 +234,42 @@ impl WebSocketManager {
     /// addressed to someone (command responses, rate-limit warnings) are never broadcast;
     /// shares go to their sender and recipients only, a follow to the two users concerned.
     pub async fn broadcast_event(&self, event: WebSocketEvent) {
-        match &event {
-            WebSocketEvent::CommandResponse { .. } | WebSocketEvent::RateLimitWarning { .. } => {
-                tracing::warn!(
-                    event = event.name(),
-                    "refusing to broadcast a private event"
-                );
-                return;
-            }
+        if matches!(
+            event,
+            WebSocketEvent::CommandResponse { .. } | WebSocketEvent::RateLimitWarning { .. }
+        ) {
+            tracing::warn!(
+                event = event.name(),
+                "refusing to broadcast a private event"
+            );
+            return;
+        }
+        self.route_local(&event);
+        if let Some(b) = self.broker.get() {
+            b.publish(Route::All, &event);
+        }
+        self.stats
+            .events_broadcasted
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = self.global_sender.send(event);
+    }
+
+    /// Broadcasts to this node's connections only (what every node computes for itself, such as
+    /// `LiveStats`).
+    pub async fn broadcast_local(&self, event: WebSocketEvent) {
+        if matches!(
+            event,
+            WebSocketEvent::CommandResponse { .. } | WebSocketEvent::RateLimitWarning { .. }
+        ) {
+            return;
+        }
+        self.route_local(&event);
+    }
+
+    /// `broadcast_event`'s routing, on this node.
+    fn route_local(&self, event: &WebSocketEvent) {
+        match event {
+            WebSocketEvent::CommandResponse { .. } | WebSocketEvent::RateLimitWarning { .. } => {}
             WebSocketEvent::TrackShared {
                 from_user,
                 to_users,
@@ -215,11 +284,11 @@ impl WebSocketManager {
                 people.push(from_user);
                 people.sort();
                 people.dedup();
-                let text = encode(&event);
+                let text = encode(event);
                 for user in people {
                     self.deliver(
                         |c| c.user_id.as_deref() == Some(user.as_str()),
-                        &event,
+                        event,
                         &text,
                     );
                 }
@@ -228,26 +297,22 @@ impl WebSocketManager {
                 follower_id,
                 followed_id,
             } => {
-                let text = encode(&event);
+                let text = encode(event);
                 self.deliver(
                     |c| {
                         c.user_id
                             .as_ref()
                             .is_some_and(|u| u == follower_id || u == followed_id)
                     },
-                    &event,
+                    event,
                     &text,
                 );
             }
             _ => {
-                let text = encode(&event);
-                self.deliver(|_| true, &event, &text);
+                let text = encode(event);
+                self.deliver(|_| true, event, &text);
             }
         }
-        self.stats
-            .events_broadcasted
-            .fetch_add(1, Ordering::Relaxed);
-        let _ = self.global_sender.send(event);
     }
 
     /// Sends to one connection (unfiltered: it is addressed).
@@ -260,6 +325,14 @@ impl WebSocketManager {
     pub async fn send_to_user(&self, user_id: &str, event: WebSocketEvent) {
         let text = encode(&event);
         self.push(|c| c.user_id.as_deref() == Some(user_id), &text);
+        if let Some(b) = self.broker.get() {
+            b.publish(
+                Route::User {
+                    user_id: user_id.to_string(),
+                },
+                &event,
+            );
+        }
     }
 
     /// Closes connections with no activity (frames or pongs) for `max_idle_duration`.
@@ -298,6 +371,7 @@ impl WebSocketManager {
         let s = &self.stats;
         let playing = self.playback.lock().values().filter(|p| p.playing).count();
         json!({
+            "broker": self.broker.get().map(|b| b.stats()),
             "total_connections": s.total_connections.load(Ordering::Relaxed),
             "current_connections": current,
             "messages_sent": s.messages_sent.load(Ordering::Relaxed),

@@ -10,7 +10,7 @@ use crate::library::Library;
 pub const TOP_TRACKS: usize = 5;
 
 /// One listener now: a known user, or an anonymous streaming session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Listening {
     pub user_id: Option<String>,
     pub track_id: String,

@@ -6,6 +6,7 @@
 //! [`connection`] runs one socket; [`commands`] acts on what clients ask; [`live`] builds
 //! `LiveStats`.
 
+pub mod broker;
 mod commands;
 mod connection;
 mod hub;

@@ -10,9 +10,9 @@ interface Props {
   currentTrackId: string | null;
   onPlay: (track: Track) => void;
   onQueue: (track: Track) => void;
-  /** The listener's playlists, for the "add to playlist" menu (no menu without them). */
+  /** The listener's playlists, for the "add to playlist" menu (no menu without `onAddToPlaylist`). */
   playlists?: Playlist[];
-  /** The listener, to tell their playlists from those shared with them. */
+  /** The listener: the menu offers their own playlists only (only an owner may edit one). */
   userId?: string;
   onAddToPlaylist?: (playlistId: string, track: Track) => Promise<unknown>;
 }
@@ -24,6 +24,7 @@ export function Library({ currentTrackId, onPlay, onQueue, playlists, userId, on
   const [reload, setReload] = useState(0);
   const { tracks, loading, error } = useTracks(query, 250, reload);
   const [note, setNote] = useState<{ ok: boolean; text: string } | null>(null);
+  const targets = (playlists ?? []).filter((p) => !userId || !p.owner || p.owner === userId);
 
   useEffect(() => {
     if (!note) return;
@@ -32,7 +33,7 @@ export function Library({ currentTrackId, onPlay, onQueue, playlists, userId, on
   }, [note]);
 
   const addTo = (playlistId: string, track: Track) => {
-    const name = playlists?.find((p) => p.id === playlistId)?.name ?? 'the playlist';
+    const name = targets.find((p) => p.id === playlistId)?.name ?? 'the playlist';
     if (!playlistId || !onAddToPlaylist) return;
     onAddToPlaylist(playlistId, track).then(
       () => setNote({ ok: true, text: `Added “${track.title}” to “${name}”.` }),
@@ -84,19 +85,19 @@ export function Library({ currentTrackId, onPlay, onQueue, playlists, userId, on
               <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M11 5h2v6h6v2h-6v6h-2v-6H5v-2h6z" /></svg>
             </button>
             {onAddToPlaylist && (
-              <span className={`playlist-add ${playlists?.length ? '' : 'disabled'}`} title={playlists?.length ? 'Add to a playlist' : 'Create a playlist first'}>
+              <span className={`playlist-add ${targets.length ? '' : 'disabled'}`} title={targets.length ? 'Add to a playlist' : 'Create a playlist first'}>
                 <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M3 6h12v2H3zm0 4h12v2H3zm0 4h8v2H3zm14-4h2v4h4v2h-4v4h-2v-4h-4v-2h4z" /></svg>
                 <select
                   value=""
                   onChange={(e) => addTo(e.target.value, t)}
-                  disabled={!playlists?.length}
+                  disabled={!targets.length}
                   aria-label={`Add ${t.title} to a playlist`}
                   data-testid="playlist-add"
                 >
-                  <option value="">{playlists?.length ? `Add “${t.title}” to…` : 'No playlist yet'}</option>
-                  {playlists?.map((p) => (
+                  <option value="">{targets.length ? `Add “${t.title}” to…` : 'No playlist of yours yet'}</option>
+                  {targets.map((p) => (
                     <option key={p.id} value={p.id}>
-                      {userId && p.owner && p.owner !== userId ? `${p.name} (shared by ${p.owner})` : p.name}
+                      {p.name}
                     </option>
                   ))}
                 </select>

@@ -9,7 +9,7 @@ import type { PlaylistsApi } from '../hooks/usePlaylists';
 
 interface Props {
   api: PlaylistsApi;
-  /** The listener: only a playlist's owner may rename or delete it. */
+  /** The listener: only a playlist's owner may change it (a share is read-only). */
   userId: string;
   currentTrackId: string | null;
   /** Replace the queue with `tracks` and play the one at `start`. */
@@ -18,7 +18,8 @@ interface Props {
   onQueue: (tracks: Track[]) => void;
 }
 
-const NAME_MAX = 100;
+/** As the server (1 to 200 characters). */
+const NAME_MAX = 200;
 
 function trackCount(n: number): string {
   return `${n} track${n === 1 ? '' : 's'}`;
@@ -50,6 +51,9 @@ export function PlaylistsPanel({ api, userId, currentTrackId, onPlay, onQueue }:
   const backRef = useRef<HTMLButtonElement>(null);
   /** Where focus goes after the view changes: 'back' (a playlist opened) or a playlist id. */
   const focusNext = useRef<string | null>(null);
+  /** After a move with the buttons: the row (its key) and the button to keep focus on; after a
+   * removal: the position whose remove button takes the focus. */
+  const focusRow = useRef<{ key: string; button: 'up' | 'down' } | { removedAt: number } | null>(null);
   const openName = useRef('');
 
   const open = openId ? (api.playlists.find((p) => p.id === openId) ?? null) : null;
@@ -73,6 +77,26 @@ export function PlaylistsPanel({ api, userId, currentTrackId, onPlay, onQueue }:
       sectionRef.current?.querySelector<HTMLElement>(`[data-playlist-id="${id}"] [data-testid="playlist-open"]`)?.focus();
     }
   }, [openId]);
+
+  // A moved row may be re-inserted (dropping focus), and its button may now be disabled: keep
+  // the focus in the row, on the same button or else the other one. A removed row takes its
+  // focus with it: give it to the next row's remove button (or the previous one's, or Back).
+  useEffect(() => {
+    const want = focusRow.current;
+    if (!want) return;
+    focusRow.current = null;
+    const rows = [...(sectionRef.current?.querySelectorAll<HTMLElement>('[data-testid="playlist-track"]') ?? [])];
+    if ('removedAt' in want) {
+      const row = rows[Math.min(want.removedAt, rows.length - 1)];
+      (row?.querySelector<HTMLElement>('[data-testid="playlist-track-remove"]') ?? backRef.current)?.focus();
+      return;
+    }
+    const row = rows.find((r) => r.dataset.key === want.key);
+    const pick = (b: 'up' | 'down') => row?.querySelector<HTMLButtonElement>(`[data-testid="playlist-track-${b}"]`);
+    const same = pick(want.button);
+    const target = same && !same.disabled ? same : pick(want.button === 'up' ? 'down' : 'up');
+    target?.focus();
+  }, [open?.tracks]);
 
   const attempt = (what: string, p: Promise<unknown>) => {
     setProblem(null);
@@ -133,6 +157,7 @@ export function PlaylistsPanel({ api, userId, currentTrackId, onPlay, onQueue }:
   // ------------------------------------------------------------------ one playlist
   if (open) {
     const total = open.tracks.length;
+    const editable = !open.owner || open.owner === userId;
     const onDragStart = (i: number) => (e: DragEvent) => {
       e.dataTransfer.effectAllowed = 'move';
       e.dataTransfer.setData('text/plain', String(i)); // Firefox starts no drag without data
@@ -155,50 +180,70 @@ export function PlaylistsPanel({ api, userId, currentTrackId, onPlay, onQueue }:
           <button ref={backRef} type="button" className="icon-btn small" onClick={back} aria-label="Back to all playlists" data-testid="playlist-back">
             <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M15 5l-7 7 7 7" fill="none" stroke="currentColor" strokeWidth="2.2" /></svg>
           </button>
-          <h2 id="playlists-title" className="playlist-title" data-testid="playlist-name">{open.name}</h2>
-          <span className="muted small playlist-count" data-testid="playlist-summary">{summary(open, userId)}</span>
+          <div className="playlist-heading">
+            <h2 id="playlists-title" className="playlist-title" data-testid="playlist-name">{open.name}</h2>
+            <span className="muted small playlist-count" data-testid="playlist-summary">{summary(open, userId)}</span>
+          </div>
         </div>
         <div className="playlist-actions">
           <button type="button" className="btn primary small-btn" onClick={() => play(open)} disabled={!total} data-testid="playlist-play-all">Play all</button>
           <button type="button" className="btn small-btn" onClick={() => onQueue(open.tracks.map(entryAsTrack))} disabled={!total}>Add all to queue</button>
         </div>
         {problem && <Problem text={problem} onDismiss={() => setProblem(null)} />}
+        {!editable && <p className="muted small">Shared with you by {open.owner}: only they can change it.</p>}
         {total === 0 ? (
-          <p className="muted small">No tracks yet: add some from the library with the playlist menu beside each track.</p>
+          <p className="muted small">{editable ? 'No tracks yet: add some from the library with the playlist menu beside each track.' : 'No tracks yet.'}</p>
         ) : (
           <ol className="queue-list playlist-tracks" data-testid="playlist-tracks" aria-label={`Tracks of ${open.name}`}>
             {open.tracks.map((t, i) => {
               // Stable across reorders, so a moved row keeps its focus: the n-th copy of a track.
               const copy = open.tracks.slice(0, i).filter((x) => x.track_id === t.track_id).length;
+              const key = `${t.track_id}#${copy}`;
               const dragClass = drag?.from === i ? 'dragging' : drag?.over === i ? 'drop-target' : '';
+              const step = (button: 'up' | 'down') => {
+                focusRow.current = { key, button };
+                moveTo(open, i, button === 'up' ? i - 1 : i + 1);
+              };
               return (
                 <li
-                  key={`${t.track_id}#${copy}`}
+                  key={key}
+                  data-key={key}
                   className={`queue-row playlist-track ${t.track_id === currentTrackId ? 'current' : ''} ${dragClass}`}
                   data-testid="playlist-track"
                   data-track-id={t.track_id}
-                  draggable
-                  onDragStart={onDragStart(i)}
-                  onDragOver={onDragOver(i)}
-                  onDrop={onDrop(i)}
-                  onDragEnd={() => setDrag(null)}
+                  draggable={editable}
+                  onDragStart={editable ? onDragStart(i) : undefined}
+                  onDragOver={editable ? onDragOver(i) : undefined}
+                  onDrop={editable ? onDrop(i) : undefined}
+                  onDragEnd={editable ? () => setDrag(null) : undefined}
                 >
-                  <span className="drag-handle" aria-hidden="true">⋮⋮</span>
+                  {editable && <span className="drag-handle" aria-hidden="true">⋮⋮</span>}
                   <button type="button" className="track-main" onClick={() => play(open, i)} aria-label={`Play ${t.title} from the playlist`}>
                     <span className="track-title">{t.title}</span>
                     <span className="track-sub">{[t.artist, formatTime(t.duration_ms / 1000)].filter(Boolean).join(' · ')}</span>
                   </button>
-                  <div className="row-actions">
-                    <button type="button" className="icon-btn small" onClick={() => moveTo(open, i, i - 1)} disabled={i === 0} aria-label={`Move ${t.title} up`} data-testid="playlist-track-up">
-                      <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M12 6l6 8H6z" /></svg>
-                    </button>
-                    <button type="button" className="icon-btn small" onClick={() => moveTo(open, i, i + 1)} disabled={i === total - 1} aria-label={`Move ${t.title} down`} data-testid="playlist-track-down">
-                      <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M12 18l-6-8h12z" /></svg>
-                    </button>
-                    <button type="button" className="icon-btn small" onClick={() => attempt(`remove “${t.title}”`, api.removeAt(open.id, i))} aria-label={`Remove ${t.title} from the playlist`} data-testid="playlist-track-remove">
-                      <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M6 6l12 12M18 6L6 18" stroke="currentColor" strokeWidth="2.2" /></svg>
-                    </button>
-                  </div>
+                  {editable && (
+                    <div className="row-actions">
+                      <button type="button" className="icon-btn small" onClick={() => step('up')} disabled={i === 0} aria-label={`Move ${t.title} up`} data-testid="playlist-track-up">
+                        <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M12 6l6 8H6z" /></svg>
+                      </button>
+                      <button type="button" className="icon-btn small" onClick={() => step('down')} disabled={i === total - 1} aria-label={`Move ${t.title} down`} data-testid="playlist-track-down">
+                        <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M12 18l-6-8h12z" /></svg>
+                      </button>
+                      <button
+                        type="button"
+                        className="icon-btn small"
+                        onClick={() => {
+                          focusRow.current = { removedAt: i };
+                          attempt(`remove “${t.title}”`, api.removeAt(open.id, i));
+                        }}
+                        aria-label={`Remove ${t.title} from the playlist`}
+                        data-testid="playlist-track-remove"
+                      >
+                        <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M6 6l12 12M18 6L6 18" stroke="currentColor" strokeWidth="2.2" /></svg>
+                      </button>
+                    </div>
+                  )}
                 </li>
               );
             })}

@@ -1,0 +1,251 @@
+//! Scale-out over Redis: several server nodes behind a load balancer act as one hub.
+//!
+//! Why Redis pub/sub: events are fire-and-forget and already bounded per connection; what the
+//! nodes need is fan-out of each event to every node, which pub/sub does in one hop, plus a
+//! shared view of who is listening (a hash with one field per node, each refreshed with the
+//! LiveStats period and ignored once stale, so a node that dies stops counting).
+//!
+//! A node delivers its own events locally at once and publishes them; a node receiving an event
+//! from another delivers it locally only (never republishes). Routing (everyone, one user, a
+//! list of users) travels with the event, so privacy rules apply on every node alike. Publishing
+//! never waits: envelopes go through a bounded queue to one publisher task; if Redis is slow or
+//! down, events for other nodes are dropped (and counted), never the local ones.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use redis::AsyncCommands as _;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::hub::WebSocketManager;
+use super::live::Listening;
+use super::protocol::WebSocketEvent;
+use crate::analytics::now_ms;
+
+/// Envelopes waiting for the publisher.
+const OUTBOX: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("broker: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("broker data: {0}")]
+    Data(#[from] serde_json::Error),
+}
+
+/// Who an event is for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "to", rename_all = "snake_case")]
+pub enum Route {
+    /// As `broadcast_event` routes it (public events to all, shares to their people).
+    All,
+    User {
+        user_id: String,
+    },
+    Users {
+        user_ids: Vec<String>,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope {
+    node: String,
+    route: Route,
+    event: WebSocketEvent,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct NodeListening {
+    at_ms: i64,
+    listening: Vec<Listening>,
+}
+
+/// One node's link to the others.
+pub struct Broker {
+    node: String,
+    live_key: String,
+    outbox: mpsc::Sender<String>,
+    conn: redis::aio::MultiplexedConnection,
+    dropped: AtomicU64,
+    received: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").field("node", &self.node).finish()
+    }
+}
+
+impl Broker {
+    /// Connects to Redis at `url` (failing at once if it cannot be reached), subscribes to the
+    /// `namespace`'s channel and attaches itself to `hub`.
+    pub async fn connect(
+        url: &str,
+        namespace: &str,
+        hub: &Arc<WebSocketManager>,
+    ) -> Result<Arc<Self>, BrokerError> {
+        let client = redis::Client::open(url)?;
+        let conn = client.get_multiplexed_async_connection().await?;
+        let channel = format!("{namespace}:events");
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(&channel).await?;
+        let (outbox, rx) = mpsc::channel(OUTBOX);
+        let broker = Arc::new(Self {
+            node: uuid::Uuid::new_v4().to_string(),
+            live_key: format!("{namespace}:listening"),
+            outbox,
+            conn: conn.clone(),
+            dropped: AtomicU64::new(0),
+            received: Arc::default(),
+        });
+        tokio::spawn(publisher(rx, conn, channel.clone()));
+        tokio::spawn(subscriber(
+            client,
+            pubsub,
+            channel,
+            broker.node.clone(),
+            Arc::downgrade(hub),
+            broker.received.clone(),
+        ));
+        hub.set_broker(broker.clone());
+        tracing::info!(node = %broker.node, namespace, "connected to the broker");
+        Ok(broker)
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Queues `event` for the other nodes (never waits).
+    pub(super) fn publish(&self, route: Route, event: &WebSocketEvent) {
+        let envelope = Envelope {
+            node: self.node.clone(),
+            route,
+            event: event.clone(),
+        };
+        let Ok(text) = serde_json::to_string(&envelope) else {
+            return;
+        };
+        if self.outbox.try_send(text).is_err() {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(
+                    dropped = n,
+                    "broker outbox full: events for other nodes dropped"
+                );
+            }
+        }
+    }
+
+    /// Publishes this node's listeners (kept for `ttl`), then returns every live node's.
+    pub async fn cluster_listening(
+        &self,
+        mine: &[Listening],
+        ttl: Duration,
+    ) -> Result<Vec<Listening>, BrokerError> {
+        let mut conn = self.conn.clone();
+        let now = now_ms();
+        let record = serde_json::to_string(&NodeListening {
+            at_ms: now,
+            listening: mine.to_vec(),
+        })?;
+        conn.hset::<_, _, _, ()>(&self.live_key, &self.node, record)
+            .await?;
+        let all: std::collections::HashMap<String, String> = conn.hgetall(&self.live_key).await?;
+        let mut out = Vec::new();
+        for (node, text) in all {
+            match serde_json::from_str::<NodeListening>(&text) {
+                Ok(n) if now - n.at_ms <= ttl.as_millis() as i64 => out.extend(n.listening),
+                // Stale (a node that stopped) or unreadable: forget it.
+                _ => {
+                    let _: Result<(), _> = conn.hdel(&self.live_key, &node).await;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Broker counters for `/api/ws/stats`.
+    pub fn stats(&self) -> serde_json::Value {
+        serde_json::json!({
+            "node": self.node,
+            "events_received": self.received.load(Ordering::Relaxed),
+            "events_dropped": self.dropped.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Removes this node from the shared listener view (on shutdown).
+    pub async fn leave(&self) {
+        let mut conn = self.conn.clone();
+        let _: Result<(), _> = conn.hdel(&self.live_key, &self.node).await;
+    }
+}
+
+async fn publisher(
+    mut rx: mpsc::Receiver<String>,
+    mut conn: redis::aio::MultiplexedConnection,
+    channel: String,
+) {
+    while let Some(text) = rx.recv().await {
+        // The multiplexed connection reconnects by itself; a failed publish is logged.
+        if let Err(e) = conn.publish::<_, _, ()>(&channel, text).await {
+            tracing::warn!(error = %e, "broker publish failed");
+        }
+    }
+}
+
+async fn subscriber(
+    client: redis::Client,
+    first: redis::aio::PubSub,
+    channel: String,
+    node: String,
+    hub: Weak<WebSocketManager>,
+    received: Arc<AtomicU64>,
+) {
+    let mut pubsub = Some(first);
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let Some(ps) = pubsub.take() else {
+            // Reconnect after a lost connection, with a capped exponential backoff.
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+            if hub.strong_count() == 0 {
+                return;
+            }
+            match client.get_async_pubsub().await {
+                Ok(mut ps) => match ps.subscribe(&channel).await {
+                    Ok(()) => {
+                        tracing::info!("broker subscription restored");
+                        pubsub = Some(ps);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "broker resubscribe failed"),
+                },
+                Err(e) => tracing::warn!(error = %e, "broker reconnect failed"),
+            }
+            continue;
+        };
+        backoff = Duration::from_millis(200);
+        let mut messages = ps.into_on_message();
+        while let Some(msg) = messages.next().await {
+            let Some(hub) = hub.upgrade() else { return };
+            let Ok(text) = msg.get_payload::<String>() else {
+                continue;
+            };
+            match serde_json::from_str::<Envelope>(&text) {
+                Ok(env) if env.node != node => {
+                    received.fetch_add(1, Ordering::Relaxed);
+                    hub.deliver_remote(env.route, &env.event);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "unreadable broker message ignored"),
+            }
+        }
+        if hub.strong_count() == 0 {
+            return;
+        }
+        tracing::warn!("broker subscription lost; reconnecting");
+    }
+}

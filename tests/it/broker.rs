@@ -1,0 +1,251 @@
+//! Scale-out: two server *processes* sharing one real Redis act as one WebSocket hub.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::fixtures::library;
+
+/// The Redis the tests use. Without one the test fails (it never skips): start one with
+/// `redis-server --daemonize yes --port 6379 --save ""`.
+fn redis_url() -> String {
+    let url = std::env::var("STREAM_SERVER_TEST_REDIS")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+    let hostport = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    std::net::TcpStream::connect_timeout(
+        &hostport.parse().expect("host:port in the Redis URL"),
+        Duration::from_secs(2),
+    )
+    .unwrap_or_else(|e| panic!("Redis is needed at {url} for the scale-out test: {e}"));
+    url
+}
+
+struct Node {
+    child: Child,
+    addr: String,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_node(lib: &std::path::Path, broker: &str, namespace: &str) -> Node {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stream-server"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--live-stats-secs",
+            "1",
+            "--broker",
+            broker,
+            "--library",
+        ])
+        .arg(lib)
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("--web-dir")
+        .arg(data.path().join("none"))
+        .env("STREAM_SERVER_BROKER_NAMESPACE", namespace)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(rest.split('/').next().unwrap_or_default().to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("node printed its address");
+    Node {
+        child,
+        addr,
+        _data: data,
+    }
+}
+
+async fn wait_healthy(client: &reqwest::Client, node: &Node) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(r) = client
+            .get(format!("http://{}/healthz", node.addr))
+            .send()
+            .await
+        {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("node {} never became healthy", node.addr);
+}
+
+type Ws = crate::websocket::Ws;
+
+async fn ws(node: &Node, query: &str) -> Ws {
+    tokio_tungstenite::connect_async(format!("ws://{}/api/ws?{query}", node.addr))
+        .await
+        .expect("websocket connects")
+        .0
+}
+
+async fn first_event(ws: &mut Ws, name: &str, wait: Duration) -> Option<Value> {
+    let deadline = Instant::now() + wait;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match crate::websocket::next(ws, left).await {
+            Some(m) if m["event"] == name => return Some(m),
+            Some(_) => {}
+            None => return None,
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_redis_act_as_one_hub() {
+    let broker = redis_url();
+    let namespace = format!("stream-server-test-{}", uuid::Uuid::new_v4());
+    let lib = library();
+    let one = start_node(&lib.root, &broker, &namespace);
+    let two = start_node(&lib.root, &broker, &namespace);
+    let client = reqwest::Client::new();
+    wait_healthy(&client, &one).await;
+    wait_healthy(&client, &two).await;
+    let tracks: Value = client
+        .get(format!("http://{}/api/tracks", one.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let track = tracks[0]["id"].as_str().unwrap().to_string();
+
+    let mut ann_on_one = ws(&one, "user_id=ann").await;
+    let mut ann_on_two = ws(&two, "user_id=ann").await;
+    let mut bob_on_two = ws(&two, "user_id=bob").await;
+
+    // A broadcast raised on node 1 reaches a client of node 2.
+    crate::websocket::send(
+        &mut ann_on_one,
+        json!({"command": "Play", "command_id": "p", "track_id": track, "quality": null, "start_position_ms": null}),
+    )
+    .await;
+    let started = first_event(&mut bob_on_two, "PlaybackStarted", Duration::from_secs(10))
+        .await
+        .expect("node 2's client hears node 1's event");
+    assert_eq!(
+        (started["user_id"].clone(), started["track_id"].clone()),
+        (json!("ann"), json!(track.clone()))
+    );
+
+    // Addressed events follow the user across nodes, and only the user.
+    let created = client
+        .post(format!("http://{}/api/playlists?user_id=ann", one.addr))
+        .json(&json!({"name": "Across nodes"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let e = first_event(&mut ann_on_two, "PlaylistUpdated", Duration::from_secs(10))
+        .await
+        .expect("ann's other device, on node 2, hears her playlist change");
+    assert!(e["playlist_id"].is_string());
+    assert!(first_event(
+        &mut bob_on_two,
+        "PlaylistUpdated",
+        Duration::from_millis(500)
+    )
+    .await
+    .is_none());
+    // A share raised on node 2 reaches its recipient on node 1 only.
+    let mut cid_on_one = ws(&one, "user_id=cid").await;
+    let r = client
+        .post(format!(
+            "http://{}/api/tracks/{track}/share?user_id=bob",
+            two.addr
+        ))
+        .json(&json!({"to_users": ["ann"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(
+        first_event(&mut ann_on_one, "TrackShared", Duration::from_secs(10))
+            .await
+            .is_some()
+    );
+    assert!(
+        first_event(&mut cid_on_one, "TrackShared", Duration::from_millis(500))
+            .await
+            .is_none()
+    );
+
+    // Live counts are shared: node 2's LiveStats counts ann, who plays on node 1.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = first_event(&mut bob_on_two, "LiveStats", Duration::from_secs(5))
+            .await
+            .expect("LiveStats on node 2");
+        if s["concurrent_listeners"] == 1 && s["top_tracks"][0]["track_id"] == track.as_str() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 2 never counted node 1's listener: {s}"
+        );
+    }
+    let stats: Value = client
+        .get(format!("http://{}/api/ws/stats", two.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Node 2 received the Play and the playlist change from node 1 (the share was its own).
+    assert!(
+        stats["broker"]["events_received"].as_u64().unwrap() >= 2,
+        "{stats}"
+    );
+}
+
+#[test]
+fn an_unreachable_broker_stops_the_start_with_a_clear_error() {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stream-server"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--broker",
+            "redis://127.0.0.1:1",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broker"), "{err}");
+}
