@@ -47,6 +47,11 @@ impl Bucket {
     }
 }
 
+/// Initial read buffer per connection.
+const READ_BUFFER: usize = 4 * 1024;
+/// Most queued frames written with one flush.
+const WRITE_BATCH: usize = 64;
+
 impl WebSocketManager {
     /// Accepts an upgrade for `user_id` (already authenticated by the caller, or `None` for an
     /// anonymous listener) from `ip_address`.
@@ -57,8 +62,12 @@ impl WebSocketManager {
         ip_address: String,
     ) -> Response {
         let hub = self.clone();
+        // A small read buffer: tungstenite's default (128 KiB) is zero-filled on the first read
+        // and then stays resident, per connection; frames larger than it still arrive (the
+        // buffer grows for them, up to MAX_MESSAGE), idle listeners cost a few KiB.
         ws.max_message_size(MAX_MESSAGE)
             .max_frame_size(MAX_MESSAGE)
+            .read_buffer_size(READ_BUFFER)
             .on_upgrade(move |socket| hub.run_connection(socket, user_id, ip_address))
     }
 
@@ -107,9 +116,37 @@ impl WebSocketManager {
                     },
                     _ = ping.tick() => Message::Ping(Default::default()),
                 };
-                match tokio::time::timeout(WRITE_TIMEOUT, sink.send(frame)).await {
+                // Whatever else is already queued goes out with this frame in one flush (one
+                // write on the socket instead of one per event when events come in bursts).
+                let mut closing = None;
+                let batch = async {
+                    sink.feed(frame).await?;
+                    for _ in 1..WRITE_BATCH {
+                        match rx.try_recv() {
+                            Ok(Outbound::Text(t)) => sink.feed(Message::Text(t)).await?,
+                            Ok(Outbound::Close(code, reason)) => {
+                                closing = Some((code, reason));
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    sink.flush().await
+                };
+                match tokio::time::timeout(WRITE_TIMEOUT, batch).await {
                     Ok(Ok(())) => {}
                     _ => break,
+                }
+                if let Some((code, reason)) = closing {
+                    let _ = tokio::time::timeout(
+                        WRITE_TIMEOUT,
+                        sink.send(Message::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        }))),
+                    )
+                    .await;
+                    break;
                 }
             }
             let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
