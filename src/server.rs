@@ -254,7 +254,8 @@ fn spawn_live_stats(state: Arc<AppState>) {
         loop {
             tick.tick().await;
             let Some(state) = weak.upgrade() else { break };
-            if state.websocket.connection_count() == 0 {
+            let local_clients = state.websocket.connection_count() > 0;
+            if !local_clients && state.websocket.broker().is_none() {
                 continue;
             }
             // Players report every few seconds; a session silent for a minute is not playing.
@@ -284,6 +285,11 @@ fn spawn_live_stats(state: Arc<AppState>) {
                     Ok(all) => listening = all,
                     Err(e) => tracing::warn!(error = %e, "live counts of other nodes unavailable"),
                 }
+            }
+            // A node without WebSocket clients still shares its listeners (above), for the
+            // nodes that have clients.
+            if !local_clients {
+                continue;
             }
             let event = live_stats(&listening, Some(&state.library), server_load());
             // Each node computes the same totals: deliver locally, never through the broker.

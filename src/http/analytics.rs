@@ -190,7 +190,8 @@ fn self_or_admin(
         return Ok(());
     }
     match identify(state, peer, headers, query)? {
-        Some(id) if id.admin || id.user_id == user => Ok(()),
+        // Only a token proves who the listener is: a bare user_id is a claim.
+        Some(id) if id.via_token && (id.admin || id.user_id == user) => Ok(()),
         _ => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",

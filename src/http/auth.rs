@@ -3,7 +3,9 @@
 //! - A token (`Authorization: Bearer …` or `?token=`) must verify; a `user_id` that contradicts
 //!   it is refused.
 //! - Without a token, a `user_id` is believed only from a loopback client that is not behind a
-//!   proxy (the machine's own users and tools), or from anyone when `auth.mode = "open"`.
+//!   proxy (the machine's own users and tools) and, if it is a browser page, only from a page
+//!   this server served to a loopback address (any other page open on the machine, or a DNS
+//!   rebinding, would otherwise act as anyone) — or from anyone when `auth.mode = "open"`.
 //! - Otherwise the caller is anonymous: it may listen, not act.
 
 use std::collections::HashMap;
@@ -21,6 +23,8 @@ pub struct Identity {
     pub user_id: String,
     /// From a token with the `admin` claim.
     pub admin: bool,
+    /// Proven by a token (not only claimed by a trusted client).
+    pub via_token: bool,
 }
 
 const PROXY_HEADERS: [&str; 3] = ["x-forwarded-for", "forwarded", "x-real-ip"];
@@ -33,6 +37,37 @@ fn proxied(headers: &HeaderMap) -> bool {
 /// by a proxy.
 pub fn is_operator(peer: SocketAddr, headers: &HeaderMap) -> bool {
     peer.ip().is_loopback() && !proxied(headers) && !headers.contains_key(header::ORIGIN)
+}
+
+/// A request without `Origin` (not a browser page), or from a page of this very server reached
+/// at a loopback name: `Origin`'s authority equals `Host`, and that host is loopback.
+fn own_page_or_no_browser(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let (Ok(origin), Some(Ok(host))) = (
+        origin.to_str(),
+        headers.get(header::HOST).map(|h| h.to_str()),
+    ) else {
+        return false;
+    };
+    let Some(authority) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    if !authority.eq_ignore_ascii_case(host) {
+        return false;
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "localhost" | "127.0.0.1" | "[::1]"
+    )
 }
 
 /// The caller's identity, `None` for an anonymous caller; an invalid token or a `user_id` that
@@ -78,13 +113,15 @@ pub fn identify(
         return Ok(Some(Identity {
             user_id: claims.sub,
             admin: claims.admin,
+            via_token: true,
         }));
     }
-    let trusted =
-        state.config.auth.mode == AuthMode::Open || (peer.ip().is_loopback() && !proxied(headers));
+    let trusted = state.config.auth.mode == AuthMode::Open
+        || (peer.ip().is_loopback() && !proxied(headers) && own_page_or_no_browser(headers));
     Ok(claimed.filter(|_| trusted).map(|u| Identity {
         user_id: u.to_string(),
         admin: false,
+        via_token: false,
     }))
 }
 
@@ -121,5 +158,50 @@ pub fn require_admin(
             "forbidden",
             "an admin token is needed",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn only_our_own_loopback_pages_may_claim_a_user() {
+        assert!(own_page_or_no_browser(&headers(&[(
+            "host",
+            "127.0.0.1:8082"
+        )])));
+        assert!(own_page_or_no_browser(&headers(&[
+            ("host", "127.0.0.1:8082"),
+            ("origin", "http://127.0.0.1:8082")
+        ])));
+        assert!(own_page_or_no_browser(&headers(&[
+            ("host", "localhost:8082"),
+            ("origin", "http://localhost:8082")
+        ])));
+        for (host, origin) in [
+            ("127.0.0.1:8082", "http://evil.example"),
+            ("127.0.0.1:8082", "http://127.0.0.1:9999"),
+            // DNS rebinding: the page's own origin, but not a loopback name.
+            ("evil.example:8082", "http://evil.example:8082"),
+            ("127.0.0.1:8082", "null"),
+        ] {
+            assert!(
+                !own_page_or_no_browser(&headers(&[("host", host), ("origin", origin)])),
+                "{host} {origin}"
+            );
+        }
+        assert!(!own_page_or_no_browser(&headers(&[(
+            "origin",
+            "http://127.0.0.1:8082"
+        )])));
     }
 }

@@ -55,15 +55,26 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/hls/{track_id}/master.m3u8", get(hls::master))
         .route("/hls/{track_id}/{quality}/playlist.m3u8", get(hls::media))
         .route("/hls/{track_id}/{quality}/{segment}", get(hls::segment))
-        .route("/stream/{*filename}", get(stream::progressive).head(stream::progressive))
+        .route(
+            "/stream/{*filename}",
+            get(stream::progressive).head(stream::progressive),
+        )
         .route("/api/streaming/session", post(sessions::create))
-        .route("/api/streaming/session/{id}", get(sessions::get).delete(sessions::end))
-        .route("/api/streaming/session/{id}/metrics", post(sessions::metrics))
+        .route(
+            "/api/streaming/session/{id}",
+            get(sessions::get).delete(sessions::end),
+        )
+        .route(
+            "/api/streaming/session/{id}/metrics",
+            post(sessions::metrics),
+        )
         .route("/api/streaming/stats", get(sessions::stats))
         .route("/api/playlists", get(social::list).post(social::create))
         .route(
             "/api/playlists/{id}",
-            get(social::get).patch(social::rename).delete(social::delete),
+            get(social::get)
+                .patch(social::rename)
+                .delete(social::delete),
         )
         .route("/api/playlists/{id}/tracks", post(social::add_track))
         .route(
@@ -85,14 +96,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/analytics/quality", get(analytics::quality))
         .route("/api/analytics/qoe", get(analytics::qoe))
         .route("/api/analytics/qoe/sessions", get(analytics::qoe_sessions))
-        .route("/api/analytics/users/{id}/export", get(analytics::export_user))
-        .route("/api/analytics/users/{id}", axum::routing::delete(analytics::delete_user))
+        .route(
+            "/api/analytics/users/{id}/export",
+            get(analytics::export_user),
+        )
+        .route(
+            "/api/analytics/users/{id}",
+            axum::routing::delete(analytics::delete_user),
+        )
         .fallback(observe::fallback)
         .layer(axum::middleware::from_fn(observe::record_request))
         .layer(cors)
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            tracing::info_span!("request", method = %req.method(), uri = %req.uri())
-        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                // The path only: queries may carry tokens, which must never reach the logs.
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+            }),
+        )
         .with_state(state)
 }
 

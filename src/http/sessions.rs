@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::auth::identify;
 use super::{ApiError, AppState};
 use crate::analytics::{Platform, SessionExtras};
 use crate::streaming::adaptive::{ClientCapabilities, PerformanceMetrics, StreamingError};
@@ -51,9 +52,17 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    Query(mut query): Query<HashMap<String, String>>,
     body: Result<Json<CreateSession>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(body) = body?;
+    let Json(mut body) = body?;
+    // The body's `user_id` is a claim like `?user_id=`: believed under the same rules (a token,
+    // or this machine), refused if it contradicts a token, dropped for an anonymous caller, so
+    // nobody can address quality changes or listening stats to someone else.
+    if let Some(u) = body.user_id.take() {
+        query.entry("user_id".into()).or_insert(u);
+    }
+    body.user_id = identify(&state, peer, &headers, &query)?.map(|i| i.user_id);
     let track = state
         .library
         .get(&body.track_id)
@@ -125,23 +134,20 @@ pub async fn metrics(
 ) -> Result<Json<Value>, ApiError> {
     let Json(report) = body?;
     let uuid = session_uuid(&id)?;
-    let before = state
-        .streaming
-        .get_session(&id)
-        .await
-        .ok_or_else(|| StreamingError::UnknownSession(id.clone()))?;
-    let switched_to = report
-        .current_quality
-        .as_deref()
-        .filter(|q| *q != before.current_quality);
-    if let Some(q) = switched_to {
-        if state.streaming.profile(q).is_none() {
-            return Err(StreamingError::UnknownQuality(q.to_string()).into());
-        }
-        // Before the report: the player's own `quality_switches` already counts this switch,
-        // and the report keeps the larger count, so it is not counted twice.
-        state.streaming.record_player_quality(&id, q).await;
+    if state.streaming.get_session(&id).await.is_none() {
+        return Err(StreamingError::UnknownSession(id).into());
     }
+    // A switch is a change from what the player reported before (not from the server's choice,
+    // which a player's next report may not reflect yet). Before the report: the player's own
+    // `quality_switches` already counts this switch, and the report keeps the larger count.
+    let switched = match report.current_quality.as_deref() {
+        Some(q) => state
+            .streaming
+            .record_player_quality(&id, q)
+            .await?
+            .map(|from| (from, q.to_string())),
+        None => None,
+    };
     let session = state
         .streaming
         .report_metrics(&id, report.metrics.clone())
@@ -157,16 +163,21 @@ pub async fn metrics(
             )
             .await;
     }
-    if let Some(q) = switched_to {
+    if let Some((from, to)) = &switched {
         state
             .analytics
-            .record_quality_switch(uuid, &before.current_quality, q, Some("player".into()))
+            .record_quality_switch(uuid, from, to, Some("player".into()))
             .await;
     }
     state
         .analytics
         .record_performance(uuid, &session.performance_metrics)
         .await;
+    if let Some(user) = state.streaming.session_user(&id).await {
+        state
+            .websocket
+            .note_buffer(&user, session.performance_metrics.buffer_health_percentage);
+    }
     if let Some(s) = report.startup_ms {
         state.analytics.record_startup(uuid, s).await;
     }
@@ -187,6 +198,9 @@ pub async fn end(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<StatusCode, ApiError> {
     let uuid = session_uuid(&id)?;
+    if let Some(user) = state.streaming.session_user(&id).await {
+        state.websocket.forget_buffer(&user);
+    }
     if !state.streaming.end_session(&id).await {
         return Err(StreamingError::UnknownSession(id).into());
     }

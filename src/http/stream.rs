@@ -20,7 +20,7 @@ use super::range::{parse_range, RangeRequest};
 use super::{ApiError, AppState};
 use crate::library::Track;
 use crate::streaming::adaptive::{
-    select_progressive_profile, ClientHints, ConnectionType, DeviceType, StreamingError,
+    select_progressive_profile, ClientHints, ConnectionType, DeviceType,
 };
 
 /// Why a library path is refused, if it is.
@@ -114,15 +114,14 @@ pub async fn progressive(
 
     // A streaming session's current quality (the quality monitor's choice) comes next after an
     // explicit `?quality=`.
+    // An unknown session (expired, ended, or held by another node) falls back to the usual
+    // choice: a player already streaming must not get a 404 on its next range request.
     let session_quality = match params.get("session_id") {
-        Some(id) => Some(
-            state
-                .streaming
-                .get_session(id)
-                .await
-                .ok_or_else(|| StreamingError::UnknownSession(id.clone()))?
-                .current_quality,
-        ),
+        Some(id) => state
+            .streaming
+            .get_session(id)
+            .await
+            .map(|s| s.current_quality),
         None => None,
     };
     let (profile, varies) = match params.get("quality").or(session_quality.as_ref()) {

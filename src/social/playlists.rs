@@ -3,8 +3,9 @@
 //! Every edit runs in one transaction that first bumps the playlist's `updated_at` *with the
 //! owner in the condition*: that statement both checks ownership and takes the write lock
 //! (SQLite) or the row lock (PostgreSQL) before the entries are read, so two tabs editing at once
-//! are serialised and neither edit is lost. Positions stay 0..n-1: an edit rewrites the entries
-//! from the first position it changes.
+//! are serialised and neither edit is lost. Positions stay 0..n-1: an insertion or removal
+//! shifts the entries after it in two set-based statements; a move rewrites the span it
+//! crosses.
 
 use serde::Serialize;
 use sqlx::{Any, Row, Transaction};
@@ -189,8 +190,9 @@ impl SocialStore {
             )));
         }
         let at = position.unwrap_or(tracks.len()).min(tracks.len());
+        shift(&mut tx, id, at, 1).await?;
+        insert_entry(&mut tx, id, at, track_id).await?;
         tracks.insert(at, track_id.to_string());
-        rewrite_from(&mut tx, id, &tracks, at).await?;
         tx.commit().await?;
         self.changed(id, Edit::Added, Some(track_id.to_string()), Some(at))
             .await
@@ -212,7 +214,8 @@ impl SocialStore {
             )));
         }
         let removed = tracks.remove(position);
-        rewrite_from(&mut tx, id, &tracks, position).await?;
+        delete_entry(&mut tx, id, position).await?;
+        shift(&mut tx, id, position + 1, -1).await?;
         tx.commit().await?;
         self.changed(id, Edit::Removed, Some(removed), Some(position))
             .await
@@ -233,7 +236,8 @@ impl SocialStore {
             )));
         };
         tracks.remove(position);
-        rewrite_from(&mut tx, id, &tracks, position).await?;
+        delete_entry(&mut tx, id, position).await?;
+        shift(&mut tx, id, position + 1, -1).await?;
         tx.commit().await?;
         self.changed(
             id,
@@ -262,7 +266,7 @@ impl SocialStore {
         }
         let t = tracks.remove(from);
         tracks.insert(to, t.clone());
-        rewrite_from(&mut tx, id, &tracks, from.min(to)).await?;
+        rewrite_range(&mut tx, id, &tracks, from.min(to), from.max(to)).await?;
         tx.commit().await?;
         self.changed(id, Edit::Moved, Some(t), Some(to)).await
     }
@@ -277,6 +281,17 @@ impl SocialStore {
     ) -> Result<(Playlist, Vec<String>), SocialError> {
         let to = recipients(user, to_users)?;
         let mut tx = self.lock_owned(user, id).await?;
+        let already: i64 =
+            sqlx::query("SELECT COUNT(*) FROM playlist_shares WHERE playlist_id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?
+                .get(0);
+        if already as usize + to.len() > MAX_RECIPIENTS {
+            return Err(SocialError::Invalid(format!(
+                "a playlist is shared with at most {MAX_RECIPIENTS} users"
+            )));
+        }
         let now = now_ms();
         let mut added = Vec::new();
         for u in &to {
@@ -398,27 +413,80 @@ async fn entries(tx: &mut Transaction<'static, Any>, id: &str) -> Result<Vec<Str
     .collect())
 }
 
-/// Rewrites the entries from position `from` on.
-async fn rewrite_from(
+/// Moves every entry at `from` or after by `by` positions (±1) in two set-based statements:
+/// first to distinct negative positions, then back, so the primary key never clashes midway.
+async fn shift(
+    tx: &mut Transaction<'static, Any>,
+    id: &str,
+    from: usize,
+    by: i64,
+) -> Result<(), SocialError> {
+    sqlx::query(
+        "UPDATE playlist_entries SET position = -(position + $3) - 1 \
+         WHERE playlist_id = $1 AND position >= $2",
+    )
+    .bind(id)
+    .bind(from as i64)
+    .bind(by)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE playlist_entries SET position = -position - 1 WHERE playlist_id = $1 AND position < 0",
+    )
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_entry(
+    tx: &mut Transaction<'static, Any>,
+    id: &str,
+    position: usize,
+    track_id: &str,
+) -> Result<(), SocialError> {
+    sqlx::query(
+        "INSERT INTO playlist_entries (playlist_id, position, track_id) VALUES ($1, $2, $3)",
+    )
+    .bind(id)
+    .bind(position as i64)
+    .bind(track_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn delete_entry(
+    tx: &mut Transaction<'static, Any>,
+    id: &str,
+    position: usize,
+) -> Result<(), SocialError> {
+    sqlx::query("DELETE FROM playlist_entries WHERE playlist_id = $1 AND position = $2")
+        .bind(id)
+        .bind(position as i64)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Rewrites the entries at positions `lo..=hi` (a move changes nothing outside them).
+async fn rewrite_range(
     tx: &mut Transaction<'static, Any>,
     id: &str,
     tracks: &[String],
-    from: usize,
+    lo: usize,
+    hi: usize,
 ) -> Result<(), SocialError> {
-    sqlx::query("DELETE FROM playlist_entries WHERE playlist_id = $1 AND position >= $2")
-        .bind(id)
-        .bind(from as i64)
-        .execute(&mut **tx)
-        .await?;
-    for (i, t) in tracks.iter().enumerate().skip(from) {
-        sqlx::query(
-            "INSERT INTO playlist_entries (playlist_id, position, track_id) VALUES ($1, $2, $3)",
-        )
-        .bind(id)
-        .bind(i as i64)
-        .bind(t)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "DELETE FROM playlist_entries WHERE playlist_id = $1 AND position >= $2 AND position <= $3",
+    )
+    .bind(id)
+    .bind(lo as i64)
+    .bind(hi as i64)
+    .execute(&mut **tx)
+    .await?;
+    for (i, t) in tracks.iter().enumerate().take(hi + 1).skip(lo) {
+        insert_entry(tx, id, i, t).await?;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, TestApp};
-use crate::websocket::{connect, next, Ws};
+use crate::websocket::{connect, next, response, send, Ws};
 
 async fn report(app: &TestApp, sid: &str, metrics: Value) -> Value {
     let r = app
@@ -46,21 +46,20 @@ async fn session_quality(app: &TestApp, sid: &str) -> String {
     s["current_quality"].as_str().unwrap().to_string()
 }
 
-/// Reports `metrics` every monitor period until the session reaches `want` (or 20 s pass);
-/// returns how many reports it took.
+/// Reports `metrics` until the session reaches `want`, giving the monitor (which looks every
+/// 2 s) up to 6 s to act on each report; returns how many reports it took.
 async fn report_until(app: &TestApp, sid: &str, metrics: Value, want: &str) -> usize {
-    let start = Instant::now();
-    let mut reports = 0;
-    while start.elapsed() < Duration::from_secs(20) {
+    for reports in 1..=5 {
         report(app, sid, metrics.clone()).await;
-        reports += 1;
-        // The monitor looks at sessions every 2 s.
-        tokio::time::sleep(Duration::from_millis(2200)).await;
-        if session_quality(app, sid).await == want {
-            return reports;
+        let deadline = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < deadline {
+            if session_quality(app, sid).await == want {
+                return reports;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    panic!("session never reached {want} after {reports} reports");
+    panic!("session never reached {want} after 5 reports");
 }
 
 /// Every `QualityChanged` event that arrives within `wait`.
@@ -85,21 +84,14 @@ async fn the_monitor_adapts_a_3g_session_and_tells_its_listener() {
     let mut mine = connect(&app, "user_id=listener-5").await;
     let mut theirs = connect(&app, "user_id=someone-else").await;
 
-    let created: Value = app
-        .client
-        .post(app.url("/api/streaming/session"))
-        .json(&json!({
+    let created = app
+        .post_json("/api/streaming/session", &json!({
             "track_id": track,
             "user_id": "listener-5",
             "client_capabilities": {"estimated_bandwidth_kbps": 150, "buffer_duration_ms": 30000,
                 "connection_type": "Cellular3G", "device_type": "Mobile", "adaptive_enabled": true},
         }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(created["initial_profile"]["quality_id"], "mobile");
     let sid = created["session_id"].as_str().unwrap().to_string();
 
@@ -170,6 +162,32 @@ async fn the_monitor_adapts_a_3g_session_and_tells_its_listener() {
         .collect();
     assert!(pairs.contains(&("mobile", "high", 1)), "{pairs:?}");
     assert!(pairs.contains(&("high", "mobile", 1)), "{pairs:?}");
+
+    // The listener's PlaybackProgress carries the buffer their player last reported (8%).
+    send(
+        &mut mine,
+        json!({"command": "Play", "command_id": "p", "track_id": track, "start_position_ms": null}),
+    )
+    .await;
+    response(&mut mine, "p", &mut Vec::new()).await;
+    send(
+        &mut mine,
+        json!({"command": "Seek", "command_id": "s", "track_id": track, "position_ms": 1000}),
+    )
+    .await;
+    let mut seen = Vec::new();
+    response(&mut mine, "s", &mut seen).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let progress = loop {
+        if let Some(p) = seen.iter().find(|m| m["event"] == "PlaybackProgress") {
+            break p.clone();
+        }
+        assert!(Instant::now() < deadline, "no PlaybackProgress: {seen:?}");
+        if let Some(m) = next(&mut mine, Duration::from_secs(1)).await {
+            seen.push(m);
+        }
+    };
+    assert_eq!(progress["buffer_percentage"], 8.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,18 +196,14 @@ async fn a_player_below_the_servers_choice_is_not_flooded() {
     let tracks = app.json("/api/tracks").await;
     let track = tracks[0]["id"].as_str().unwrap().to_string();
     let mut ws = connect(&app, "user_id=listener-6").await;
-    let created: Value = app
-        .client
-        .post(app.url("/api/streaming/session"))
-        .json(&json!({"track_id": track, "user_id": "listener-6",
+    let created = app
+        .post_json(
+            "/api/streaming/session",
+            &json!({"track_id": track, "user_id": "listener-6",
             "client_capabilities": {"estimated_bandwidth_kbps": 5000, "buffer_duration_ms": 30000,
-                "connection_type": "Wifi", "device_type": "Desktop", "adaptive_enabled": true}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+                "connection_type": "Wifi", "device_type": "Desktop", "adaptive_enabled": true}}),
+        )
+        .await;
     assert_eq!(created["initial_profile"]["quality_id"], "high");
     let sid = created["session_id"].as_str().unwrap().to_string();
     // The player's own ABR plays medium although the link is fine: the session follows what
@@ -204,6 +218,7 @@ async fn a_player_below_the_servers_choice_is_not_flooded() {
         .await;
         assert_eq!(r["current_quality"], "medium");
         tokio::time::sleep(Duration::from_millis(2200)).await;
+        assert_eq!(session_quality(&app, &sid).await, "medium");
     }
     assert!(quality_events(&mut ws, Duration::from_millis(500))
         .await

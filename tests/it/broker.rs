@@ -247,5 +247,5 @@ fn an_unreachable_broker_stops_the_start_with_a_clear_error() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("broker"), "{err}");
+    assert!(err.contains("cannot reach the broker"), "{err}");
 }

@@ -49,6 +49,19 @@ impl TestApp {
         r.json().await.expect("json body")
     }
 
+    /// POSTs `body` as JSON and returns the JSON answer (any status).
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> serde_json::Value {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json body")
+    }
+
     /// The id of the track whose library-relative name is `filename`.
     pub async fn track_id(&self, filename: &str) -> String {
         let tracks = self.json("/api/tracks").await;

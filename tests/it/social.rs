@@ -549,3 +549,124 @@ async fn live_stats_count_listeners_from_real_playback() {
         assert!(Instant::now() < deadline, "listener never counted: {e}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_pages_on_this_machine_cannot_claim_a_user() {
+    let app = spawn_app(None).await;
+    let evil = "http://evil.example";
+    // REST: a foreign page's bare user_id is no identity.
+    let r = app
+        .client
+        .get(app.url("/api/playlists?user_id=ann"))
+        .header("origin", evil)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // Our own page (same origin, loopback host) is believed, as the web player needs.
+    let own = format!("http://{}", app.addr);
+    let r = app
+        .client
+        .get(app.url("/api/playlists?user_id=ann"))
+        .header("origin", &own)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // WebSocket: the foreign page connects, but anonymously.
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://{}/api/ws?user_id=ann", app.addr),
+    )
+    .unwrap();
+    req.headers_mut().insert("origin", evil.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    send(&mut ws, json!({"command": "GetStatus", "command_id": "g"})).await;
+    let r = response(&mut ws, "g", &mut Vec::new()).await;
+    assert!(r["data"]["user_id"].is_null(), "{r}");
+    send(&mut ws, json!({"command": "RemoveFromPlaylist", "command_id": "x", "playlist_id": "p", "track_id": "t"})).await;
+    assert_eq!(
+        response(&mut ws, "x", &mut Vec::new()).await["success"],
+        false
+    );
+
+    // A listener's analytics: their own token, an admin token, or the operator; a bare
+    // user_id from a page is not enough.
+    let keys = auth(&app);
+    let ann = keys.mint("ann", Duration::from_secs(60), false).unwrap();
+    let bob = keys.mint("bob", Duration::from_secs(60), false).unwrap();
+    let export = |token: Option<String>| {
+        let mut r = app
+            .client
+            .get(app.url("/api/analytics/users/ann/export"))
+            .header("origin", evil);
+        r = match token {
+            Some(t) => r.bearer_auth(t),
+            None => r.query(&[("user_id", "ann")]),
+        };
+        r.send()
+    };
+    assert_eq!(export(None).await.unwrap().status(), 403);
+    assert_eq!(export(Some(bob)).await.unwrap().status(), 403);
+    assert_eq!(export(Some(ann)).await.unwrap().status(), 200);
+    // A streaming session cannot be addressed to someone else by a foreign page.
+    let tracks = app.json("/api/tracks").await;
+    let created: Value = app
+        .client
+        .post(app.url("/api/streaming/session"))
+        .header("origin", evil)
+        .json(&json!({"track_id": tracks[0]["id"], "user_id": "ann"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sid = created["session_id"].as_str().unwrap();
+    assert_eq!(app.state.streaming.session_user(sid).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playlists_work_the_same_on_postgresql() {
+    let url = crate::analytics::postgres_url().await;
+    let engine = stream_server::analytics::AnalyticsEngine::new(
+        &url,
+        std::sync::Arc::new(stream_server::config::Config::default()),
+    )
+    .await
+    .unwrap();
+    let s = std::sync::Arc::new(stream_server::social::SocialStore::new(
+        engine.pool().clone(),
+    ));
+    let p = s.create_playlist("ann", "PG").await.unwrap().playlist;
+    for t in ["a", "b", "c"] {
+        s.add_track("ann", &p.id, t, None).await.unwrap();
+    }
+    s.add_track("ann", &p.id, "x", Some(0)).await.unwrap();
+    s.move_track("ann", &p.id, 0, 3).await.unwrap();
+    s.remove_at("ann", &p.id, 1).await.unwrap();
+    let got = s.playlist("ann", &p.id).await.unwrap().track_ids;
+    assert_eq!(got, ["a", "c", "x"]);
+    // Concurrent inserts at the head are serialised by the row lock: nothing is lost.
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let s = s.clone();
+        let id = p.id.clone();
+        tasks.push(tokio::spawn(async move {
+            s.add_track("ann", &id, &format!("t{i}"), Some(0)).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(s.playlist("ann", &p.id).await.unwrap().track_ids.len(), 13);
+    let (shared, _) = s
+        .share_playlist("ann", &p.id, &["bob".into()])
+        .await
+        .unwrap();
+    assert_eq!(shared.shared_with, ["bob"]);
+    assert_eq!(s.playlists_for("bob").await.unwrap().len(), 1);
+    assert_eq!(s.like("bob", "a").await.unwrap(), (true, 1));
+    assert!(s.follow("bob", "ann").await.unwrap());
+    s.delete_playlist("ann", &p.id).await.unwrap();
+    assert!(s.playlists_for("bob").await.unwrap().is_empty());
+}

@@ -91,6 +91,8 @@ struct SessionState {
     recommended: String,
     /// Rebuffers already seen in the player's cumulative count.
     rebuffers_seen: u32,
+    /// The quality the player last said it plays (initially the session's first profile).
+    player_quality: String,
     pending_report: bool,
 }
 
@@ -273,6 +275,7 @@ impl AdaptiveStreamingManager {
                 controller,
                 recommended: profile.quality_id.clone(),
                 rebuffers_seen: 0,
+                player_quality: profile.quality_id.clone(),
                 pending_report: false,
             },
         );
@@ -313,23 +316,32 @@ impl AdaptiveStreamingManager {
         let _ = self.changes.send(change);
     }
 
-    /// Records the quality the player reports it is playing (its own ABR may have switched):
-    /// the session follows what is really played, nothing is announced. `false` for an
-    /// unknown session or quality.
-    pub async fn record_player_quality(&self, session_id: &str, quality: &str) -> bool {
+    /// Records the quality the player reports it is playing (its own ABR may have switched).
+    /// Returns the player's previous quality when it changed: the session then follows what is
+    /// really played, nothing is announced. A report that still names the quality the player
+    /// had before a server-side change is no switch (the player may not have applied it yet).
+    pub async fn record_player_quality(
+        &self,
+        session_id: &str,
+        quality: &str,
+    ) -> Result<Option<String>, StreamingError> {
         if self.profile(quality).is_none() {
-            return false;
+            return Err(StreamingError::UnknownQuality(quality.to_string()));
         }
         let mut sessions = self.sessions.write().await;
-        let Some(state) = sessions.get_mut(session_id) else {
-            return false;
-        };
+        let state = sessions
+            .get_mut(session_id)
+            .ok_or_else(|| StreamingError::UnknownSession(session_id.to_string()))?;
+        state.session.last_updated = SystemTime::now();
+        if state.player_quality == quality {
+            return Ok(None);
+        }
+        let from = std::mem::replace(&mut state.player_quality, quality.to_string());
         if state.session.current_quality != quality {
             state.session.current_quality = quality.to_string();
             state.session.performance_metrics.quality_switches += 1;
         }
-        state.session.last_updated = SystemTime::now();
-        true
+        Ok(Some(from))
     }
 
     /// Records a player's report; the quality monitor acts on it at its next pass.
@@ -350,6 +362,15 @@ impl AdaptiveStreamingManager {
         state.session.last_updated = SystemTime::now();
         state.pending_report = true;
         Ok(state.session.clone())
+    }
+
+    /// The listener a session belongs to, when known.
+    pub async fn session_user(&self, session_id: &str) -> Option<String> {
+        self.sessions
+            .read()
+            .await
+            .get(session_id)
+            .and_then(|s| s.user_id.clone())
     }
 
     /// Sessions with a report or change within `within`: (user, track) of each.

@@ -171,8 +171,8 @@ impl AbrController {
         push_capped(&mut self.samples, kbps, self.tuning.history);
     }
 
-    /// Records a rebuffer: the link failed us whatever the samples say, so the last prediction
-    /// counts as fully wrong and the next decision is planned from an empty buffer.
+    /// Records a rebuffer: the link failed us whatever the samples say, so it counts as a
+    /// prediction 100% wrong, which halves the estimate until it leaves the error history.
     pub fn observe_stall(&mut self) {
         push_capped(&mut self.errors, 1.0, self.tuning.history);
     }

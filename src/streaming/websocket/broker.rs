@@ -19,6 +19,7 @@ use futures_util::StreamExt as _;
 use redis::AsyncCommands as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::hub::WebSocketManager;
 use super::live::Listening;
@@ -71,6 +72,14 @@ pub struct Broker {
     conn: redis::aio::MultiplexedConnection,
     dropped: AtomicU64,
     received: Arc<AtomicU64>,
+    /// Ends the subscriber task (when the broker is dropped, or the node leaves).
+    stop: CancellationToken,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl std::fmt::Debug for Broker {
@@ -100,6 +109,7 @@ impl Broker {
             conn: conn.clone(),
             dropped: AtomicU64::new(0),
             received: Arc::default(),
+            stop: CancellationToken::new(),
         });
         tokio::spawn(publisher(rx, conn, channel.clone()));
         tokio::spawn(subscriber(
@@ -109,6 +119,7 @@ impl Broker {
             broker.node.clone(),
             Arc::downgrade(hub),
             broker.received.clone(),
+            broker.stop.clone(),
         ));
         hub.set_broker(broker.clone());
         tracing::info!(node = %broker.node, namespace, "connected to the broker");
@@ -177,8 +188,10 @@ impl Broker {
         })
     }
 
-    /// Removes this node from the shared listener view (on shutdown).
+    /// Stops listening to the other nodes and removes this node from the shared listener view
+    /// (on shutdown).
     pub async fn leave(&self) {
+        self.stop.cancel();
         let mut conn = self.conn.clone();
         let _: Result<(), _> = conn.hdel(&self.live_key, &self.node).await;
     }
@@ -204,13 +217,17 @@ async fn subscriber(
     node: String,
     hub: Weak<WebSocketManager>,
     received: Arc<AtomicU64>,
+    stop: CancellationToken,
 ) {
     let mut pubsub = Some(first);
     let mut backoff = Duration::from_millis(200);
     loop {
         let Some(ps) = pubsub.take() else {
             // Reconnect after a lost connection, with a capped exponential backoff.
-            tokio::time::sleep(backoff).await;
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
             backoff = (backoff * 2).min(Duration::from_secs(10));
             if hub.strong_count() == 0 {
                 return;
@@ -229,7 +246,14 @@ async fn subscriber(
         };
         backoff = Duration::from_millis(200);
         let mut messages = ps.into_on_message();
-        while let Some(msg) = messages.next().await {
+        loop {
+            let msg = tokio::select! {
+                _ = stop.cancelled() => return,
+                m = messages.next() => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+            };
             let Some(hub) = hub.upgrade() else { return };
             let Ok(text) = msg.get_payload::<String>() else {
                 continue;

@@ -11,7 +11,7 @@ use super::hub::WebSocketManager;
 use super::protocol::{WebSocketCommand, WebSocketEvent, EVENT_NAMES};
 use crate::analytics::Platform;
 use crate::library::Library;
-use crate::social::{PlaylistChange, SocialStore};
+use crate::social::{PlaylistChange, SocialError, SocialStore};
 use crate::streaming::adaptive::{select_initial_profile, AdaptiveProfile, ClientCapabilities};
 
 /// One user's playback, as their commands drive it.
@@ -31,6 +31,17 @@ fn ok(command_id: &str, data: serde_json::Value) -> WebSocketEvent {
         success: true,
         data: Some(data),
         error: None,
+    }
+}
+
+/// What a client is told about a failed playlist edit (never the database's own words).
+fn client_message(e: SocialError) -> String {
+    match e {
+        SocialError::Db(e) => {
+            tracing::error!(error = %e, "playlist store");
+            "the playlist store is unavailable; try again".into()
+        }
+        other => other.to_string(),
     }
 }
 
@@ -176,7 +187,7 @@ impl WebSocketManager {
                     social
                         .add_track(&user, &playlist_id, &track_id, position)
                         .await
-                        .map_err(|e| e.to_string())
+                        .map_err(client_message)
                 })
                 .await
             }
@@ -191,7 +202,7 @@ impl WebSocketManager {
                     social
                         .remove_track(&user, &playlist_id, &track_id)
                         .await
-                        .map_err(|e| e.to_string())
+                        .map_err(client_message)
                 })
                 .await
             }
@@ -405,12 +416,14 @@ impl WebSocketManager {
                 .update_play_progress(session, position, None)
                 .await;
         }
-        // The server does not know the client's buffer: reported as 0 (unknown).
+        // The buffer is what the user's player last reported on its streaming session (0 when
+        // it never did: the spec's event has no way to say "unknown").
+        let buffer = self.buffer_of(user);
         self.broadcast_event(WebSocketEvent::PlaybackProgress {
             track_id: track_id.into(),
             user_id: user.into(),
             position_ms: position,
-            buffer_percentage: 0.0,
+            buffer_percentage: buffer,
         })
         .await;
         ok(

@@ -76,6 +76,8 @@ pub struct WebSocketManager {
     pub(super) started: Instant,
     /// Other nodes, when a broker is configured.
     broker: std::sync::OnceLock<Arc<Broker>>,
+    /// Each user's latest reported buffer health (percent), from their streaming session.
+    buffers: Mutex<HashMap<String, f32>>,
 }
 
 impl Default for WebSocketManager {
@@ -97,7 +99,26 @@ impl WebSocketManager {
             playback: Mutex::default(),
             started: Instant::now(),
             broker: std::sync::OnceLock::new(),
+            buffers: Mutex::default(),
         }
+    }
+
+    /// Records a user's buffer health as their player reported it (for `PlaybackProgress`).
+    pub fn note_buffer(&self, user_id: &str, percentage: f32) {
+        if percentage.is_finite() {
+            self.buffers
+                .lock()
+                .insert(user_id.to_string(), percentage.clamp(0.0, 100.0));
+        }
+    }
+
+    /// Forgets a user's buffer health (their streaming session ended).
+    pub fn forget_buffer(&self, user_id: &str) {
+        self.buffers.lock().remove(user_id);
+    }
+
+    pub(super) fn buffer_of(&self, user_id: &str) -> f32 {
+        self.buffers.lock().get(user_id).copied().unwrap_or(0.0)
     }
 
     /// Attaches the broker (once): from then on broadcasts and addressed sends also reach the
