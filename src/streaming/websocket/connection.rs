@@ -79,6 +79,7 @@ impl WebSocketManager {
     ) {
         let id = Uuid::new_v4();
         let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
+        let closer = tokio_util::sync::CancellationToken::new();
         let now = SystemTime::now();
         self.connections.write().insert(
             id,
@@ -91,6 +92,7 @@ impl WebSocketManager {
                 subscribed_events: Vec::new(),
                 filters: Default::default(),
                 sender: tx.clone(),
+                closer: closer.clone(),
             },
         );
         self.stats.total_connections.fetch_add(1, Ordering::Relaxed);
@@ -100,6 +102,7 @@ impl WebSocketManager {
         tracing::info!(parent: &span, %ip_address, "websocket connected");
 
         let (mut sink, mut stream) = socket.split();
+        let writer_closer = closer.clone();
         let writer = tokio::spawn(async move {
             let mut ping = tokio::time::interval(PING_EVERY);
             ping.tick().await;
@@ -115,6 +118,11 @@ impl WebSocketManager {
                         None => break,
                     },
                     _ = ping.tick() => Message::Ping(Default::default()),
+                    _ = writer_closer.cancelled() => {
+                        let close = Message::Close(Some(CloseFrame { code: 1008, reason: "too slow: events were not read".into() }));
+                        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(close)).await;
+                        break;
+                    }
                 };
                 // Whatever else is already queued goes out with this frame in one flush (one
                 // write on the socket instead of one per event when events come in bursts).
@@ -157,7 +165,14 @@ impl WebSocketManager {
             last: Instant::now(),
             warned: false,
         };
-        while let Some(msg) = stream.next().await {
+        loop {
+            let msg = tokio::select! {
+                _ = closer.cancelled() => break,
+                m = stream.next() => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+            };
             self.touch(id);
             let reply = match msg {
                 Ok(Message::Text(text)) => {

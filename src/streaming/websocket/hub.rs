@@ -43,6 +43,9 @@ pub struct WebSocketConnection {
     /// The spec has a per-connection broadcast channel; a bounded queue is used instead, so
     /// that a reader who stops reading is noticed (full queue) and dropped, never waited for.
     pub(super) sender: mpsc::Sender<Outbound>,
+    /// Closes the socket from the hub's side (a slow reader's queue is full, so a close frame
+    /// cannot be queued behind its backlog).
+    pub(super) closer: tokio_util::sync::CancellationToken,
 }
 
 #[derive(Default)]
@@ -472,14 +475,15 @@ impl WebSocketManager {
         self.drop_slow(slow);
     }
 
-    /// Removing a connection drops its queue's sender: its writer ends and closes the socket.
+    /// Removes slow readers and closes their sockets (their writer and reader both stop).
     fn drop_slow(&self, slow: Vec<Uuid>) {
         if slow.is_empty() {
             return;
         }
         let mut conns = self.connections.write();
         for id in slow {
-            if conns.remove(&id).is_some() {
+            if let Some(c) = conns.remove(&id) {
+                c.closer.cancel();
                 self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(connection_id = %id, "disconnecting a reader that stopped reading");
             }
