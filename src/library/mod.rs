@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 pub use scan::{ScanProblem, ScanReport};
 
 /// One playable file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+#[ts(export)]
 pub struct Track {
     pub id: String,
     /// Path relative to the library root, `/`-separated.
@@ -28,11 +29,13 @@ pub struct Track {
     pub artist: Option<String>,
     pub album: Option<String>,
     pub genre: Option<String>,
+    #[ts(type = "number")]
     pub duration_ms: u64,
     pub sample_rate: u32,
     pub channels: u16,
     pub codec: String,
     /// Exact length in samples per channel (gapless-trimmed), which every layout derives from.
+    #[ts(type = "number")]
     pub samples: u64,
     /// Changes when the file changes (size, modification time).
     pub version: String,

@@ -50,24 +50,29 @@ impl SocialStore {
 }
 
 /// One entry of a playlist as a client shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
+#[ts(export)]
 pub struct EntryView {
     pub track_id: String,
     pub title: String,
     pub artist: Option<String>,
+    #[ts(type = "number")]
     pub duration_ms: u64,
     /// False when the track has left the library (the entry is kept).
     pub available: bool,
 }
 
 /// A playlist as a client shows it: entries with the library's titles.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
+#[ts(export)]
 pub struct PlaylistView {
     pub id: String,
     pub name: String,
     pub owner: String,
     pub tracks: Vec<EntryView>,
+    #[ts(type = "number")]
     pub updated_at: i64,
+    #[ts(type = "number")]
     pub created_at: i64,
     pub shared_with: Vec<String>,
 }

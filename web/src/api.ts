@@ -1,58 +1,29 @@
 // HTTP API of stream-server: the types of its JSON payloads and a small fetch wrapper.
 //
+// The wire types (`Track`, `ClientCapabilities`, `AdaptiveProfile`, `PerformanceMetrics`, the
+// playlists' `PlaylistView` / `EntryView`...) come from the Rust definitions via ts-rs: `cargo test`
+// regenerates `src/generated/`, and CI checks that the generated files are committed. Do not
+// re-declare them by hand here: import them, and build the web-only types from them.
+//
 // In the browser every URL is relative to the page's origin (the server serves the app, or the
 // Vite dev server proxies to it). Tests running outside a browser set an absolute base with
 // `setApiBase('http://127.0.0.1:PORT')`.
 
-export type ConnectionType = 'Wifi' | 'Cellular4G' | 'Cellular3G' | 'Cellular2G' | 'Ethernet' | 'Unknown';
-export type DeviceType = 'Desktop' | 'Mobile' | 'Tablet' | 'SmartSpeaker' | 'CarAudio' | 'Unknown';
+import type { AdaptiveProfile } from './generated/AdaptiveProfile';
+import type { ClientCapabilities } from './generated/ClientCapabilities';
+import type { EntryView } from './generated/EntryView';
+import type { PerformanceMetrics } from './generated/PerformanceMetrics';
+import type { PlaylistView } from './generated/PlaylistView';
+import type { Track } from './generated/Track';
 
-export interface Track {
-  id: string;
-  filename: string;
-  title: string;
-  artist: string | null;
-  album: string | null;
-  genre: string | null;
-  duration_ms: number;
-  sample_rate: number;
-  channels: number;
-  codec: string;
-}
-
-export interface ClientCapabilities {
-  estimated_bandwidth_kbps: number;
-  buffer_duration_ms: number;
-  connection_type: ConnectionType;
-  device_type: DeviceType;
-  preferred_quality: string | null;
-  adaptive_enabled: boolean;
-}
-
-export interface AdaptiveProfile {
-  quality_id: string;
-  bitrate_kbps: number;
-  sample_rate: number;
-  channels: number;
-  codec: string;
-  file_extension: string;
-  bandwidth_estimate_kbps: number;
-}
+export type { AdaptiveProfile, ClientCapabilities, EntryView, PerformanceMetrics, PlaylistView, Track };
+export type { ConnectionType } from './generated/ConnectionType';
+export type { DeviceType } from './generated/DeviceType';
 
 export interface CreateSessionResponse {
   session_id: string;
   initial_profile: AdaptiveProfile;
   master_playlist: string;
-}
-
-export interface PerformanceMetrics {
-  buffer_health_percentage: number;
-  download_speed_kbps: number;
-  packet_loss_percentage: number;
-  latency_ms: number;
-  rebuffer_count: number;
-  rebuffer_duration_ms: number;
-  quality_switches: number;
 }
 
 /** A player's metrics report: PerformanceMetrics plus what only the player knows. Integers only
@@ -221,25 +192,18 @@ export interface StreamingSession {
 // when the app has a token, else `?user_id=`.
 // ---------------------------------------------------------------------------------------------
 
-/** One entry of a playlist (the same track may appear more than once). */
-export interface PlaylistEntry {
-  track_id: string;
-  title: string;
-  artist: string | null;
-  duration_ms: number;
-}
+/**
+ * One entry of a playlist (the same track may appear more than once). `available` is false once
+ * the track has left the library (the entry is kept).
+ */
+export type PlaylistEntry = EntryView;
 
-export interface Playlist {
-  id: string;
-  name: string;
-  /** The owner's user id: only the owner may rename or delete it. */
-  owner: string;
-  tracks: PlaylistEntry[];
-  /** Last change, ms since epoch. */
-  updated_at: number;
-  /** Users it is shared with (they see it, and its changes, too). */
-  shared_with: string[];
-}
+/**
+ * A playlist as the server shows it: `owner` is the owner's user id (only the owner may rename or
+ * delete it), `updated_at` / `created_at` are ms since epoch, `shared_with` the users who see it
+ * (and its changes) too.
+ */
+export type Playlist = PlaylistView;
 
 /** Who is asking: the same identity as the WebSocket's. */
 export interface ApiIdentity {
@@ -314,5 +278,7 @@ export function entryAsTrack(entry: PlaylistEntry): Track {
     sample_rate: 0,
     channels: 0,
     codec: '',
+    samples: 0,
+    version: '',
   };
 }

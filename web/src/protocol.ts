@@ -1,250 +1,89 @@
 // The WebSocket protocol between the player and stream-server (`/api/ws`).
 //
+// The wire types come from the Rust definitions (`WebSocketCommand` / `WebSocketEvent` and what
+// they embed) via ts-rs: `cargo test` regenerates `src/generated/`, and CI checks that the
+// generated files are committed. Do not re-declare them by hand here: import them, and derive
+// any narrower name the app needs from them (`Extract<>`, indexed access).
+//
 // Commands (client → server) are JSON objects tagged by `"command"`; events (server → client) are
-// tagged by `"event"`, as serde's internally tagged enums write them. These types mirror the Rust
-// `WebSocketCommand` / `WebSocketEvent` enums of the spec and are written by hand for now: they
-// will be generated from the Rust types later, so keep them all in this one file.
+// tagged by `"event"`, as serde's internally tagged enums write them. An `Option` field is always
+// sent as `null` when empty (the types say `T | null`, not optional).
 
-import type { Playlist } from './api';
+import type { PlaylistView } from './generated/PlaylistView';
+import type { WebSocketCommand } from './generated/WebSocketCommand';
+import type { WebSocketEvent } from './generated/WebSocketEvent';
 
-export type PlaylistAction = 'Added' | 'Removed' | 'Reordered' | 'Cleared';
-export type MessageLevel = 'Info' | 'Warning' | 'Error';
+export type { WebSocketCommand, WebSocketEvent };
+export type { LiveTrackStats } from './generated/LiveTrackStats';
+export type { MessageLevel } from './generated/MessageLevel';
+export type { PlaylistAction } from './generated/PlaylistAction';
+export type { JsonValue } from './generated/serde_json/JsonValue';
 
 // ---------------------------------------------------------------------------------------------
 // Commands (client → server)
 // ---------------------------------------------------------------------------------------------
 
-export interface PlayCommand {
-  command: 'Play';
-  command_id: string;
-  track_id: string;
-  start_position_ms?: number | null;
-}
-
-export interface PauseCommand {
-  command: 'Pause';
-  command_id: string;
-  track_id: string;
-}
-
-export interface StopCommand {
-  command: 'Stop';
-  command_id: string;
-  track_id: string;
-}
-
-export interface SeekCommand {
-  command: 'Seek';
-  command_id: string;
-  track_id: string;
-  position_ms: number;
-}
-
-/** Answered by a `CommandResponse` whose `data` is the updated `Playlist` (`PlaylistCommandResponse`). */
-export interface AddToPlaylistCommand {
-  command: 'AddToPlaylist';
-  command_id: string;
-  playlist_id: string;
-  track_id: string;
-  /** 0-based; null appends. */
-  position?: number | null;
-}
-
-/** Removes the first occurrence of `track_id`; answered like `AddToPlaylist`. */
-export interface RemoveFromPlaylistCommand {
-  command: 'RemoveFromPlaylist';
-  command_id: string;
-  playlist_id: string;
-  track_id: string;
-}
-
-export interface SubscribeCommand {
-  command: 'Subscribe';
-  command_id: string;
-  events: string[];
-  filters?: Record<string, string> | null;
-}
-
-export interface UnsubscribeCommand {
-  command: 'Unsubscribe';
-  command_id: string;
-  events: string[];
-}
-
-export interface GetStatusCommand {
-  command: 'GetStatus';
-  command_id: string;
-}
-
-export interface PingCommand {
-  command: 'Ping';
-  command_id: string;
-}
-
-export type WebSocketCommand =
-  | PlayCommand
-  | PauseCommand
-  | StopCommand
-  | SeekCommand
-  | AddToPlaylistCommand
-  | RemoveFromPlaylistCommand
-  | SubscribeCommand
-  | UnsubscribeCommand
-  | GetStatusCommand
-  | PingCommand;
-
 export type CommandName = WebSocketCommand['command'];
+/** The command tagged `C`. */
+export type CommandOf<C extends CommandName> = Extract<WebSocketCommand, { command: C }>;
+
+export type PlayCommand = CommandOf<'Play'>;
+export type PauseCommand = CommandOf<'Pause'>;
+export type StopCommand = CommandOf<'Stop'>;
+export type SeekCommand = CommandOf<'Seek'>;
+/**
+ * `position` is 0-based; null appends. Answered by a `CommandResponse` whose `data` is the updated
+ * playlist (`PlaylistCommandResponse`).
+ */
+export type AddToPlaylistCommand = CommandOf<'AddToPlaylist'>;
+/** Removes the first occurrence of `track_id`; answered like `AddToPlaylist`. */
+export type RemoveFromPlaylistCommand = CommandOf<'RemoveFromPlaylist'>;
+export type SubscribeCommand = CommandOf<'Subscribe'>;
+export type UnsubscribeCommand = CommandOf<'Unsubscribe'>;
+export type GetStatusCommand = CommandOf<'GetStatus'>;
+export type PingCommand = CommandOf<'Ping'>;
 
 // ---------------------------------------------------------------------------------------------
 // Events (server → client)
 // ---------------------------------------------------------------------------------------------
 
-export interface PlaybackStartedEvent {
-  event: 'PlaybackStarted';
-  track_id: string;
-  user_id: string;
-  timestamp: number;
-}
+export type EventName = WebSocketEvent['event'];
+/** The event tagged `E`. */
+export type EventOf<E extends EventName> = Extract<WebSocketEvent, { event: E }>;
 
-export interface PlaybackPausedEvent {
-  event: 'PlaybackPaused';
-  track_id: string;
-  user_id: string;
-  position_ms: number;
-}
-
-export interface PlaybackResumedEvent {
-  event: 'PlaybackResumed';
-  track_id: string;
-  user_id: string;
-  position_ms: number;
-}
-
-export interface PlaybackStoppedEvent {
-  event: 'PlaybackStopped';
-  track_id: string;
-  user_id: string;
-  total_played_ms: number;
-}
-
-export interface PlaybackProgressEvent {
-  event: 'PlaybackProgress';
-  track_id: string;
-  user_id: string;
-  position_ms: number;
-  buffer_percentage: number;
-}
-
+export type PlaybackStartedEvent = EventOf<'PlaybackStarted'>;
+export type PlaybackPausedEvent = EventOf<'PlaybackPaused'>;
+export type PlaybackResumedEvent = EventOf<'PlaybackResumed'>;
+export type PlaybackStoppedEvent = EventOf<'PlaybackStopped'>;
+export type PlaybackProgressEvent = EventOf<'PlaybackProgress'>;
 /**
  * Any change to a playlist the connection's user owns or shares, from any tab, REST or
  * WebSocket. Creation, rename and deletion come as `Cleared` with `track_id: null`: clients
  * re-fetch rather than patch their copy.
  */
-export interface PlaylistUpdatedEvent {
-  event: 'PlaylistUpdated';
-  playlist_id: string;
-  action: PlaylistAction;
-  track_id?: string | null;
-  position?: number | null;
-}
-
-export interface PlaylistSharedEvent {
-  event: 'PlaylistShared';
-  playlist_id: string;
-  from_user: string;
-  to_users: string[];
-}
-
-export interface TrackLikedEvent {
-  event: 'TrackLiked';
-  track_id: string;
-  user_id: string;
-  total_likes: number;
-}
-
-export interface TrackSharedEvent {
-  event: 'TrackShared';
-  track_id: string;
-  from_user: string;
-  to_users: string[];
-  message?: string | null;
-}
-
-export interface UserFollowedEvent {
-  event: 'UserFollowed';
-  follower_id: string;
-  followed_id: string;
-}
-
-export interface ServerMessageEvent {
-  event: 'ServerMessage';
-  message: string;
-  level: MessageLevel;
-}
-
-export interface RateLimitWarningEvent {
-  event: 'RateLimitWarning';
-  remaining_requests: number;
-  reset_time_seconds: number;
-}
-
-export interface CommandResponseEvent {
-  event: 'CommandResponse';
-  command_id: string;
-  success: boolean;
-  data?: unknown;
-  error?: string | null;
-}
-
-/** The answer to `AddToPlaylist` / `RemoveFromPlaylist`: the playlist after the change. */
-export interface PlaylistCommandResponse extends CommandResponseEvent {
-  data?: Playlist | null;
-}
-
-export interface LiveTrackStats {
-  track_id: string;
-  title: string;
-  artist: string;
-  current_listeners: number;
-}
-
-export interface LiveStatsEvent {
-  event: 'LiveStats';
-  concurrent_listeners: number;
-  top_tracks: LiveTrackStats[];
-  server_load: number;
-}
-
+export type PlaylistUpdatedEvent = EventOf<'PlaylistUpdated'>;
+export type PlaylistSharedEvent = EventOf<'PlaylistShared'>;
+export type TrackLikedEvent = EventOf<'TrackLiked'>;
+export type TrackSharedEvent = EventOf<'TrackShared'>;
+export type UserFollowedEvent = EventOf<'UserFollowed'>;
+export type ServerMessageEvent = EventOf<'ServerMessage'>;
+export type RateLimitWarningEvent = EventOf<'RateLimitWarning'>;
+export type CommandResponseEvent = EventOf<'CommandResponse'>;
+export type LiveStatsEvent = EventOf<'LiveStats'>;
 /** An addition to the spec: the server moved a streaming session to another quality. */
-export interface QualityChangedEvent {
-  event: 'QualityChanged';
-  session_id: string;
-  track_id: string;
-  from: string;
-  to: string;
-  reason: string;
+export type QualityChangedEvent = EventOf<'QualityChanged'>;
+
+/**
+ * The answer to `AddToPlaylist` / `RemoveFromPlaylist`: the playlist after the change. Only the
+ * web side knows this about `data` (the Rust type says `serde_json::Value`), so it is narrowed
+ * here; `interface ... extends` also checks that a `PlaylistView` is a valid `JsonValue`.
+ */
+export interface PlaylistCommandResponse extends CommandResponseEvent {
+  data: PlaylistView | null;
 }
 
-export type WebSocketEvent =
-  | PlaybackStartedEvent
-  | PlaybackPausedEvent
-  | PlaybackResumedEvent
-  | PlaybackStoppedEvent
-  | PlaybackProgressEvent
-  | PlaylistUpdatedEvent
-  | PlaylistSharedEvent
-  | TrackLikedEvent
-  | TrackSharedEvent
-  | UserFollowedEvent
-  | ServerMessageEvent
-  | RateLimitWarningEvent
-  | CommandResponseEvent
-  | LiveStatsEvent
-  | QualityChangedEvent;
-
-export type EventName = WebSocketEvent['event'];
-
-export const EVENT_NAMES: readonly EventName[] = [
+/** Every event name, in the order of the Rust enum; the `satisfies` check below keeps it complete. */
+export const EVENT_NAMES = [
   'PlaybackStarted',
   'PlaybackPaused',
   'PlaybackResumed',
@@ -260,7 +99,12 @@ export const EVENT_NAMES: readonly EventName[] = [
   'CommandResponse',
   'LiveStats',
   'QualityChanged',
-];
+] as const satisfies readonly EventName[];
+
+// A compile error here means the Rust enum gained an event that EVENT_NAMES lacks.
+type MissingEventNames = Exclude<EventName, (typeof EVENT_NAMES)[number]>;
+const allEventNamesListed: [MissingEventNames] extends [never] ? true : MissingEventNames = true;
+void allEventNamesListed;
 
 /**
  * Parses one text frame into an event. Returns null for anything that is not a JSON object with

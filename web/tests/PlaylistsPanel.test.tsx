@@ -184,7 +184,7 @@ describe('PlaylistsPanel and the library menu', () => {
   });
 
   it('shows a playlist shared by someone else read-only, and keeps it out of the library menu', async () => {
-    server.playlists.set('bobs', { id: 'bobs', name: 'Bob’s mix', owner: 'bob', tracks: [catalogEntry(CATALOG[0].id)], updated_at: 1, shared_with: ['ann'] });
+    server.playlists.set('bobs', { id: 'bobs', name: 'Bob’s mix', owner: 'bob', tracks: [catalogEntry(CATALOG[0].id)], updated_at: 1, created_at: 1, shared_with: ['ann'] });
     const tab = await openTab('ann');
     await waitFor(() => expect(tab.ui.getAllByTestId('playlist-item')).toHaveLength(1));
     expect(tab.ui.getByTestId('playlist-summary').textContent).toBe('1 track · 1:00 · shared by bob');
@@ -204,7 +204,7 @@ describe('PlaylistsPanel and the library menu', () => {
   });
 
   it('says why a track could not be added', async () => {
-    server.playlists.set('mine', { id: 'mine', name: 'Mine', owner: 'ann', tracks: [], updated_at: 1, shared_with: [] });
+    server.playlists.set('mine', { id: 'mine', name: 'Mine', owner: 'ann', tracks: [], updated_at: 1, created_at: 1, shared_with: [] });
     const tab = await openTab('ann');
     const menu = () => tab.ui.getAllByTestId('playlist-add')[0] as HTMLSelectElement;
     await waitFor(() => expect(menu().disabled).toBe(false));

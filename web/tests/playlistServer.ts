@@ -54,11 +54,13 @@ export const CATALOG: Track[] = ['alpha', 'bravo', 'charlie', 'delta'].map((id, 
   sample_rate: 44100,
   channels: 2,
   codec: 'flac',
+  samples: (60 + i) * 44100,
+  version: `v1-${id}`,
 }));
 
 function entry(trackId: string): PlaylistEntry | null {
   const t = CATALOG.find((x) => x.id === trackId);
-  return t ? { track_id: t.id, title: t.title, artist: t.artist, duration_ms: t.duration_ms } : null;
+  return t ? { track_id: t.id, title: t.title, artist: t.artist, duration_ms: t.duration_ms, available: true } : null;
 }
 
 class HttpError extends Error {
@@ -129,7 +131,8 @@ export async function startPlaylistServer(): Promise<PlaylistServer> {
       if (method === 'POST') {
         const name = typeof body.name === 'string' ? body.name.trim() : '';
         if (!name) throw new HttpError(400, 'invalid_name', 'a playlist needs a name');
-        const p: Playlist = { id: `pl-${nextId++}`, name, owner: user, tracks: [], updated_at: stamp(), shared_with: [] };
+        const now = stamp();
+        const p: Playlist = { id: `pl-${nextId++}`, name, owner: user, tracks: [], updated_at: now, created_at: now, shared_with: [] };
         playlists.set(p.id, p);
         emit(p, 'Cleared', null, null);
         return [201, copy(p)];

@@ -137,7 +137,7 @@ describe('protocol', () => {
 });
 
 function track(id: string): Track {
-  return { id, filename: `${id}.wav`, title: id.toUpperCase(), artist: null, album: null, genre: null, duration_ms: 40_000, sample_rate: 44100, channels: 2, codec: 'pcm_s16le' };
+  return { id, filename: `${id}.wav`, title: id.toUpperCase(), artist: null, album: null, genre: null, duration_ms: 40_000, sample_rate: 44100, channels: 2, codec: 'pcm_s16le', samples: 40 * 44100, version: `v1-${id}` };
 }
 
 describe('useQueue', () => {
@@ -223,7 +223,7 @@ describe('playlist helpers', () => {
   });
 
   it('makes a queueable track of a playlist entry', () => {
-    expect(entryAsTrack({ track_id: 't1', title: 'One', artist: null, duration_ms: 1000 })).toMatchObject({
+    expect(entryAsTrack({ track_id: 't1', title: 'One', artist: null, duration_ms: 1000, available: true })).toMatchObject({
       id: 't1',
       title: 'One',
       artist: null,

@@ -64,9 +64,9 @@ afterAll(() => setApiBase(''));
 
 describe('usePlaylists', () => {
   it('loads the user’s own and shared playlists, newest first, naming the user with ?user_id', async () => {
-    server.playlists.set('old', { id: 'old', name: 'Old', owner: 'ann', tracks: [catalogEntry(A)], updated_at: 1000, shared_with: [] });
-    server.playlists.set('new', { id: 'new', name: 'New', owner: 'bob', tracks: [], updated_at: 2000, shared_with: ['ann'] });
-    server.playlists.set('bobs', { id: 'bobs', name: 'Bob only', owner: 'bob', tracks: [], updated_at: 3000, shared_with: [] });
+    server.playlists.set('old', { id: 'old', name: 'Old', owner: 'ann', tracks: [catalogEntry(A)], updated_at: 1000, created_at: 1000, shared_with: [] });
+    server.playlists.set('new', { id: 'new', name: 'New', owner: 'bob', tracks: [], updated_at: 2000, created_at: 2000, shared_with: ['ann'] });
+    server.playlists.set('bobs', { id: 'bobs', name: 'Bob only', owner: 'bob', tracks: [], updated_at: 3000, created_at: 3000, shared_with: [] });
     const { result, unmount } = await openTab('ann');
     expect(names(result.current.pl.playlists)).toEqual(['New', 'Old']);
     expect(result.current.pl.error).toBeNull();
@@ -80,7 +80,7 @@ describe('usePlaylists', () => {
   });
 
   it('sends the token as a Bearer header instead of ?user_id', async () => {
-    server.playlists.set('x', { id: 'x', name: 'Mine', owner: 'cat', tracks: [], updated_at: 1, shared_with: [] });
+    server.playlists.set('x', { id: 'x', name: 'Mine', owner: 'cat', tracks: [], updated_at: 1, created_at: 1, shared_with: [] });
     // The socket stays offline here: this is about the REST identity only.
     const { result, unmount } = await openTab('cat', { token: 'tok-cat', offline: true });
     expect(names(result.current.pl.playlists)).toEqual(['Mine']);
@@ -138,7 +138,7 @@ describe('usePlaylists', () => {
   });
 
   it('applies quick successive moves in order (each on the list as the previous one left it)', async () => {
-    server.playlists.set('q', { id: 'q', name: 'Q', owner: 'ann', tracks: [A, B, C].map(catalogEntry), updated_at: 1, shared_with: [] });
+    server.playlists.set('q', { id: 'q', name: 'Q', owner: 'ann', tracks: [A, B, C].map(catalogEntry), updated_at: 1, created_at: 1, shared_with: [] });
     const { result, unmount } = await openTab('ann');
     // Three clicks on "up" for C without waiting: C goes to the top, then B down... as on screen.
     let p1!: Promise<unknown>, p2!: Promise<unknown>;
@@ -160,7 +160,7 @@ describe('usePlaylists', () => {
   });
 
   it('re-fetches on PlaylistUpdated, and a burst of events costs one fetch', async () => {
-    server.playlists.set('p', { id: 'p', name: 'Mix', owner: 'ann', tracks: [], updated_at: 1, shared_with: [] });
+    server.playlists.set('p', { id: 'p', name: 'Mix', owner: 'ann', tracks: [], updated_at: 1, created_at: 1, shared_with: [] });
     const { result, unmount } = await openTab('ann');
     expect(trackIds(result.current.pl.playlists, 'p')).toEqual([]);
 
@@ -182,14 +182,14 @@ describe('usePlaylists', () => {
     expect(server.listGets() - start).toBe(1);
 
     // A playlist shared with this user appears too (PlaylistShared).
-    server.playlists.set('s', { id: 's', name: 'From Bob', owner: 'bob', tracks: [], updated_at: Date.now() + 10_000, shared_with: ['ann'] });
+    server.playlists.set('s', { id: 's', name: 'From Bob', owner: 'bob', tracks: [], updated_at: Date.now() + 10_000, created_at: 1, shared_with: ['ann'] });
     server.emitTo('ann', { event: 'PlaylistShared', playlist_id: 's', from_user: 'bob', to_users: ['ann'] });
     await waitFor(() => expect(names(result.current.pl.playlists)).toEqual(['From Bob', 'Mix 9']));
     unmount();
   });
 
   it('never shows a list that may predate an event: a slow, older answer is dropped', async () => {
-    server.playlists.set('p', { id: 'p', name: 'One', owner: 'ann', tracks: [], updated_at: 1, shared_with: [] });
+    server.playlists.set('p', { id: 'p', name: 'One', owner: 'ann', tracks: [], updated_at: 1, created_at: 1, shared_with: [] });
     const { result, unmount } = await openTab('ann');
     expect(names(result.current.pl.playlists)).toEqual(['One']);
 
@@ -275,7 +275,7 @@ describe('usePlaylists', () => {
   });
 
   it('adds over REST when the socket is not connected, and re-fetches by itself', async () => {
-    server.playlists.set('p', { id: 'p', name: 'Mix', owner: 'ann', tracks: [], updated_at: 1, shared_with: [] });
+    server.playlists.set('p', { id: 'p', name: 'Mix', owner: 'ann', tracks: [], updated_at: 1, created_at: 1, shared_with: [] });
     const { result, unmount } = await openTab('ann', { offline: true });
     expect(result.current.ws.connectionStatus).toBe('disconnected');
     let answer!: Playlist;
@@ -295,7 +295,7 @@ describe('usePlaylists', () => {
   });
 
   it('falls back to REST when the server refuses the AddToPlaylist command', async () => {
-    server.playlists.set('p', { id: 'p', name: 'Mix', owner: 'ann', tracks: [], updated_at: 1, shared_with: [] });
+    server.playlists.set('p', { id: 'p', name: 'Mix', owner: 'ann', tracks: [], updated_at: 1, created_at: 1, shared_with: [] });
     server.refuseCommands = true;
     const { result, unmount } = await openTab('ann');
     await act(async () => {
@@ -309,7 +309,7 @@ describe('usePlaylists', () => {
   });
 
   it('rejects a refused change and puts the server’s state back', async () => {
-    server.playlists.set('bobs', { id: 'bobs', name: 'Bob’s', owner: 'bob', tracks: [], updated_at: 1, shared_with: ['ann'] });
+    server.playlists.set('bobs', { id: 'bobs', name: 'Bob’s', owner: 'bob', tracks: [], updated_at: 1, created_at: 1, shared_with: ['ann'] });
     const { result, unmount } = await openTab('ann');
     let failure: unknown = null;
     await act(async () => {
@@ -323,7 +323,7 @@ describe('usePlaylists', () => {
   });
 
   it('re-fetches after the socket reconnects (events missed while it was down)', async () => {
-    server.playlists.set('p', { id: 'p', name: 'Before', owner: 'ann', tracks: [], updated_at: 1, shared_with: [] });
+    server.playlists.set('p', { id: 'p', name: 'Before', owner: 'ann', tracks: [], updated_at: 1, created_at: 1, shared_with: [] });
     const { result, unmount } = await openTab('ann');
     // Changed without an event (as if while this tab was away), then the connection drops.
     server.playlists.get('p')!.name = 'While away';

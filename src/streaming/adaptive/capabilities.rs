@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use super::AdaptiveProfile;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+#[ts(export)]
 pub struct ClientCapabilities {
     pub estimated_bandwidth_kbps: u32,
     pub buffer_duration_ms: u32,
@@ -48,7 +49,8 @@ impl Default for ClientCapabilities {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
+#[ts(export)]
 pub enum ConnectionType {
     Wifi,
     Cellular4G,
@@ -58,7 +60,8 @@ pub enum ConnectionType {
     Unknown,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
+#[ts(export)]
 pub enum DeviceType {
     Desktop,
     Mobile,

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::ProfileConfig;
 
 /// One rung of the quality ladder (the spec's `AdaptiveProfile`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[ts(export)]
 pub struct AdaptiveProfile {
     pub quality_id: String,
     pub bitrate_kbps: u32,

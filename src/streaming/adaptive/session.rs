@@ -20,7 +20,8 @@ pub struct StreamingSession {
 }
 
 /// A player's report on how playback goes (the spec's `PerformanceMetrics`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+#[ts(export)]
 #[serde(default)]
 pub struct PerformanceMetrics {
     pub buffer_health_percentage: f32,

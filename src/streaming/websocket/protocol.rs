@@ -4,8 +4,10 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[ts(export)]
 pub enum PlaylistAction {
     Added,
     Removed,
@@ -13,14 +15,16 @@ pub enum PlaylistAction {
     Cleared,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[ts(export)]
 pub enum MessageLevel {
     Info,
     Warning,
     Error,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
 pub struct LiveTrackStats {
     pub track_id: String,
     pub title: String,
@@ -29,32 +33,38 @@ pub struct LiveTrackStats {
 }
 
 /// Server → client.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
 #[serde(tag = "event")]
 pub enum WebSocketEvent {
     PlaybackStarted {
         track_id: String,
         user_id: String,
+        #[ts(type = "number")]
         timestamp: u64,
     },
     PlaybackPaused {
         track_id: String,
         user_id: String,
+        #[ts(type = "number")]
         position_ms: u64,
     },
     PlaybackResumed {
         track_id: String,
         user_id: String,
+        #[ts(type = "number")]
         position_ms: u64,
     },
     PlaybackStopped {
         track_id: String,
         user_id: String,
+        #[ts(type = "number")]
         total_played_ms: u64,
     },
     PlaybackProgress {
         track_id: String,
         user_id: String,
+        #[ts(type = "number")]
         position_ms: u64,
         buffer_percentage: f32,
     },
@@ -62,6 +72,7 @@ pub enum WebSocketEvent {
         playlist_id: String,
         action: PlaylistAction,
         track_id: Option<String>,
+        #[ts(type = "number | null")]
         position: Option<usize>,
     },
     PlaylistShared {
@@ -72,6 +83,7 @@ pub enum WebSocketEvent {
     TrackLiked {
         track_id: String,
         user_id: String,
+        #[ts(type = "number")]
         total_likes: u64,
     },
     TrackShared {
@@ -90,6 +102,7 @@ pub enum WebSocketEvent {
     },
     RateLimitWarning {
         remaining_requests: u32,
+        #[ts(type = "number")]
         reset_time_seconds: u64,
     },
     CommandResponse {
@@ -171,12 +184,14 @@ impl WebSocketEvent {
 }
 
 /// Client → server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
 #[serde(tag = "command")]
 pub enum WebSocketCommand {
     Play {
         command_id: String,
         track_id: String,
+        #[ts(type = "number | null")]
         start_position_ms: Option<u64>,
     },
     Pause {
@@ -190,12 +205,14 @@ pub enum WebSocketCommand {
     Seek {
         command_id: String,
         track_id: String,
+        #[ts(type = "number")]
         position_ms: u64,
     },
     AddToPlaylist {
         command_id: String,
         playlist_id: String,
         track_id: String,
+        #[ts(type = "number | null")]
         position: Option<usize>,
     },
     RemoveFromPlaylist {
