@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, TestApp};
-use crate::websocket::{connect, next, response, send, Ws};
+use crate::websocket::{connect_ready, next, response, send, Ws};
 
 async fn report(app: &TestApp, sid: &str, metrics: Value) -> Value {
     let r = app
@@ -81,8 +81,8 @@ async fn the_monitor_adapts_a_3g_session_and_tells_its_listener() {
     let app = spawn_app(None).await;
     let tracks = app.json("/api/tracks").await;
     let track = tracks[0]["id"].as_str().unwrap().to_string();
-    let mut mine = connect(&app, "user_id=listener-5").await;
-    let mut theirs = connect(&app, "user_id=someone-else").await;
+    let mut mine = connect_ready(&app, "user_id=listener-5").await;
+    let mut theirs = connect_ready(&app, "user_id=someone-else").await;
 
     let created = app
         .post_json("/api/streaming/session", &json!({
@@ -195,7 +195,7 @@ async fn a_player_below_the_servers_choice_is_not_flooded() {
     let app = spawn_app(None).await;
     let tracks = app.json("/api/tracks").await;
     let track = tracks[0]["id"].as_str().unwrap().to_string();
-    let mut ws = connect(&app, "user_id=listener-6").await;
+    let mut ws = connect_ready(&app, "user_id=listener-6").await;
     let created = app
         .post_json(
             "/api/streaming/session",

@@ -103,10 +103,13 @@ async fn wait_healthy(client: &reqwest::Client, node: &Node) {
 type Ws = crate::websocket::Ws;
 
 async fn ws(node: &Node, query: &str) -> Ws {
-    tokio_tungstenite::connect_async(format!("ws://{}/api/ws?{query}", node.addr))
+    let mut ws = tokio_tungstenite::connect_async(format!("ws://{}/api/ws?{query}", node.addr))
         .await
         .expect("websocket connects")
-        .0
+        .0;
+    // The 101 comes before the hub registers the socket: wait until it answers.
+    crate::websocket::ready(&mut ws).await;
+    ws
 }
 
 async fn first_event(ws: &mut Ws, name: &str, wait: Duration) -> Option<Value> {
@@ -151,9 +154,22 @@ async fn two_nodes_on_one_redis_act_as_one_hub() {
         json!({"command": "Play", "command_id": "p", "track_id": track, "quality": null, "start_position_ms": null}),
     )
     .await;
-    let started = first_event(&mut bob_on_two, "PlaybackStarted", Duration::from_secs(10))
-        .await
-        .expect("node 2's client hears node 1's event");
+    let played = crate::websocket::response(&mut ann_on_one, "p", &mut Vec::new()).await;
+    assert_eq!(played["success"], true, "{played}");
+    let Some(started) =
+        first_event(&mut bob_on_two, "PlaybackStarted", Duration::from_secs(20)).await
+    else {
+        let stats = |n: &Node| {
+            let url = format!("http://{}/api/ws/stats", n.addr);
+            let client = client.clone();
+            async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+        };
+        panic!(
+            "node 2's client never heard node 1's event; node 1: {}; node 2: {}",
+            stats(&one).await,
+            stats(&two).await
+        );
+    };
     assert_eq!(
         (started["user_id"].clone(), started["track_id"].clone()),
         (json!("ann"), json!(track.clone()))

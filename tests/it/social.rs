@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use stream_server::auth::Authenticator;
 
 use crate::helpers::{spawn_app, spawn_app_with, TestApp};
-use crate::websocket::{connect, next, response, send, Ws};
+use crate::websocket::{connect_ready, next, response, send, Ws};
 
 /// Every message of `event` arriving within `wait`.
 async fn events_named(ws: &mut Ws, event: &str, wait: Duration) -> Vec<Value> {
@@ -63,7 +63,7 @@ async fn tokens_name_the_user_and_bad_ones_are_refused() {
         format!("token={good}"),
         format!("token={good}&user_id=alice"),
     ] {
-        let mut ws = connect(&app, &q).await;
+        let mut ws = connect_ready(&app, &q).await;
         send(&mut ws, json!({"command": "GetStatus", "command_id": "s"})).await;
         let r = response(&mut ws, "s", &mut Vec::new()).await;
         assert_eq!(r["data"]["user_id"], "alice", "{r}");
@@ -137,9 +137,9 @@ async fn playlists_sync_across_tabs_and_stay_private() {
     let tracks = app.json("/api/tracks").await;
     let t0 = tracks[0]["id"].as_str().unwrap().to_string();
     let t1 = tracks[1]["id"].as_str().unwrap().to_string();
-    let mut tab1 = connect(&app, "user_id=ann").await;
-    let mut tab2 = connect(&app, "user_id=ann").await;
-    let mut bob = connect(&app, "user_id=bob").await;
+    let mut tab1 = connect_ready(&app, "user_id=ann").await;
+    let mut tab2 = connect_ready(&app, "user_id=ann").await;
+    let mut bob = connect_ready(&app, "user_id=bob").await;
 
     let created = call(
         &app,
@@ -354,9 +354,9 @@ async fn likes_shares_follows_and_server_messages_reach_the_right_people() {
     let app = spawn_app(None).await;
     let tracks = app.json("/api/tracks").await;
     let t0 = tracks[0]["id"].as_str().unwrap().to_string();
-    let mut ann = connect(&app, "user_id=ann").await;
-    let mut bob = connect(&app, "user_id=bob").await;
-    let mut cid = connect(&app, "user_id=cid").await;
+    let mut ann = connect_ready(&app, "user_id=ann").await;
+    let mut bob = connect_ready(&app, "user_id=bob").await;
+    let mut cid = connect_ready(&app, "user_id=cid").await;
 
     // A like is public; liking twice counts once.
     let r: Value = call(
@@ -523,8 +523,8 @@ async fn live_stats_count_listeners_from_real_playback() {
     let tracks = app.json("/api/tracks").await;
     let t0 = tracks[0]["id"].as_str().unwrap().to_string();
     let title = tracks[0]["title"].as_str().unwrap().to_string();
-    let mut ann = connect(&app, "user_id=ann").await;
-    let mut watcher = connect(&app, "").await;
+    let mut ann = connect_ready(&app, "user_id=ann").await;
+    let mut watcher = connect_ready(&app, "").await;
     let idle = first_event(&mut watcher, "LiveStats", Duration::from_secs(5))
         .await
         .unwrap();

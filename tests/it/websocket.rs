@@ -19,6 +19,26 @@ pub(crate) async fn connect(app: &TestApp, query: &str) -> Ws {
     ws
 }
 
+/// Connects and waits until the server has registered the connection (the upgrade's 101 comes
+/// before the hub knows the socket): a Ping's answer proves it, so no event raised right after
+/// can miss it.
+pub(crate) async fn connect_ready(app: &TestApp, query: &str) -> Ws {
+    let mut ws = connect(app, query).await;
+    ready(&mut ws).await;
+    ws
+}
+
+/// Waits for the answer to a Ping on `ws` (see [`connect_ready`]).
+pub(crate) async fn ready(ws: &mut Ws) {
+    send(
+        ws,
+        serde_json::json!({"command": "Ping", "command_id": "ready"}),
+    )
+    .await;
+    let r = response(ws, "ready", &mut Vec::new()).await;
+    assert_eq!(r["success"], true, "{r}");
+}
+
 pub(crate) async fn send(ws: &mut Ws, v: Value) {
     ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
