@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, TestApp};
-use crate::websocket::{connect_ready, next, response, send, Ws};
+use crate::websocket::{connect_ready, events_named, next, response, send};
 
 async fn report(app: &TestApp, sid: &str, metrics: Value) -> Value {
     let r = app
@@ -62,20 +62,6 @@ async fn report_until(app: &TestApp, sid: &str, metrics: Value, want: &str) -> u
     panic!("session never reached {want} after 5 reports");
 }
 
-/// Every `QualityChanged` event that arrives within `wait`.
-async fn quality_events(ws: &mut Ws, wait: Duration) -> Vec<Value> {
-    let mut out = Vec::new();
-    let deadline = Instant::now() + wait;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match next(ws, left).await {
-            Some(m) if m["event"] == "QualityChanged" => out.push(m),
-            Some(_) => {}
-            None => break,
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_monitor_adapts_a_3g_session_and_tells_its_listener() {
     let app = spawn_app(None).await;
@@ -125,7 +111,7 @@ async fn the_monitor_adapts_a_3g_session_and_tells_its_listener() {
     assert_eq!(n, 1, "a rebuffering session steps down at the first report");
     assert_eq!(progressive_quality(&app, &track, &sid).await, "mobile");
 
-    let events = quality_events(&mut mine, Duration::from_secs(2)).await;
+    let events = events_named(&mut mine, "QualityChanged", Duration::from_secs(2)).await;
     let moves: Vec<(String, String)> = events
         .iter()
         .map(|e| {
@@ -146,7 +132,7 @@ async fn the_monitor_adapts_a_3g_session_and_tells_its_listener() {
         ]
     );
     assert!(
-        quality_events(&mut theirs, Duration::from_millis(300))
+        events_named(&mut theirs, "QualityChanged", Duration::from_millis(300))
             .await
             .is_empty(),
         "another listener sees nothing of this session"
@@ -220,7 +206,9 @@ async fn a_player_below_the_servers_choice_is_not_flooded() {
         tokio::time::sleep(Duration::from_millis(2200)).await;
         assert_eq!(session_quality(&app, &sid).await, "medium");
     }
-    assert!(quality_events(&mut ws, Duration::from_millis(500))
-        .await
-        .is_empty());
+    assert!(
+        events_named(&mut ws, "QualityChanged", Duration::from_millis(500))
+            .await
+            .is_empty()
+    );
 }

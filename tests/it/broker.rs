@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::fixtures::library;
+use crate::websocket::first_event;
 
 /// The Redis the tests use. Without one the test fails (it never skips): start one with
 /// `redis-server --daemonize yes --port 6379 --save ""`.
@@ -110,18 +111,6 @@ async fn ws(node: &Node, query: &str) -> Ws {
     // The 101 comes before the hub registers the socket: wait until it answers.
     crate::websocket::ready(&mut ws).await;
     ws
-}
-
-async fn first_event(ws: &mut Ws, name: &str, wait: Duration) -> Option<Value> {
-    let deadline = Instant::now() + wait;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match crate::websocket::next(ws, left).await {
-            Some(m) if m["event"] == name => return Some(m),
-            Some(_) => {}
-            None => return None,
-        }
-    }
-    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

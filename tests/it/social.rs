@@ -7,34 +7,7 @@ use serde_json::{json, Value};
 use stream_server::auth::Authenticator;
 
 use crate::helpers::{spawn_app, spawn_app_with, TestApp};
-use crate::websocket::{connect_ready, next, response, send, Ws};
-
-/// Every message of `event` arriving within `wait`.
-async fn events_named(ws: &mut Ws, event: &str, wait: Duration) -> Vec<Value> {
-    let mut out = Vec::new();
-    let deadline = Instant::now() + wait;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match next(ws, left).await {
-            Some(m) if m["event"] == event => out.push(m),
-            Some(_) => {}
-            None => break,
-        }
-    }
-    out
-}
-
-/// The first `event` within `wait`.
-async fn first_event(ws: &mut Ws, event: &str, wait: Duration) -> Option<Value> {
-    let deadline = Instant::now() + wait;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match next(ws, left).await {
-            Some(m) if m["event"] == event => return Some(m),
-            Some(_) => {}
-            None => return None,
-        }
-    }
-    None
-}
+use crate::websocket::{connect_ready, events_named, first_event, response, send};
 
 fn auth(app: &TestApp) -> Authenticator {
     Authenticator::load_or_create(&app.state.config.data_dir, None).unwrap()

@@ -54,6 +54,33 @@ pub(crate) async fn next(ws: &mut Ws, wait: Duration) -> Option<Value> {
     }
 }
 
+/// Every message of `event` arriving within `wait`.
+pub(crate) async fn events_named(ws: &mut Ws, event: &str, wait: Duration) -> Vec<Value> {
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + wait;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match next(ws, left).await {
+            Some(m) if m["event"] == event => out.push(m),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    out
+}
+
+/// The first `event` within `wait`.
+pub(crate) async fn first_event(ws: &mut Ws, event: &str, wait: Duration) -> Option<Value> {
+    let deadline = std::time::Instant::now() + wait;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match next(ws, left).await {
+            Some(m) if m["event"] == event => return Some(m),
+            Some(_) => {}
+            None => return None,
+        }
+    }
+    None
+}
+
 /// The response to `command_id`, collecting the other messages seen meanwhile.
 pub(crate) async fn response(ws: &mut Ws, command_id: &str, seen: &mut Vec<Value>) -> Value {
     loop {
