@@ -261,7 +261,7 @@ async fn subscriber(
             match serde_json::from_str::<Envelope>(&text) {
                 Ok(env) if env.node != node => {
                     received.fetch_add(1, Ordering::Relaxed);
-                    hub.deliver_remote(env.route, &env.event);
+                    hub.deliver_route(&env.route, &env.event);
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "unreadable broker message ignored"),

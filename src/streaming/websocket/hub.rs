@@ -134,10 +134,12 @@ impl WebSocketManager {
         self.broker.get()
     }
 
-    /// Delivers an event that another node published, to this node's connections only.
-    pub(super) fn deliver_remote(&self, route: Route, event: &WebSocketEvent) {
+    /// Delivers `event` along `route` to this node's connections only (what another node
+    /// published arrives here too, and is never republished).
+    pub(super) fn deliver_route(&self, route: &Route, event: &WebSocketEvent) {
         match route {
             Route::All => self.route_local(event),
+            // Addressed: no subscription check.
             Route::User { user_id } => {
                 let text = encode(event);
                 self.push(|c| c.user_id.as_deref() == Some(user_id.as_str()), &text);
@@ -150,6 +152,14 @@ impl WebSocketManager {
                     &text,
                 );
             }
+        }
+    }
+
+    /// Delivers locally, then hands the event to the other nodes, if any.
+    fn send_routed(&self, route: Route, event: &WebSocketEvent) {
+        self.deliver_route(&route, event);
+        if let Some(b) = self.broker.get() {
+            b.publish(route, event);
         }
     }
 
@@ -190,20 +200,12 @@ impl WebSocketManager {
 
     /// Sends `event` to the connections of `users` that subscribed to it (filters apply).
     pub async fn notify_users(&self, users: &[String], event: WebSocketEvent) {
-        let text = encode(&event);
-        self.deliver(
-            |c| c.user_id.as_ref().is_some_and(|u| users.contains(u)),
+        self.send_routed(
+            Route::Users {
+                user_ids: users.to_vec(),
+            },
             &event,
-            &text,
         );
-        if let Some(b) = self.broker.get() {
-            b.publish(
-                Route::Users {
-                    user_ids: users.to_vec(),
-                },
-                &event,
-            );
-        }
     }
 
     /// Tells a playlist's audience (owner and users it is shared with, every tab) about a
@@ -268,10 +270,7 @@ impl WebSocketManager {
             );
             return;
         }
-        self.route_local(&event);
-        if let Some(b) = self.broker.get() {
-            b.publish(Route::All, &event);
-        }
+        self.send_routed(Route::All, &event);
         self.stats
             .events_broadcasted
             .fetch_add(1, Ordering::Relaxed);
@@ -347,16 +346,12 @@ impl WebSocketManager {
 
     /// Sends to every connection of one user (unfiltered: it is addressed).
     pub async fn send_to_user(&self, user_id: &str, event: WebSocketEvent) {
-        let text = encode(&event);
-        self.push(|c| c.user_id.as_deref() == Some(user_id), &text);
-        if let Some(b) = self.broker.get() {
-            b.publish(
-                Route::User {
-                    user_id: user_id.to_string(),
-                },
-                &event,
-            );
-        }
+        self.send_routed(
+            Route::User {
+                user_id: user_id.to_string(),
+            },
+            &event,
+        );
     }
 
     /// Closes connections with no activity (frames or pongs) for `max_idle_duration`.
