@@ -130,31 +130,8 @@ fn relax(layer: &mut [Option<Node>], slot: usize, node: Node) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Decision, Download, Policy};
+    use crate::sim::tests::{cbr_ladder as cbr, Fixed};
     use crate::sim::{simulate, summarize};
-
-    fn cbr(segments: usize, dur: f64) -> Ladder {
-        let b = vec![96.0, 192.0, 320.0];
-        Ladder {
-            sizes: b
-                .iter()
-                .map(|k| vec![(k * 1000.0 / 8.0 * dur) as u64; segments])
-                .collect(),
-            bitrates_kbps: b,
-            durations_s: vec![dur; segments],
-        }
-    }
-
-    struct Fixed(usize);
-    impl Policy for Fixed {
-        fn name(&self) -> &str {
-            "fixed"
-        }
-        fn choose(&mut self, _: &Decision<'_>) -> usize {
-            self.0
-        }
-        fn on_download(&mut self, _: &Download) {}
-    }
 
     #[test]
     fn fast_link_ceiling_is_the_top_rung() {

@@ -188,11 +188,11 @@ pub fn summarize(records: &[SegmentRecord], top_kbps: f64) -> Summary {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Always the same rung.
-    struct Fixed(usize);
+    pub(crate) struct Fixed(pub usize);
     impl Policy for Fixed {
         fn name(&self) -> &str {
             "fixed"
@@ -203,6 +203,7 @@ mod tests {
         fn on_download(&mut self, _: &Download) {}
     }
 
+    /// The AAC ladder (96/192/320 kbps) with constant-bitrate segments of `dur` seconds.
     pub(crate) fn cbr_ladder(segments: usize, dur: f64) -> Ladder {
         let bitrates = vec![96.0, 192.0, 320.0];
         Ladder {
