@@ -83,10 +83,24 @@ pub fn scan(
 
     let mut report = ScanReport::default();
     let mut todo = Vec::new();
-    for entry in walkdir::WalkDir::new(&root)
+    // Linked folders are followed only when they stay inside the library: one leading out (to
+    // `/`, say) is never walked, so its contents are neither probed nor even listed.
+    let mut escaping = Vec::new();
+    let walk = walkdir::WalkDir::new(&root)
         .follow_links(true)
         .sort_by_file_name()
-    {
+        .into_iter()
+        .filter_entry(|e| {
+            if e.depth() == 0 || !e.path_is_symlink() || !e.file_type().is_dir() {
+                return true;
+            }
+            let inside = e.path().canonicalize().is_ok_and(|p| p.starts_with(&root));
+            if !inside {
+                escaping.push(e.path().to_path_buf());
+            }
+            inside
+        });
+    for entry in walk {
         let entry = match entry {
             Ok(e) => e,
             Err(e) => {
@@ -136,6 +150,13 @@ pub fn scan(
             continue;
         };
         todo.push((filename, real));
+    }
+    for path in escaping {
+        tracing::warn!(path = %path.display(), "not following a folder link that leads out of the library");
+        report.problems.push(ScanProblem {
+            path,
+            reason: "folder link leading out of the library".into(),
+        });
     }
 
     let queue = Mutex::new(todo.into_iter());
@@ -234,4 +255,57 @@ fn probe_one(
         version,
         path: path.to_path_buf(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::testutil::write_wav;
+
+    #[cfg(unix)]
+    #[test]
+    fn links_are_followed_only_inside_the_library() {
+        let lib = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(lib.path().join("album")).unwrap();
+        write_wav(&lib.path().join("album/a.wav"), 8000, 1, 0.5);
+        write_wav(&outside.path().join("secret.wav"), 8000, 1, 0.5);
+        std::fs::create_dir(outside.path().join("deep")).unwrap();
+        write_wav(&outside.path().join("deep/more.wav"), 8000, 1, 0.5);
+        // A folder link inside the library is followed; one leading out is not walked at all.
+        std::os::unix::fs::symlink(lib.path().join("album"), lib.path().join("same")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), lib.path().join("out")).unwrap();
+        // A link to the library's own parent would otherwise walk the library again, forever.
+        std::os::unix::fs::symlink(lib.path(), lib.path().join("album/loop")).unwrap();
+
+        let report = scan(lib.path(), None, 3600, 1).unwrap();
+        let mut names: Vec<_> = report.tracks.iter().map(|t| t.filename.clone()).collect();
+        names.sort();
+        assert_eq!(names, ["album/a.wav", "same/a.wav"]);
+        let problems: Vec<_> = report
+            .problems
+            .iter()
+            .map(|p| {
+                (
+                    p.path
+                        .strip_prefix(lib.path())
+                        .unwrap_or(&p.path)
+                        .to_path_buf(),
+                    p.reason.clone(),
+                )
+            })
+            .collect();
+        assert!(
+            problems
+                .iter()
+                .any(|(p, r)| p == Path::new("out") && r.contains("out of the library")),
+            "{problems:?}"
+        );
+        assert!(
+            !problems
+                .iter()
+                .any(|(p, _)| p.starts_with("out") && p != Path::new("out")),
+            "nothing under the escaping link was even listed: {problems:?}"
+        );
+    }
 }

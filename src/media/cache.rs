@@ -52,19 +52,25 @@ pub struct TranscodeRequest {
     pub layout: SegmentLayout,
 }
 
+/// Bumped whenever the pipeline's output changes for the same settings (encoder options,
+/// downmix), so that encodes cached by an older build are not served. 2: MP3 without bit
+/// reservoir, surround folded by channel mask.
+const PIPELINE_REVISION: u32 = 2;
+
 impl TranscodeRequest {
-    /// The profile's settings and the segment length are part of the key: changing either in
-    /// the configuration must never serve bytes cut for the old layout.
+    /// The profile's settings, the segment length and the pipeline's revision are part of the
+    /// key: changing any of them must never serve bytes made the old way.
     fn key(&self) -> Key {
         Key {
             track_id: self.track_id.clone(),
             version: self.version.clone(),
             quality: format!(
-                "{}-{}k-{}hz-{}f",
+                "{}-{}k-{}hz-{}f-r{}",
                 self.profile.quality_id,
                 self.profile.bitrate_kbps,
                 self.profile.sample_rate,
-                self.layout.segment_frames
+                self.layout.segment_frames,
+                PIPELINE_REVISION
             ),
         }
     }
@@ -335,7 +341,7 @@ impl TranscodeCache {
                 // Evicted between lookup and read: encode again, once.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt == 0 => {
                     attempt += 1;
-                    self.inner.forget(&req.key());
+                    self.inner.forget(&req.key(), None);
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -344,26 +350,44 @@ impl TranscodeCache {
 
     /// The whole encoded stream, once finished (for progressive delivery).
     pub async fn complete(&self, req: &TranscodeRequest) -> Result<Arc<Encoded>, CacheError> {
-        match self
-            .inner
-            .clone()
-            .lookup_or_start(std::slice::from_ref(req))
-            .pop()
-        {
-            Some(Lookup::Ready(e)) => {
-                if tokio::fs::metadata(&e.path).await.is_ok() {
-                    return Ok(e);
-                }
+        self.open_complete(req).await.map(|(e, _)| e)
+    }
+
+    /// The whole encoded stream, once finished, with its file open: an eviction after this
+    /// returns cannot take the bytes away from the reader (the open handle keeps them), and one
+    /// before the open is met by encoding again.
+    pub async fn open_complete(
+        &self,
+        req: &TranscodeRequest,
+    ) -> Result<(Arc<Encoded>, tokio::fs::File), CacheError> {
+        // Each round either finds the file or starts a fresh encode of it; an encode evicted
+        // again before we open it (a cache far too small for its load) gives up after a few.
+        for _ in 0..4 {
+            let encoded = match self
+                .inner
+                .clone()
+                .lookup_or_start(std::slice::from_ref(req))
+                .pop()
+            {
+                Some(Lookup::Ready(e)) => e,
+                Some(Lookup::Encoding(rx)) => match wait_progress(rx, |_| None::<()>).await? {
+                    Waited::Done(e) => e,
+                    Waited::Found(()) => unreachable!("the predicate never matches"),
+                },
+                None => return Err(CacheError::ShuttingDown),
+            };
+            match tokio::fs::File::open(&encoded.path).await {
+                Ok(file) => return Ok((encoded, file)),
                 // Evicted under our feet: encode again.
-                self.inner.forget(&req.key());
-                Box::pin(self.complete(req)).await
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    self.inner.forget(&req.key(), Some(&encoded));
+                }
+                Err(e) => return Err(e.into()),
             }
-            Some(Lookup::Encoding(rx)) => match wait_progress(rx, |_| None::<()>).await? {
-                Waited::Done(e) => Ok(e),
-                Waited::Found(()) => unreachable!("the predicate never matches"),
-            },
-            None => Err(CacheError::ShuttingDown),
         }
+        Err(CacheError::Io(std::io::Error::other(
+            "the encoded stream keeps being evicted before it can be read: the cache is too small",
+        )))
     }
 
     /// Encodes every request not cached yet, in one decode pass, and waits for all of them
@@ -581,9 +605,14 @@ impl Inner {
         }
     }
 
-    fn forget(&self, key: &Key) {
+    /// Drops the finished entry for `key` (whose files are gone), if it still is `gone` when
+    /// given (not a fresh encode finished since).
+    fn forget(&self, key: &Key, gone: Option<&Arc<Encoded>>) {
         let mut state = self.state.lock();
         if let Some(Entry::Ready { encoded, .. }) = state.entries.get(key) {
+            if gone.is_some_and(|g| !Arc::ptr_eq(encoded, g)) {
+                return;
+            }
             state.ready_bytes = state.ready_bytes.saturating_sub(encoded.stream_len());
             state.entries.remove(key);
         }
@@ -862,6 +891,31 @@ mod tests {
         assert_eq!(cache.jobs_started(), 0);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_open_stream_survives_its_eviction() {
+        let src = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let a = request(src.path(), "a.wav", 44100, 8.0, "mobile");
+        let b = request(src.path(), "b.wav", 44100, 8.0, "mobile");
+        // Room for one ~100 kB stream: encoding b evicts a.
+        let cache = TranscodeCache::open(dir.path(), 150_000, 2).unwrap();
+        let (encoded, mut file) = cache.open_complete(&a).await.unwrap();
+        cache.complete(&b).await.unwrap();
+        assert!(
+            !cache.is_complete(&a) && !encoded.path.exists(),
+            "a evicted"
+        );
+        // The reader that opened a before the eviction still reads all of it.
+        let mut bytes = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut file, &mut bytes)
+            .await
+            .unwrap();
+        assert_eq!(bytes.len() as u64, encoded.stream_len());
+        // A reader arriving after the eviction gets a fresh encode, byte for byte the same.
+        let (again, _) = cache.open_complete(&a).await.unwrap();
+        assert_eq!(std::fs::read(&again.path).unwrap(), bytes);
+        assert_eq!(cache.jobs_started(), 3);
+    }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_broken_source_fails_cleanly_and_is_retried() {
         let src = tempfile::tempdir().unwrap();

@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::path::Path;
 
-use symphonia::core::audio::SampleBuffer;
+use symphonia::core::audio::{Channels, SampleBuffer};
 use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::{FormatOptions, FormatReader};
@@ -56,6 +56,9 @@ pub struct SourceDecoder {
     pub codec: String,
     pub tags: Tags,
     buf: Option<SampleBuffer<f32>>,
+    /// The layout last decoded and its stereo fold.
+    layout: Channels,
+    gains: Vec<(f32, f32)>,
     consecutive_errors: u32,
 }
 
@@ -124,6 +127,8 @@ impl SourceDecoder {
             codec,
             tags,
             buf: None,
+            layout: Channels::empty(),
+            gains: Vec::new(),
             consecutive_errors: 0,
         })
     }
@@ -190,7 +195,11 @@ impl SourceDecoder {
                         slot => slot.insert(SampleBuffer::new(need, spec)),
                     };
                     buf.copy_interleaved_ref(decoded);
-                    to_stereo(buf.samples(), spec.channels.count(), out);
+                    if spec.channels != self.layout {
+                        self.layout = spec.channels;
+                        self.gains = stereo_gains(spec.channels);
+                    }
+                    to_stereo(buf.samples(), &self.gains, out);
                     return Ok(true);
                 }
                 Err(SymphoniaError::DecodeError(e)) => {
@@ -211,36 +220,84 @@ impl SourceDecoder {
     }
 }
 
-/// Interleaved `channels`-channel samples to interleaved stereo. Mono is copied to both sides;
-/// 3+ channels are downmixed with ITU-R BS.775 coefficients for the usual
-/// L, R, C, LFE, Ls, Rs order (LFE dropped), other layouts fold extra channels in equally.
-fn to_stereo(samples: &[f32], channels: usize, out: &mut Vec<f32>) {
-    match channels {
+/// How each channel of a layout folds into stereo: `(left, right)` gains, one per channel in the
+/// decoder's interleaved order (the layout's bit order).
+///
+/// ITU-R BS.775 for the usual layouts: fronts as they are, centre and surrounds at −3 dB, LFE
+/// dropped; channels between the sides (rear and top centres) at −6 dB to both. Gains are scaled
+/// so that full scale on every channel stays full scale (no clipping). Derived from the channel
+/// mask, not from positions: 5.0, quad and 7.1 put different speakers at the same index.
+fn stereo_gains(layout: Channels) -> Vec<(f32, f32)> {
+    const K: f32 = std::f32::consts::FRAC_1_SQRT_2;
+    let left = Channels::REAR_LEFT
+        | Channels::SIDE_LEFT
+        | Channels::FRONT_LEFT_CENTRE
+        | Channels::TOP_FRONT_LEFT
+        | Channels::TOP_REAR_LEFT
+        | Channels::REAR_LEFT_CENTRE
+        | Channels::FRONT_LEFT_WIDE
+        | Channels::FRONT_LEFT_HIGH;
+    let right = Channels::REAR_RIGHT
+        | Channels::SIDE_RIGHT
+        | Channels::FRONT_RIGHT_CENTRE
+        | Channels::TOP_FRONT_RIGHT
+        | Channels::TOP_REAR_RIGHT
+        | Channels::REAR_RIGHT_CENTRE
+        | Channels::FRONT_RIGHT_WIDE
+        | Channels::FRONT_RIGHT_HIGH;
+    match layout.count() {
+        0 => return Vec::new(),
+        // Mono, whatever speaker it names, is heard on both sides.
+        1 => return vec![(1.0, 1.0)],
+        // Two channels are already left and right, whatever the container calls them.
+        2 => return vec![(1.0, 0.0), (0.0, 1.0)],
+        _ => {}
+    }
+    let mut gains: Vec<(f32, f32)> = layout
+        .iter()
+        .map(|c| {
+            if c == Channels::FRONT_LEFT {
+                (1.0, 0.0)
+            } else if c == Channels::FRONT_RIGHT {
+                (0.0, 1.0)
+            } else if c == Channels::FRONT_CENTRE {
+                (K, K)
+            } else if c.intersects(Channels::LFE1 | Channels::LFE2) {
+                (0.0, 0.0)
+            } else if c.intersects(left) {
+                (K, 0.0)
+            } else if c.intersects(right) {
+                (0.0, K)
+            } else {
+                (0.5, 0.5)
+            }
+        })
+        .collect();
+    let (sum_l, sum_r) = gains
+        .iter()
+        .fold((0.0, 0.0), |(l, r), (gl, gr)| (l + gl, r + gr));
+    let norm = f32::max(sum_l, sum_r).max(1.0);
+    for g in &mut gains {
+        *g = (g.0 / norm, g.1 / norm);
+    }
+    gains
+}
+
+/// Interleaved samples of `gains.len()` channels to interleaved stereo.
+fn to_stereo(samples: &[f32], gains: &[(f32, f32)], out: &mut Vec<f32>) {
+    match gains.len() {
         0 => {}
         1 => out.extend(samples.iter().flat_map(|s| [*s, *s])),
         2 => out.extend_from_slice(samples),
-        _ => {
-            const K: f32 = std::f32::consts::FRAC_1_SQRT_2;
-            for f in samples.chunks_exact(channels) {
-                let (mut l, mut r) = (f[0], f[1]);
-                let mut norm = 1.0;
-                if channels >= 3 {
-                    l += K * f[2];
-                    r += K * f[2];
-                    norm += K;
-                }
-                for (i, s) in f.iter().enumerate().skip(4) {
-                    if i % 2 == 0 {
-                        l += K * s;
-                    } else {
-                        r += K * s;
-                    }
-                }
-                if channels >= 6 {
-                    norm += K;
-                }
-                out.push(l / norm);
-                out.push(r / norm);
+        n => {
+            out.reserve(samples.len() / n * 2);
+            for frame in samples.chunks_exact(n) {
+                let (l, r) = frame
+                    .iter()
+                    .zip(gains)
+                    .fold((0.0, 0.0), |(l, r), (s, (gl, gr))| (l + s * gl, r + s * gr));
+                out.push(l);
+                out.push(r);
             }
         }
     }
@@ -268,19 +325,66 @@ fn merge_tags(tags: &mut Tags, rev: &MetadataRevision) {
 mod tests {
     use super::*;
 
+    fn fold(layout: Channels, frame: &[f32]) -> (f32, f32) {
+        let mut out = Vec::new();
+        to_stereo(frame, &stereo_gains(layout), &mut out);
+        assert_eq!(out.len(), 2);
+        (out[0], out[1])
+    }
+
+    const FIVE_ONE: Channels = Channels::FRONT_LEFT
+        .union(Channels::FRONT_RIGHT)
+        .union(Channels::FRONT_CENTRE)
+        .union(Channels::LFE1)
+        .union(Channels::SIDE_LEFT)
+        .union(Channels::SIDE_RIGHT);
+
     #[test]
     fn mono_is_upmixed() {
         let mut out = Vec::new();
-        to_stereo(&[0.5, -0.25], 1, &mut out);
+        to_stereo(
+            &[0.5, -0.25],
+            &stereo_gains(Channels::FRONT_CENTRE),
+            &mut out,
+        );
         assert_eq!(out, [0.5, 0.5, -0.25, -0.25]);
     }
 
     #[test]
     fn surround_downmix_stays_in_range() {
-        let mut out = Vec::new();
-        to_stereo(&[1.0; 12], 6, &mut out);
-        assert_eq!(out.len(), 4);
-        assert!(out.iter().all(|s| (*s - 1.0).abs() < 1e-6), "{out:?}");
+        let (l, r) = fold(FIVE_ONE, &[1.0; 6]);
+        assert!((l - 1.0).abs() < 1e-6 && (r - 1.0).abs() < 1e-6, "{l} {r}");
+    }
+
+    #[test]
+    fn each_speaker_lands_on_its_side() {
+        // 5.1 (L R C LFE Ls Rs): the LFE is dropped, surrounds go to their side only.
+        let (l, r) = fold(FIVE_ONE, &[0.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
+        assert_eq!((l, r), (0.0, 0.0), "LFE dropped");
+        let (l, r) = fold(FIVE_ONE, &[0.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
+        assert!(l == 0.0 && r > 0.0, "right surround on the right: {l} {r}");
+        // Quad (L R Ls Rs): index 2 is the left surround, not a centre (it was folded into both
+        // sides when the layout was guessed from positions).
+        let quad = Channels::FRONT_LEFT
+            | Channels::FRONT_RIGHT
+            | Channels::REAR_LEFT
+            | Channels::REAR_RIGHT;
+        let (l, r) = fold(quad, &[0.0, 0.0, 1.0, 0.0]);
+        assert!(l > 0.0 && r == 0.0, "rear left on the left: {l} {r}");
+        // 5.0 (L R C Ls Rs): index 3 is the left surround, not an LFE to drop.
+        let five = FIVE_ONE - Channels::LFE1;
+        let (l, r) = fold(five, &[0.0, 0.0, 0.0, 1.0, 0.0]);
+        assert!(
+            l > 0.0 && r == 0.0,
+            "surround left kept, on the left: {l} {r}"
+        );
+        // The centre is heard equally on both sides.
+        let (l, r) = fold(five, &[0.0, 0.0, 1.0, 0.0, 0.0]);
+        assert!(l > 0.0 && (l - r).abs() < 1e-6);
+        // Full scale everywhere stays within full scale on any layout.
+        let wide = Channels::from_bits_truncate(0x0003_FFFF);
+        let (l, r) = fold(wide, &vec![1.0; wide.count()]);
+        assert!(l <= 1.0 + 1e-6 && r <= 1.0 + 1e-6, "{l} {r}");
     }
 
     #[test]

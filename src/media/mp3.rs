@@ -47,6 +47,11 @@ impl Mp3Encoder {
                 && lame::lame_set_brate(gfp, bitrate_kbps as c_int) == 0
                 && lame::lame_set_quality(gfp, 3) == 0
                 && lame::lame_set_bWriteVbrTag(gfp, 1) == 0
+                // Every frame self-contained: an HLS segment (or a seek) may start at any frame,
+                // and a frame borrowing bits from the one before it would not decode there.
+                // `EXT-X-INDEPENDENT-SEGMENTS` depends on it. At 128 kbps for 22.05 kHz the
+                // reservoir's gain is small.
+                && lame::lame_set_disable_reservoir(gfp, 1) == 0
                 && lame::lame_init_params(gfp) >= 0
         };
         if !ok {
@@ -204,6 +209,11 @@ mod tests {
         for f in &frames {
             assert_eq!(frame_len(f), Some(f.len()));
             assert_eq!(f[1] >> 3 & 3, 2, "MPEG-2 at 22.05 kHz");
+            // MPEG-2 side info starts with the 8-bit main_data_begin (after a CRC when the
+            // protection bit is 0): 0 means the frame borrows nothing from the frames before it,
+            // so a segment or a seek can start there.
+            let side_info = if f[1] & 1 == 0 { 6 } else { 4 };
+            assert_eq!(f[side_info], 0, "frame uses the bit reservoir");
         }
         let tag = enc.info_tag().expect("Info tag");
         assert_eq!(frame_len(&tag), Some(tag.len()));
