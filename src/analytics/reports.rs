@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sqlx::{AnyPool, Row};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TrackPlays {
     pub track_id: String,
     pub plays: i64,
@@ -15,7 +15,7 @@ pub struct TrackPlays {
     pub listening_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct UserPlays {
     pub user_id: String,
     pub plays: i64,
@@ -23,7 +23,7 @@ pub struct UserPlays {
     pub listening_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Completion {
     /// Sessions that ended in the window.
     pub sessions: i64,
@@ -35,13 +35,13 @@ pub struct Completion {
     pub skip_rate: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ListenersAt {
     pub at: i64,
     pub listeners: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct QualityReport {
     /// Sessions by the profile they started on.
     pub sessions_by_initial_quality: BTreeMap<String, i64>,
@@ -51,7 +51,7 @@ pub struct QualityReport {
     pub total_switches: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct QualitySwitchCount {
     pub from: String,
     pub to: String,
@@ -59,7 +59,7 @@ pub struct QualitySwitchCount {
 }
 
 /// Quality of experience of one session.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SessionQoe {
     pub session_id: String,
     pub track_id: String,
@@ -79,7 +79,7 @@ pub struct SessionQoe {
 }
 
 /// QoE aggregated over a group of sessions.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct QoeGroup {
     pub group: String,
     pub sessions: i64,

@@ -11,11 +11,16 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{identify, is_operator, require_admin};
+use super::openapi::{ErrorBody, Identity};
 use super::{ApiError, AppState};
+use crate::analytics::reports::{
+    Completion, ListenersAt, QoeGroup, QualityReport, SessionQoe, UserPlays,
+};
 use crate::analytics::{now_ms, AnalyticsError, QoeGrouping};
 
 impl From<AnalyticsError> for ApiError {
@@ -30,15 +35,79 @@ impl From<AnalyticsError> for ApiError {
 
 const DEFAULT_WINDOW_SECS: u64 = 7 * 86_400;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Window {
-    /// Look back this many seconds (default 7 days).
+    /// Look back this many seconds (default 7 days; 1 hour for concurrency).
     window_secs: Option<u64>,
+    /// At most this many rows (default 20, at most 10000).
     limit: Option<i64>,
-    /// Concurrency sampling step.
+    /// Concurrency sampling step (default: the window over 120).
     step_secs: Option<u64>,
     /// QoE grouping: `all`, `platform`, `connection`.
     group_by: Option<String>,
+}
+
+/// A top track, with the library's title and artist.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopTrack {
+    pub track_id: String,
+    pub title: Option<String>,
+    pub artist: Option<String>,
+    pub plays: i64,
+    pub listeners: i64,
+    pub listening_ms: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopTracks {
+    /// Start of the window (ms since the epoch).
+    pub since: i64,
+    pub tracks: Vec<TopTrack>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsersReport {
+    pub since: i64,
+    pub users: Vec<UserPlays>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompletionReport {
+    pub since: i64,
+    pub completion: Completion,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConcurrencyReport {
+    pub step_secs: u64,
+    /// Listeners at each step (ms since the epoch).
+    pub points: Vec<ListenersAt>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QualityByWindow {
+    pub since: i64,
+    pub quality: QualityReport,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QoeReport {
+    pub since: i64,
+    pub groups: Vec<QoeGroup>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QoeSessions {
+    pub since: i64,
+    pub sessions: Vec<SessionQoe>,
+}
+
+/// What an erasure removed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Erased {
+    pub user_id: String,
+    pub sessions_deleted: u64,
 }
 
 impl Window {
@@ -57,54 +126,112 @@ impl Window {
 
 type WindowQuery = Result<Query<Window>, QueryRejection>;
 
+/// Most played tracks in the window.
+#[utoipa::path(
+    get,
+    path = "/api/analytics/top-tracks",
+    tag = "analytics",
+    params(Window),
+    responses(
+        (status = 200, description = "Top tracks", body = TopTracks),
+        (status = 400, description = "Malformed query", body = ErrorBody),
+        (status = 503, description = "The analytics store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn top_tracks(
     State(state): State<Arc<AppState>>,
     q: WindowQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TopTracks>, ApiError> {
     let Query(w) = q?;
     let top = state.analytics.top_tracks(w.since(), w.limit()).await?;
     let catalog = state.library.catalog();
-    let rows: Vec<Value> = top
-        .iter()
+    let tracks = top
+        .into_iter()
         .map(|t| {
             let track = catalog.get(&t.track_id);
-            json!({
-                "track_id": t.track_id, "title": track.as_ref().map(|t| t.title.clone()),
-                "artist": track.as_ref().and_then(|t| t.artist.clone()),
-                "plays": t.plays, "listeners": t.listeners, "listening_ms": t.listening_ms,
-            })
+            TopTrack {
+                title: track.as_ref().map(|t| t.title.clone()),
+                artist: track.as_ref().and_then(|t| t.artist.clone()),
+                track_id: t.track_id,
+                plays: t.plays,
+                listeners: t.listeners,
+                listening_ms: t.listening_ms,
+            }
         })
         .collect();
-    Ok(Json(json!({ "since": w.since(), "tracks": rows })))
+    Ok(Json(TopTracks {
+        since: w.since(),
+        tracks,
+    }))
 }
 
+/// Listeners by plays in the window (per-user data: admin or operator).
+#[utoipa::path(
+    get,
+    path = "/api/analytics/users",
+    tag = "analytics",
+    params(Window),
+    responses(
+        (status = 200, description = "Listeners", body = UsersReport),
+        (status = 400, description = "Malformed query", body = ErrorBody),
+        (status = 403, description = "Neither an admin token nor the server's operator", body = ErrorBody),
+        (status = 503, description = "The analytics store is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []), ()),
+)]
 pub async fn users(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     q: WindowQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UsersReport>, ApiError> {
     operator_only(&state, peer, &headers)?;
     let Query(w) = q?;
-    Ok(Json(
-        json!({ "since": w.since(), "users": state.analytics.user_plays(w.since(), w.limit()).await? }),
-    ))
+    Ok(Json(UsersReport {
+        since: w.since(),
+        users: state.analytics.user_plays(w.since(), w.limit()).await?,
+    }))
 }
 
+/// Completion and skip rates of the sessions ended in the window.
+#[utoipa::path(
+    get,
+    path = "/api/analytics/completion",
+    tag = "analytics",
+    params(Window),
+    responses(
+        (status = 200, description = "Completion", body = CompletionReport),
+        (status = 400, description = "Malformed query", body = ErrorBody),
+        (status = 503, description = "The analytics store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn completion(
     State(state): State<Arc<AppState>>,
     q: WindowQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CompletionReport>, ApiError> {
     let Query(w) = q?;
-    Ok(Json(
-        json!({ "since": w.since(), "completion": state.analytics.completion(w.since()).await? }),
-    ))
+    Ok(Json(CompletionReport {
+        since: w.since(),
+        completion: state.analytics.completion(w.since()).await?,
+    }))
 }
 
+/// Concurrent listeners over the window, sampled every `step_secs`.
+#[utoipa::path(
+    get,
+    path = "/api/analytics/concurrency",
+    tag = "analytics",
+    params(Window),
+    responses(
+        (status = 200, description = "Listeners over time", body = ConcurrencyReport),
+        (status = 400, description = "Malformed query", body = ErrorBody),
+        (status = 503, description = "The analytics store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn concurrency(
     State(state): State<Arc<AppState>>,
     q: WindowQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConcurrencyReport>, ApiError> {
     let Query(w) = q?;
     let window = w.window_secs.unwrap_or(3600).min(31 * 86_400);
     // At most ~2000 points whatever the window, and no overflow whatever the step.
@@ -117,23 +244,52 @@ pub async fn concurrency(
         .analytics
         .concurrency(to - (window * 1000) as i64, to, (step * 1000) as i64)
         .await?;
-    Ok(Json(json!({ "step_secs": step, "points": points })))
+    Ok(Json(ConcurrencyReport {
+        step_secs: step,
+        points,
+    }))
 }
 
+/// Sessions by quality, and the quality switches, in the window.
+#[utoipa::path(
+    get,
+    path = "/api/analytics/quality",
+    tag = "analytics",
+    params(Window),
+    responses(
+        (status = 200, description = "Quality distribution and switches", body = QualityByWindow),
+        (status = 400, description = "Malformed query", body = ErrorBody),
+        (status = 503, description = "The analytics store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn quality(
     State(state): State<Arc<AppState>>,
     q: WindowQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QualityByWindow>, ApiError> {
     let Query(w) = q?;
-    Ok(Json(
-        json!({ "since": w.since(), "quality": state.analytics.quality(w.since()).await? }),
-    ))
+    Ok(Json(QualityByWindow {
+        since: w.since(),
+        quality: state.analytics.quality(w.since()).await?,
+    }))
 }
 
+/// Quality of experience (start-up, rebuffering, bitrate, switches), overall or by
+/// `group_by` platform or connection.
+#[utoipa::path(
+    get,
+    path = "/api/analytics/qoe",
+    tag = "analytics",
+    params(Window),
+    responses(
+        (status = 200, description = "QoE by group", body = QoeReport),
+        (status = 400, description = "Malformed query", body = ErrorBody),
+        (status = 503, description = "The analytics store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn qoe(
     State(state): State<Arc<AppState>>,
     q: WindowQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QoeReport>, ApiError> {
     let Query(w) = q?;
     let grouping = match w.group_by.as_deref().unwrap_or("all") {
         "all" => QoeGrouping::All,
@@ -146,22 +302,38 @@ pub async fn qoe(
             ))
         }
     };
-    Ok(Json(
-        json!({ "since": w.since(), "groups": state.analytics.qoe_summary(w.since(), grouping).await? }),
-    ))
+    Ok(Json(QoeReport {
+        since: w.since(),
+        groups: state.analytics.qoe_summary(w.since(), grouping).await?,
+    }))
 }
 
+/// QoE of each session in the window (per-user data: admin or operator).
+#[utoipa::path(
+    get,
+    path = "/api/analytics/qoe/sessions",
+    tag = "analytics",
+    params(Window),
+    responses(
+        (status = 200, description = "Sessions' QoE", body = QoeSessions),
+        (status = 400, description = "Malformed query", body = ErrorBody),
+        (status = 403, description = "Neither an admin token nor the server's operator", body = ErrorBody),
+        (status = 503, description = "The analytics store is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []), ()),
+)]
 pub async fn qoe_sessions(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     q: WindowQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QoeSessions>, ApiError> {
     operator_only(&state, peer, &headers)?;
     let Query(w) = q?;
-    Ok(Json(
-        json!({ "since": w.since(), "sessions": state.analytics.qoe_sessions(w.since(), w.limit()).await? }),
-    ))
+    Ok(Json(QoeSessions {
+        since: w.since(),
+        sessions: state.analytics.qoe_sessions(w.since(), w.limit()).await?,
+    }))
 }
 
 /// Until token authentication lands, per-user data is for an operator on the server machine: a
@@ -200,6 +372,21 @@ fn self_or_admin(
     }
 }
 
+/// Everything recorded about a listener (sessions, events, social actions), as JSON.
+#[utoipa::path(
+    get,
+    path = "/api/analytics/users/{id}/export",
+    tag = "analytics",
+    params(("id" = String, Path, description = "The listener"), Identity),
+    responses(
+        (status = 200, description = "The listener's data", body = Object),
+        (status = 400, description = "Malformed `user_id`", body = ErrorBody),
+        (status = 401, description = "Invalid token", body = ErrorBody),
+        (status = 403, description = "Not the listener's own token, an admin token or the operator", body = ErrorBody),
+        (status = 503, description = "The analytics store is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("token_query" = []), ()),
+)]
 pub async fn export_user(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -211,17 +398,33 @@ pub async fn export_user(
     Ok(Json(state.analytics.export_user(&user).await?))
 }
 
+/// Erases everything recorded about a listener.
+#[utoipa::path(
+    delete,
+    path = "/api/analytics/users/{id}",
+    tag = "analytics",
+    params(("id" = String, Path, description = "The listener"), Identity),
+    responses(
+        (status = 200, description = "Erased", body = Erased),
+        (status = 400, description = "Malformed `user_id`", body = ErrorBody),
+        (status = 401, description = "Invalid token", body = ErrorBody),
+        (status = 403, description = "Not the listener's own token, an admin token or the operator", body = ErrorBody),
+        (status = 503, description = "The analytics store is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("token_query" = []), ()),
+)]
 pub async fn delete_user(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(user): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Erased>, ApiError> {
     self_or_admin(&state, peer, &headers, &q, &user)?;
     let sessions = state.analytics.delete_user(&user).await?;
     tracing::info!(user_id = %user, sessions, "user analytics deleted");
-    Ok(Json(
-        json!({ "user_id": user, "sessions_deleted": sessions }),
-    ))
+    Ok(Json(Erased {
+        user_id: user,
+        sessions_deleted: sessions,
+    }))
 }

@@ -8,6 +8,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use utoipa::IntoParams;
+
+use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
@@ -16,11 +19,26 @@ const SEGMENT_CACHE: &str = "public, max-age=31536000, immutable";
 /// A playlist changes only if the file does; keep CDN copies short-lived.
 const PLAYLIST_CACHE: &str = "public, max-age=60";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MasterQuery {
+    /// A streaming session: its current quality is listed first (players start there).
     session_id: Option<String>,
 }
 
+/// The master playlist: one variant per quality profile, with `BANDWIDTH`,
+/// `AVERAGE-BANDWIDTH` and `CODECS`.
+#[utoipa::path(
+    get,
+    path = "/hls/{track_id}/master.m3u8",
+    tag = "streaming",
+    params(("track_id" = String, Path, description = "Track id"), MasterQuery),
+    responses(
+        (status = 200, description = "HLS master playlist (RFC 8216)", body = String,
+            content_type = "application/vnd.apple.mpegurl"),
+        (status = 404, description = "No such track", body = ErrorBody),
+    )
+)]
 pub async fn master(
     State(state): State<Arc<AppState>>,
     Path(track_id): Path<String>,
@@ -48,6 +66,21 @@ pub async fn master(
         .into_response())
 }
 
+/// A quality's media playlist (VOD: every segment, exact durations, `EXT-X-ENDLIST`).
+#[utoipa::path(
+    get,
+    path = "/hls/{track_id}/{quality}/playlist.m3u8",
+    tag = "streaming",
+    params(
+        ("track_id" = String, Path, description = "Track id"),
+        ("quality" = String, Path, description = "Profile: `high`, `medium`, `low` or `mobile`"),
+    ),
+    responses(
+        (status = 200, description = "HLS media playlist (RFC 8216)", body = String,
+            content_type = "application/vnd.apple.mpegurl"),
+        (status = 404, description = "No such track or quality", body = ErrorBody),
+    )
+)]
 pub async fn media(
     State(state): State<Arc<AppState>>,
     Path((track_id, quality)): Path<(String, String)>,
@@ -66,6 +99,27 @@ pub async fn media(
         .into_response())
 }
 
+/// One segment: packed audio (ADTS AAC or MP3 frames) after an ID3 timestamp tag. Encoded on
+/// first demand; its name carries the source's version, so it never changes.
+#[utoipa::path(
+    get,
+    path = "/hls/{track_id}/{quality}/{segment}",
+    tag = "streaming",
+    params(
+        ("track_id" = String, Path, description = "Track id"),
+        ("quality" = String, Path, description = "Profile"),
+        ("segment" = String, Path, description = "Segment name, as the media playlist gives it"),
+    ),
+    responses(
+        (status = 200, description = "The segment", content(
+            (Vec<u8> = "audio/aac"),
+            (Vec<u8> = "audio/mpeg"),
+        )),
+        (status = 404, description = "No such track, quality or segment, or a segment of an \
+            older version of the track", body = ErrorBody),
+        (status = 422, description = "The source cannot be transcoded", body = ErrorBody),
+    )
+)]
 pub async fn segment(
     State(state): State<Arc<AppState>>,
     Path((track_id, quality, segment)): Path<(String, String, String)>,

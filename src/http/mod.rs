@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 mod hls;
 mod observe;
+pub mod openapi;
 pub mod range;
 mod sessions;
 mod social;
@@ -15,10 +16,14 @@ mod ws;
 use std::sync::Arc;
 
 use axum::http::{header, HeaderValue, Method};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
+use bytes::Bytes;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::analytics::AnalyticsEngine;
 use crate::config::Config;
@@ -47,79 +52,72 @@ pub struct AppState {
 /// The whole HTTP API.
 pub fn router(state: Arc<AppState>) -> Router {
     let cors = cors_layer(&state.config.cors_origins);
-    Router::new()
-        .route("/healthz", get(observe::healthz))
-        .route("/metrics", get(observe::metrics))
-        .route("/api/tracks", get(tracks::list))
-        .route("/api/tracks/{id}", get(tracks::one))
-        .route("/hls/{track_id}/master.m3u8", get(hls::master))
-        .route("/hls/{track_id}/{quality}/playlist.m3u8", get(hls::media))
-        .route("/hls/{track_id}/{quality}/{segment}", get(hls::segment))
+    let (api, doc) = api_routes().split_for_parts();
+    // Serialised once: the document is the same for the life of the process.
+    let doc = Bytes::from(
+        doc.to_pretty_json()
+            .expect("the OpenAPI document serialises"),
+    );
+    api.route(
+        "/api/openapi.json",
+        get(move || {
+            let doc = doc.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], doc) }
+        }),
+    )
+    .fallback(observe::fallback)
+    .layer(axum::middleware::from_fn(observe::record_request))
+    .layer(cors)
+    .layer(
+        TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            // The path only: queries may carry tokens, which must never reach the logs.
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+        }),
+    )
+    .with_state(state)
+}
+
+/// The documented routes: each handler's `#[utoipa::path]` gives both its route and its entry
+/// in the OpenAPI document (see `openapi`).
+fn api_routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(observe::healthz))
+        .routes(routes!(observe::metrics))
+        .routes(routes!(tracks::list))
+        .routes(routes!(tracks::one))
+        .routes(routes!(hls::master))
+        .routes(routes!(hls::media))
+        .routes(routes!(hls::segment))
+        // OpenAPI has no catch-all parameter: documented by hand in `openapi::ApiDoc`.
         .route(
             "/stream/{*filename}",
             get(stream::progressive).head(stream::progressive),
         )
-        .route("/api/streaming/session", post(sessions::create))
-        .route(
-            "/api/streaming/session/{id}",
-            get(sessions::get).delete(sessions::end),
-        )
-        .route(
-            "/api/streaming/session/{id}/metrics",
-            post(sessions::metrics),
-        )
-        .route("/api/streaming/stats", get(sessions::stats))
-        .route("/api/playlists", get(social::list).post(social::create))
-        .route(
-            "/api/playlists/{id}",
-            get(social::get)
-                .patch(social::rename)
-                .delete(social::delete),
-        )
-        .route("/api/playlists/{id}/tracks", post(social::add_track))
-        .route(
-            "/api/playlists/{id}/tracks/{position}",
-            axum::routing::delete(social::remove_at),
-        )
-        .route("/api/playlists/{id}/move", post(social::move_track))
-        .route("/api/playlists/{id}/share", post(social::share_playlist))
-        .route("/api/tracks/{id}/like", post(social::like_track))
-        .route("/api/tracks/{id}/share", post(social::share_track))
-        .route("/api/users/{id}/follow", post(social::follow))
-        .route("/api/admin/message", post(social::server_message))
-        .route("/api/ws", get(ws::upgrade))
-        .route("/api/ws/stats", get(ws_stats))
-        .route("/api/analytics/top-tracks", get(analytics::top_tracks))
-        .route("/api/analytics/users", get(analytics::users))
-        .route("/api/analytics/completion", get(analytics::completion))
-        .route("/api/analytics/concurrency", get(analytics::concurrency))
-        .route("/api/analytics/quality", get(analytics::quality))
-        .route("/api/analytics/qoe", get(analytics::qoe))
-        .route("/api/analytics/qoe/sessions", get(analytics::qoe_sessions))
-        .route(
-            "/api/analytics/users/{id}/export",
-            get(analytics::export_user),
-        )
-        .route(
-            "/api/analytics/users/{id}",
-            axum::routing::delete(analytics::delete_user),
-        )
-        .fallback(observe::fallback)
-        .layer(axum::middleware::from_fn(observe::record_request))
-        .layer(cors)
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-                // The path only: queries may carry tokens, which must never reach the logs.
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
-            }),
-        )
-        .with_state(state)
-}
-
-async fn ws_stats(
-    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
-) -> axum::Json<serde_json::Value> {
-    axum::Json(state.websocket.get_stats().await)
+        .routes(routes!(sessions::create))
+        .routes(routes!(sessions::get, sessions::end))
+        .routes(routes!(sessions::metrics))
+        .routes(routes!(sessions::stats))
+        .routes(routes!(social::list, social::create))
+        .routes(routes!(social::get, social::rename, social::delete))
+        .routes(routes!(social::add_track))
+        .routes(routes!(social::remove_at))
+        .routes(routes!(social::move_track))
+        .routes(routes!(social::share_playlist))
+        .routes(routes!(social::like_track))
+        .routes(routes!(social::share_track))
+        .routes(routes!(social::follow))
+        .routes(routes!(social::server_message))
+        .routes(routes!(ws::upgrade))
+        .routes(routes!(ws::stats))
+        .routes(routes!(analytics::top_tracks))
+        .routes(routes!(analytics::users))
+        .routes(routes!(analytics::completion))
+        .routes(routes!(analytics::concurrency))
+        .routes(routes!(analytics::quality))
+        .routes(routes!(analytics::qoe))
+        .routes(routes!(analytics::qoe_sessions))
+        .routes(routes!(analytics::export_user))
+        .routes(routes!(analytics::delete_user))
 }
 
 fn cors_layer(origins: &[String]) -> CorsLayer {

@@ -11,6 +11,16 @@ use axum::response::{IntoResponse, Response};
 use super::{ApiError, AppState};
 
 /// 200 once the library is scanned, 503 before.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = String, content_type = "text/plain"),
+        (status = 503, description = "Still scanning the library", body = String,
+            content_type = "text/plain"),
+    )
+)]
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     if state.library.is_ready() {
         (StatusCode::OK, "ok").into_response()
@@ -19,6 +29,17 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// Prometheus metrics: requests and latencies by route, transcodes, cache, library.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format", body = String,
+            content_type = "text/plain; version=0.0.4"),
+        (status = 404, description = "Metrics are disabled", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     match &state.metrics {
         Some(handle) => (

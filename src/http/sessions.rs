@@ -5,20 +5,24 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::identify;
+use super::openapi::{ErrorBody, Identity};
 use super::{ApiError, AppState};
 use crate::analytics::{Platform, SessionExtras};
-use crate::streaming::adaptive::{ClientCapabilities, PerformanceMetrics, StreamingError};
+use crate::streaming::adaptive::{
+    AdaptiveProfile, ClientCapabilities, PerformanceMetrics, StreamingError, StreamingSession,
+};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     track_id: String,
@@ -32,7 +36,7 @@ pub struct CreateSession {
 }
 
 /// A player's report: the spec's `PerformanceMetrics`, plus what only the player knows.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct MetricsReport {
     #[serde(flatten)]
     metrics: PerformanceMetrics,
@@ -44,17 +48,59 @@ pub struct MetricsReport {
     startup_ms: Option<u64>,
 }
 
+/// A new session: what the spec's `useAdaptiveStreaming` hook reads.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionCreated {
+    pub session_id: String,
+    /// The profile to start with, chosen from the client's capabilities.
+    pub initial_profile: AdaptiveProfile,
+    /// The session's master playlist (its current profile listed first).
+    pub master_playlist: String,
+}
+
+/// The answer to a report: the quality the server now recommends.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MetricsAck {
+    pub session_id: String,
+    pub current_quality: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EndQuery {
+    /// Where playback stopped, for analytics.
+    position_ms: Option<u64>,
+}
+
 fn session_uuid(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| StreamingError::UnknownSession(id.to_string()).into())
 }
 
+/// Starts a streaming session for a track: the server picks the first profile from the client's
+/// capabilities and then follows the player's reports.
+#[utoipa::path(
+    post,
+    path = "/api/streaming/session",
+    tag = "streaming",
+    params(Identity),
+    request_body = CreateSession,
+    responses(
+        (status = 201, description = "Session created", body = SessionCreated),
+        (status = 400, description = "Malformed body or `user_id`", body = ErrorBody),
+        (status = 401, description = "Invalid token", body = ErrorBody),
+        (status = 404, description = "No such track", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Wrongly typed body", body = ErrorBody),
+    ),
+    security((), ("bearer" = []), ("token_query" = [])),
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(mut query): Query<HashMap<String, String>>,
     body: Result<Json<CreateSession>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<SessionCreated>), ApiError> {
     let Json(mut body) = body?;
     // The body's `user_id` is a claim like `?user_id=`: believed under the same rules (a token,
     // or this machine), refused if it contradicts a token, dropped for an anonymous caller, so
@@ -107,31 +153,58 @@ pub async fn create(
         .await;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "session_id": session.to_string(),
-            "initial_profile": profile,
-            "master_playlist": format!("/hls/{}/master.m3u8?session_id={}", body.track_id, session),
-        })),
+        Json(SessionCreated {
+            session_id: session.to_string(),
+            initial_profile: profile,
+            master_playlist: format!("/hls/{}/master.m3u8?session_id={}", body.track_id, session),
+        }),
     ))
 }
 
+/// A session: its current quality, capabilities and the player's last report.
+#[utoipa::path(
+    get,
+    path = "/api/streaming/session/{id}",
+    tag = "streaming",
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The session", body = StreamingSession),
+        (status = 404, description = "No such session (ended, expired or never created)",
+            body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StreamingSession>, ApiError> {
     let session = state
         .streaming
         .get_session(&id)
         .await
         .ok_or(StreamingError::UnknownSession(id))?;
-    Ok(Json(serde_json::to_value(session).unwrap_or_default()))
+    Ok(Json(session))
 }
 
+/// A player's performance report; the quality monitor re-decides the session from these.
+#[utoipa::path(
+    post,
+    path = "/api/streaming/session/{id}/metrics",
+    tag = "streaming",
+    params(("id" = String, Path, description = "Session id")),
+    request_body = MetricsReport,
+    responses(
+        (status = 200, description = "Report taken", body = MetricsAck),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Wrongly typed body", body = ErrorBody),
+    )
+)]
 pub async fn metrics(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     body: Result<Json<MetricsReport>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MetricsAck>, ApiError> {
     let Json(report) = body?;
     let uuid = session_uuid(&id)?;
     if state.streaming.get_session(&id).await.is_none() {
@@ -186,17 +259,30 @@ pub async fn metrics(
         .get_session(&id)
         .await
         .map_or(session.current_quality, |s| s.current_quality);
-    Ok(Json(
-        json!({ "session_id": session.session_id, "current_quality": current }),
-    ))
+    Ok(Json(MetricsAck {
+        session_id: session.session_id,
+        current_quality: current,
+    }))
 }
 
 /// Ends a session (the player moved on): `?position_ms=` records where it stopped.
+#[utoipa::path(
+    delete,
+    path = "/api/streaming/session/{id}",
+    tag = "streaming",
+    params(("id" = String, Path, description = "Session id"), EndQuery),
+    responses(
+        (status = 204, description = "Session ended"),
+        (status = 400, description = "Malformed query", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+    )
+)]
 pub async fn end(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    q: Result<Query<EndQuery>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
+    let Query(q) = q?;
     let uuid = session_uuid(&id)?;
     if let Some(user) = state.streaming.session_user(&id).await {
         state.websocket.forget_buffer(&user);
@@ -204,11 +290,17 @@ pub async fn end(
     if !state.streaming.end_session(&id).await {
         return Err(StreamingError::UnknownSession(id).into());
     }
-    let position = q.get("position_ms").and_then(|p| p.parse().ok());
-    state.analytics.end_play_session(uuid, position).await;
+    state.analytics.end_play_session(uuid, q.position_ms).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Sessions now, by quality, connection and device (the spec's `get_streaming_stats`).
+#[utoipa::path(
+    get,
+    path = "/api/streaming/stats",
+    tag = "streaming",
+    responses((status = 200, description = "Streaming statistics", body = Object)),
+)]
 pub async fn stats(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(state.streaming.get_streaming_stats().await)
 }

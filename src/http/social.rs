@@ -10,10 +10,11 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::auth::{require_admin, require_user};
+use super::openapi::{ErrorBody, Identity};
 use super::{ApiError, AppState};
 use crate::analytics::SocialKind;
 use crate::social::{PlaylistView, SocialError};
@@ -43,16 +44,47 @@ impl From<SocialError> for ApiError {
 
 type Q = Query<HashMap<String, String>>;
 
+/// A like's outcome.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LikeResult {
+    pub track_id: String,
+    pub total_likes: u64,
+    /// False when the caller had already liked the track.
+    pub new: bool,
+}
+
+/// A follow's outcome.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FollowResult {
+    pub follower_id: String,
+    pub followed_id: String,
+    /// False when the caller already followed that user.
+    pub new: bool,
+}
+
 fn view(state: &AppState, p: &crate::social::Playlist) -> PlaylistView {
     p.view(&state.library)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NameBody {
     name: String,
 }
 
+/// The caller's playlists and those shared with them.
+#[utoipa::path(
+    get,
+    path = "/api/playlists",
+    tag = "playlists",
+    params(Identity),
+    responses(
+        (status = 200, description = "Playlists", body = Vec<PlaylistView>),
+        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("token_query" = []), ()),
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -64,6 +96,22 @@ pub async fn list(
     Ok(Json(lists.iter().map(|p| view(&state, p)).collect()))
 }
 
+/// Creates an empty playlist.
+#[utoipa::path(
+    post,
+    path = "/api/playlists",
+    tag = "playlists",
+    params(Identity),
+    request_body = NameBody,
+    responses(
+        (status = 201, description = "Created", body = PlaylistView),
+        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Wrongly typed body", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("token_query" = []), ()),
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -81,6 +129,20 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view(&state, &change.playlist))))
 }
 
+/// One playlist (its owner's or shared with the caller).
+#[utoipa::path(
+    get,
+    path = "/api/playlists/{id}",
+    tag = "playlists",
+    params(("id" = String, Path, description = "Playlist id"), Identity),
+    responses(
+        (status = 200, description = "The playlist", body = PlaylistView),
+        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
+        (status = 404, description = "No such playlist, or not visible to the caller", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("token_query" = []), ()),
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -93,6 +155,24 @@ pub async fn get(
     Ok(Json(view(&state, &p)))
 }
 
+/// Renames a playlist (owner only).
+#[utoipa::path(
+    patch,
+    path = "/api/playlists/{id}",
+    tag = "playlists",
+    params(("id" = String, Path, description = "Playlist id"), Identity),
+    request_body = NameBody,
+    responses(
+        (status = 200, description = "Renamed", body = PlaylistView),
+        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
+        (status = 403, description = "Not the owner", body = ErrorBody),
+        (status = 404, description = "No such playlist", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Wrongly typed body", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("token_query" = []), ()),
+)]
 pub async fn rename(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -111,6 +191,21 @@ pub async fn rename(
     Ok(Json(view(&state, &change.playlist)))
 }
 
+/// Deletes a playlist (owner only).
+#[utoipa::path(
+    delete,
+    path = "/api/playlists/{id}",
+    tag = "playlists",
+    params(("id" = String, Path, description = "Playlist id"), Identity),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
+        (status = 403, description = "Not the owner", body = ErrorBody),
+        (status = 404, description = "No such playlist", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("token_query" = []), ()),
+)]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -124,7 +219,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddBody {
     track_id: String,
@@ -132,6 +227,24 @@ pub struct AddBody {
     position: Option<usize>,
 }
 
+/// Adds a track at `position` (default: the end).
+#[utoipa::path(
+    post,
+    path = "/api/playlists/{id}/tracks",
+    tag = "playlists",
+    params(("id" = String, Path, description = "Playlist id"), Identity),
+    request_body = AddBody,
+    responses(
+        (status = 200, description = "The playlist after the change", body = PlaylistView),
+        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
+        (status = 403, description = "Not the owner", body = ErrorBody),
+        (status = 404, description = "No such playlist or track", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Wrongly typed body", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("token_query" = []), ()),
+)]
 pub async fn add_track(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -153,6 +266,21 @@ pub async fn add_track(
     Ok(Json(view(&state, &change.playlist)))
 }
 
+/// Removes the entry at `position` (0-based).
+#[utoipa::path(
+    delete,
+    path = "/api/playlists/{id}/tracks/{position}",
+    tag = "playlists",
+    params(("id" = String, Path, description = "Playlist id"), ("position" = usize, Path, description = "0-based position"), Identity),
+    responses(
+        (status = 200, description = "The playlist after the change", body = PlaylistView),
+        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
+        (status = 403, description = "Not the owner", body = ErrorBody),
+        (status = 404, description = "No such playlist", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("token_query" = []), ()),
+)]
 pub async fn remove_at(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -166,13 +294,31 @@ pub async fn remove_at(
     Ok(Json(view(&state, &change.playlist)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoveBody {
     from: usize,
     to: usize,
 }
 
+/// Moves the entry at `from` to `to` (0-based).
+#[utoipa::path(
+    post,
+    path = "/api/playlists/{id}/move",
+    tag = "playlists",
+    params(("id" = String, Path, description = "Playlist id"), Identity),
+    request_body = MoveBody,
+    responses(
+        (status = 200, description = "The playlist after the change", body = PlaylistView),
+        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
+        (status = 403, description = "Not the owner", body = ErrorBody),
+        (status = 404, description = "No such playlist", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Wrongly typed body", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("token_query" = []), ()),
+)]
 pub async fn move_track(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -191,7 +337,7 @@ pub async fn move_track(
     Ok(Json(view(&state, &change.playlist)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShareBody {
     to_users: Vec<String>,
@@ -199,6 +345,24 @@ pub struct ShareBody {
     message: Option<String>,
 }
 
+/// Shares a playlist with users (owner only); each new recipient gets `PlaylistShared`.
+#[utoipa::path(
+    post,
+    path = "/api/playlists/{id}/share",
+    tag = "playlists",
+    params(("id" = String, Path, description = "Playlist id"), Identity),
+    request_body = ShareBody,
+    responses(
+        (status = 200, description = "The playlist, with its audience", body = PlaylistView),
+        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
+        (status = 403, description = "Not the owner", body = ErrorBody),
+        (status = 404, description = "No such playlist", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Wrongly typed body", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("token_query" = []), ()),
+)]
 pub async fn share_playlist(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -236,13 +400,27 @@ pub async fn share_playlist(
     Ok(Json(view(&state, &playlist)))
 }
 
+/// Likes a track (once per user); `TrackLiked` goes to everyone.
+#[utoipa::path(
+    post,
+    path = "/api/tracks/{id}/like",
+    tag = "social",
+    params(("id" = String, Path, description = "Track id"), Identity),
+    responses(
+        (status = 200, description = "The track's likes", body = LikeResult),
+        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
+        (status = 404, description = "No such track", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("token_query" = []), ()),
+)]
 pub async fn like_track(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(q): Q,
     Path(track_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LikeResult>, ApiError> {
     let me = require_user(&state, peer, &headers, &q)?;
     if state.library.get(&track_id).is_none() {
         return Err(ApiError::not_found(format!("no track {track_id:?}")));
@@ -262,11 +440,30 @@ pub async fn like_track(
             })
             .await;
     }
-    Ok(Json(
-        json!({ "track_id": track_id, "total_likes": total, "new": new }),
-    ))
+    Ok(Json(LikeResult {
+        track_id,
+        total_likes: total,
+        new,
+    }))
 }
 
+/// Shares a track: `TrackShared` goes to the sender and the recipients only.
+#[utoipa::path(
+    post,
+    path = "/api/tracks/{id}/share",
+    tag = "social",
+    params(("id" = String, Path, description = "Track id"), Identity),
+    request_body = ShareBody,
+    responses(
+        (status = 204, description = "Shared"),
+        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
+        (status = 404, description = "No such track", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Wrongly typed body", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("token_query" = []), ()),
+)]
 pub async fn share_track(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -312,13 +509,26 @@ pub async fn share_track(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Follows a user: `UserFollowed` goes to the two users.
+#[utoipa::path(
+    post,
+    path = "/api/users/{id}/follow",
+    tag = "social",
+    params(("id" = String, Path, description = "The user to follow"), Identity),
+    responses(
+        (status = 200, description = "Following", body = FollowResult),
+        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("token_query" = []), ()),
+)]
 pub async fn follow(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(q): Q,
     Path(followed): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FollowResult>, ApiError> {
     let me = require_user(&state, peer, &headers, &q)?;
     let new = state.social.follow(&me.user_id, &followed).await?;
     if new {
@@ -334,12 +544,14 @@ pub async fn follow(
             })
             .await;
     }
-    Ok(Json(
-        json!({ "follower_id": me.user_id, "followed_id": followed, "new": new }),
-    ))
+    Ok(Json(FollowResult {
+        follower_id: me.user_id,
+        followed_id: followed,
+        new,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageBody {
     message: String,
@@ -347,6 +559,23 @@ pub struct MessageBody {
     level: Option<MessageLevel>,
 }
 
+/// Broadcasts a `ServerMessage` to every connection (an admin token, or the operator on the server machine).
+#[utoipa::path(
+    post,
+    path = "/api/admin/message",
+    tag = "social",
+    params(Identity),
+    request_body = MessageBody,
+    responses(
+        (status = 202, description = "Broadcast"),
+        (status = 400, description = "Malformed body, or a message that is empty or over 2000 characters", body = ErrorBody),
+        (status = 401, description = "Invalid token", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Wrongly typed body", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("token_query" = []), ()),
+)]
 pub async fn server_message(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

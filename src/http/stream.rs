@@ -16,6 +16,7 @@ use futures_util::StreamExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use tokio_util::io::ReaderStream;
 
+use super::openapi::ErrorBody;
 use super::range::{parse_range, RangeRequest};
 use super::{ApiError, AppState};
 use crate::library::Track;
@@ -93,6 +94,57 @@ fn find_track(state: &AppState, name: &str) -> Option<Arc<Track>> {
     catalog.by_filename(name).or_else(|| catalog.get(name))
 }
 
+/// The query parameters `/stream` understands (read from the raw query by the handler; this
+/// type documents them).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documentation only
+struct ProgressiveQuery {
+    /// Force a profile: `high`, `medium`, `low` or `mobile`.
+    quality: Option<String>,
+    /// A streaming session: its current quality (the quality monitor's choice).
+    session_id: Option<String>,
+    /// The client's bandwidth estimate (else the `Downlink` client hint).
+    bandwidth_kbps: Option<u32>,
+    /// `Wifi`, `Ethernet`, `Cellular4G`, `Cellular3G`, `Cellular2G` or `Unknown` (else `ECT`).
+    connection: Option<String>,
+    /// `Desktop`, `Mobile`, `Tablet`, `SmartSpeaker`, `CarAudio` or `Unknown` (else from the
+    /// `User-Agent`).
+    device: Option<String>,
+}
+
+/// A whole track in one profile, for players without HLS: full `Range` support (`206`,
+/// suffix ranges, `If-Range`), `ETag`, `HEAD`. The quality comes from `?quality=`, the
+/// session, or the client's capabilities (query, Client Hints `Downlink`/`ECT`/`Save-Data`,
+/// `User-Agent`); `X-Stream-Quality` says which was served.
+#[utoipa::path(
+    method(get, head),
+    path = "/stream/{filename}",
+    tag = "streaming",
+    params(
+        ("filename" = String, Path, description = "A library-relative path (may contain `/`) \
+            or a track id"),
+        ProgressiveQuery,
+        ("Range" = Option<String>, Header, description = "Byte range(s), RFC 9110"),
+        ("If-Range" = Option<String>, Header, description = "Apply the range only if this \
+            validator still matches"),
+    ),
+    responses(
+        (status = 200, description = "The whole stream", content(
+            (Vec<u8> = "audio/aac"),
+            (Vec<u8> = "audio/mpeg"),
+        )),
+        (status = 206, description = "The requested range", content(
+            (Vec<u8> = "audio/aac"),
+            (Vec<u8> = "audio/mpeg"),
+        )),
+        (status = 304, description = "Not modified (`If-None-Match`)"),
+        (status = 400, description = "A hostile path or a malformed query", body = ErrorBody),
+        (status = 404, description = "No such track or quality", body = ErrorBody),
+        (status = 416, description = "Range not satisfiable"),
+        (status = 422, description = "The source cannot be transcoded", body = ErrorBody),
+    )
+)]
 pub async fn progressive(
     State(state): State<Arc<AppState>>,
     Path(filename): Path<String>,
@@ -146,15 +198,12 @@ pub async fn progressive(
     let req = state
         .streaming
         .transcode_request(&track.id, &profile.quality_id)?;
-    let encoded = state.cache.complete(&req).await?;
+    let (encoded, file) = state.cache.open_complete(&req).await?;
 
     let prefix = Bytes::from(encoded.info_tag.clone().unwrap_or_default());
     let total = prefix.len() as u64 + encoded.stream_len();
     let etag = format!("\"{}-{}-{}\"", track.version, profile.quality_id, total);
-    let modified = tokio::fs::metadata(&encoded.path)
-        .await
-        .ok()
-        .and_then(|m| m.modified().ok());
+    let modified = file.metadata().await.ok().and_then(|m| m.modified().ok());
 
     let mut response_headers = HeaderMap::new();
     let mut set = |k: header::HeaderName, v: String| {
@@ -211,7 +260,7 @@ pub async fn progressive(
     if method == Method::HEAD {
         return Ok((status, response_headers).into_response());
     }
-    let body = body_stream(prefix, &encoded.path, start, len).await?;
+    let body = body_stream(prefix, file, start, len).await?;
     Ok((status, response_headers, body).into_response())
 }
 
@@ -244,7 +293,7 @@ fn if_range_holds(
 /// The bytes `[start, start + len)` of `prefix` followed by the file, streamed from disk.
 async fn body_stream(
     prefix: Bytes,
-    path: &std::path::Path,
+    mut file: tokio::fs::File,
     start: u64,
     len: u64,
 ) -> Result<Body, ApiError> {
@@ -257,9 +306,6 @@ async fn body_stream(
     };
     let file_start = start.saturating_sub(plen);
     let file_len = len - head.len() as u64;
-    let mut file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cache_io", e.to_string()))?;
     file.seek(std::io::SeekFrom::Start(file_start))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cache_io", e.to_string()))?;

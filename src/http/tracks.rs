@@ -7,11 +7,14 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use utoipa::{IntoParams, ToSchema};
+
+use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
 use crate::library::Track;
 
 /// A track as clients see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TrackDto {
     pub id: String,
     pub filename: String,
@@ -42,14 +45,28 @@ impl From<&Track> for TrackDto {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Case-insensitive search in title, artist, album, genre and file name.
     q: Option<String>,
+    /// Tracks to skip (for paging).
     offset: Option<usize>,
+    /// At most this many tracks.
     limit: Option<usize>,
 }
 
+/// The catalogue, in file-name order, optionally searched and paged.
+#[utoipa::path(
+    get,
+    path = "/api/tracks",
+    tag = "library",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Matching tracks", body = Vec<TrackDto>),
+        (status = 400, description = "Malformed query", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -86,6 +103,17 @@ pub async fn list(
     Ok(Json(tracks))
 }
 
+/// One track.
+#[utoipa::path(
+    get,
+    path = "/api/tracks/{id}",
+    tag = "library",
+    params(("id" = String, Path, description = "Track id")),
+    responses(
+        (status = 200, description = "The track", body = TrackDto),
+        (status = 404, description = "No such track", body = ErrorBody),
+    )
+)]
 pub async fn one(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

@@ -12,10 +12,26 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use axum::Json;
 
 use super::auth::identify;
+use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
 
+/// The WebSocket: live events and commands (`{"command": …}` in, `{"event": …}` out).
+#[utoipa::path(
+    get,
+    path = "/api/ws",
+    tag = "operations",
+    params(super::openapi::Identity),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 401, description = "Invalid or expired token, or a `user_id` that contradicts it",
+            body = ErrorBody),
+        (status = 400, description = "Malformed `user_id`", body = ErrorBody),
+    ),
+    security((), ("bearer" = []), ("token_query" = [])),
+)]
 pub async fn upgrade(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -27,4 +43,15 @@ pub async fn upgrade(
     Ok(state
         .websocket
         .handle_websocket(ws, user, peer.ip().to_string()))
+}
+
+/// Connection and message counters of this node's hub (the spec's `WebSocketStats`, and more).
+#[utoipa::path(
+    get,
+    path = "/api/ws/stats",
+    tag = "operations",
+    responses((status = 200, description = "Hub statistics", body = Object)),
+)]
+pub async fn stats(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(state.websocket.get_stats().await)
 }

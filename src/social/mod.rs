@@ -50,7 +50,7 @@ impl SocialStore {
 }
 
 /// One entry of a playlist as a client shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS, utoipa::ToSchema)]
 #[ts(export)]
 pub struct EntryView {
     pub track_id: String,
@@ -63,7 +63,7 @@ pub struct EntryView {
 }
 
 /// A playlist as a client shows it: entries with the library's titles.
-#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS, utoipa::ToSchema)]
 #[ts(export)]
 pub struct PlaylistView {
     pub id: String,

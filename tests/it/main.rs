@@ -8,6 +8,7 @@ mod broker;
 mod fixtures;
 mod helpers;
 mod hls;
+mod openapi;
 mod safety;
 mod social;
 mod spec_examples;

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AdaptiveProfile;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS, utoipa::ToSchema)]
 #[ts(export)]
 pub struct ClientCapabilities {
     pub estimated_bandwidth_kbps: u32,
@@ -49,7 +49,9 @@ impl Default for ClientCapabilities {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS, utoipa::ToSchema,
+)]
 #[ts(export)]
 pub enum ConnectionType {
     Wifi,
@@ -60,7 +62,9 @@ pub enum ConnectionType {
     Unknown,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS, utoipa::ToSchema,
+)]
 #[ts(export)]
 pub enum DeviceType {
     Desktop,

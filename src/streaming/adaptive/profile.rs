@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::ProfileConfig;
 
 /// One rung of the quality ladder (the spec's `AdaptiveProfile`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS, utoipa::ToSchema)]
 #[ts(export)]
 pub struct AdaptiveProfile {
     pub quality_id: String,

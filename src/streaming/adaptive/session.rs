@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::ClientCapabilities;
 
 /// One listener playing one track (the spec's `StreamingSession`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StreamingSession {
     pub session_id: String,
     pub track_id: String,
@@ -15,12 +15,22 @@ pub struct StreamingSession {
     pub current_quality: String,
     pub client_capabilities: ClientCapabilities,
     pub performance_metrics: PerformanceMetrics,
+    #[schema(value_type = SystemTimeJson)]
     pub created_at: SystemTime,
+    #[schema(value_type = SystemTimeJson)]
     pub last_updated: SystemTime,
 }
 
+/// A `SystemTime` as serde writes it (time since the Unix epoch).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // schema only
+pub struct SystemTimeJson {
+    secs_since_epoch: u64,
+    nanos_since_epoch: u32,
+}
+
 /// A player's report on how playback goes (the spec's `PerformanceMetrics`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ts_rs::TS, utoipa::ToSchema)]
 #[ts(export)]
 #[serde(default)]
 pub struct PerformanceMetrics {

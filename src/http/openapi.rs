@@ -1,0 +1,98 @@
+//! The OpenAPI 3.1 document of the REST API, served at `/api/openapi.json`.
+//!
+//! It is assembled from the handlers' own `#[utoipa::path]` annotations by the router that
+//! serves them (`utoipa_axum`'s `routes!`): a documented route is a served route, at the same
+//! path, so the document cannot list a route the server does not have. Request and response
+//! schemas come from the Rust types that (de)serialise the bodies. The one route axum and
+//! OpenAPI spell differently, `/stream/{*filename}`, is documented here by hand.
+
+use serde::Serialize;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "stream-server",
+        description = "Self-hosted audio streaming: library, HLS and progressive streaming with \
+            adaptive quality, streaming sessions, playlists and social actions, analytics. \
+            Live events and commands use the WebSocket at `/api/ws` (see the design's protocol).",
+    ),
+    paths(super::stream::progressive),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "library", description = "The catalogue of tracks."),
+        (name = "streaming", description = "HLS, progressive streaming and streaming sessions."),
+        (name = "playlists", description = "Persistent playlists; every change is pushed as `PlaylistUpdated`."),
+        (name = "social", description = "Likes, shares, follows and server messages."),
+        (name = "analytics", description = "Listening reports and per-user data."),
+        (name = "operations", description = "Health, metrics and the WebSocket endpoint."),
+    ),
+    modifiers(&Security),
+)]
+pub struct ApiDoc;
+
+/// How a caller says who they are: a bearer token (or `?token=`), minted by
+/// `stream-server token`; a bare `user_id` is believed only from the server's own machine, or
+/// from anyone when `auth.mode = "open"`.
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("HS256 token from `stream-server token --user ID`"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "token_query",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "token",
+                "The same token as a query parameter (for clients that cannot set headers)",
+            ))),
+        );
+    }
+}
+
+/// Every failure's body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    pub error: String,
+    /// What went wrong, for programs (`unknown_track`, `invalid_body`, `not_owner`, …).
+    pub code: String,
+}
+
+/// Who is asking, where the route acts for a listener.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documentation only: handlers read these through `http::auth`
+pub struct Identity {
+    /// The listener. Believed from a verified token, from the server's own machine, or from
+    /// anyone in `auth.mode = "open"`; must match the token's subject when both are given.
+    user_id: Option<String>,
+    /// A bearer token, when the `Authorization` header cannot be set.
+    token: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_is_openapi_3_1_with_its_security_schemes() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        assert!(doc["paths"]["/stream/{filename}"]["get"].is_object());
+    }
+}
