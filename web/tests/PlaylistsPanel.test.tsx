@@ -203,6 +203,117 @@ describe('PlaylistsPanel and the library menu', () => {
     expect(tab.ui.getByTestId('playlist-track').getAttribute('draggable')).toBe('false');
   });
 
+  it('marks the entries no longer in the library, plays and queues around them, and still lets the owner move or remove them', async () => {
+    const [alpha, bravo] = CATALOG;
+    // A track deleted from the library since it was added: the server keeps the entry.
+    const gone = { track_id: 't-gone', title: 'Gone', artist: 'Nobody', duration_ms: 30_000, available: false };
+    server.playlists.set('trip', { id: 'trip', name: 'Trip', owner: 'ann', tracks: [catalogEntry(alpha.id), gone, catalogEntry(bravo.id)], updated_at: 1, created_at: 1, shared_with: [] });
+    let queue: Queue | null = null;
+    const tab = await openTab('ann', (q) => {
+      queue = q;
+    });
+    await waitFor(() => expect(tab.ui.getAllByTestId('playlist-item')).toHaveLength(1));
+    // The count keeps the entry; the duration is what plays.
+    expect(tab.ui.getByTestId('playlist-summary').textContent).toBe('3 tracks · 1 unavailable · 2:01');
+
+    // Play from the list: the queue skips it.
+    fireEvent.click(tab.ui.getByRole('button', { name: 'Play Trip' }));
+    await waitFor(() => expect(queue!.items.map((i) => i.track.id)).toEqual([alpha.id, bravo.id]));
+    expect(queue!.current?.track.id).toBe(alpha.id);
+
+    // Open: shown in its place, struck and said to be unavailable, in words and to assistive tech.
+    fireEvent.click(tab.ui.getByTestId('playlist-open'));
+    expect(trackTitles(tab.ui)).toEqual([alpha.title, 'Gone', bravo.title]);
+    const rows = tab.ui.getAllByTestId('playlist-track');
+    expect(rows.map((r) => r.getAttribute('data-available'))).toEqual(['true', 'false', 'true']);
+    expect(rows[1].classList.contains('unavailable')).toBe(true);
+    expect(rows[0].classList.contains('unavailable')).toBe(false);
+    expect(within(rows[1]).getByText('(unavailable)')).toBeTruthy();
+    expect(within(rows[0]).queryByText('(unavailable)')).toBeNull();
+    expect(tab.ui.getByTestId('playlist-unavailable-note').textContent).toBe(
+      '1 track no longer in the library: playing or queueing the playlist skips it. You can still move or remove it.',
+    );
+
+    // Not playable: its play button is disabled and named for what it is.
+    expect(tab.ui.queryByRole('button', { name: 'Play Gone from the playlist' })).toBeNull();
+    const dead = tab.ui.getByRole('button', { name: 'Gone: unavailable, no longer in the library' }) as HTMLButtonElement;
+    expect(dead.disabled).toBe(true);
+    expect(dead).toBe(within(rows[1]).getByTestId('playlist-track-play'));
+    fireEvent.click(dead);
+    expect(queue!.current?.track.id).toBe(alpha.id);
+    expect(within(rows[0]).getByTestId<HTMLButtonElement>('playlist-track-play').disabled).toBe(false);
+
+    // Play from the track after it: the queue is the playable entries, starting at that one.
+    fireEvent.click(tab.ui.getByRole('button', { name: `Play ${bravo.title} from the playlist` }));
+    await waitFor(() => expect(queue!.current?.track.id).toBe(bravo.id));
+    expect(queue!.items.map((i) => i.track.id)).toEqual([alpha.id, bravo.id]);
+    expect(queue!.index).toBe(1);
+
+    // Add all to queue and Play all skip it too.
+    fireEvent.click(tab.ui.getByRole('button', { name: 'Add all to queue' }));
+    await waitFor(() => expect(queue!.items.map((i) => i.track.id)).toEqual([alpha.id, bravo.id, alpha.id, bravo.id]));
+    fireEvent.click(tab.ui.getByTestId('playlist-play-all'));
+    await waitFor(() => expect(queue!.items.map((i) => i.track.id)).toEqual([alpha.id, bravo.id]));
+    expect(queue!.current?.track.id).toBe(alpha.id);
+
+    // The owner can still move it (its buttons say it is unavailable too)...
+    const up = tab.ui.getByRole('button', { name: 'Move Gone up' }) as HTMLButtonElement;
+    expect(up.disabled).toBe(false);
+    expect(document.getElementById(up.getAttribute('aria-describedby')!)?.textContent).toBe('(unavailable)');
+    fireEvent.click(up);
+    expect(trackTitles(tab.ui)).toEqual(['Gone', alpha.title, bravo.title]);
+    await waitFor(() => expect(server.playlists.get('trip')!.tracks.map((t) => t.track_id)).toEqual(['t-gone', alpha.id, bravo.id]));
+    await waitFor(() => expect(tab.ui.getAllByTestId('playlist-track')[0].getAttribute('data-available')).toBe('false'));
+
+    // ...and remove it: the playlist is whole again.
+    const remove = tab.ui.getByRole('button', { name: 'Remove Gone from the playlist' }) as HTMLButtonElement;
+    expect(remove.disabled).toBe(false);
+    expect(document.getElementById(remove.getAttribute('aria-describedby')!)?.textContent).toBe('(unavailable)');
+    expect(tab.ui.getByRole('button', { name: `Remove ${alpha.title} from the playlist` }).hasAttribute('aria-describedby')).toBe(false);
+    fireEvent.click(remove);
+    expect(trackTitles(tab.ui)).toEqual([alpha.title, bravo.title]);
+    await waitFor(() => expect(server.playlists.get('trip')!.tracks.map((t) => t.track_id)).toEqual([alpha.id, bravo.id]));
+    await waitFor(() => expect(tab.ui.getByTestId('playlist-summary').textContent).toBe('2 tracks · 2:01'));
+    expect(tab.ui.queryByTestId('playlist-unavailable-note')).toBeNull();
+    expect(tab.ui.queryByText('(unavailable)')).toBeNull();
+  });
+
+  it('offers nothing to play when no entry is in the library any more, and still lets the owner clean up', async () => {
+    const [alpha, bravo] = CATALOG;
+    // The library was rescanned without these files.
+    const lost = [catalogEntry(alpha.id), catalogEntry(bravo.id)].map((e) => ({ ...e, available: false }));
+    server.playlists.set('lost', { id: 'lost', name: 'Lost', owner: 'ann', tracks: lost, updated_at: 1, created_at: 1, shared_with: [] });
+    let queue: Queue | null = null;
+    const tab = await openTab('ann', (q) => {
+      queue = q;
+    });
+    await waitFor(() => expect(tab.ui.getAllByTestId('playlist-item')).toHaveLength(1));
+    expect(tab.ui.getByTestId('playlist-summary').textContent).toBe('2 tracks · 2 unavailable');
+    const playList = tab.ui.getByRole('button', { name: 'Play Lost' }) as HTMLButtonElement;
+    expect(playList.disabled).toBe(true);
+    fireEvent.click(playList);
+    expect(queue!.items).toEqual([]);
+
+    fireEvent.click(tab.ui.getByTestId('playlist-open'));
+    expect((tab.ui.getByTestId('playlist-play-all') as HTMLButtonElement).disabled).toBe(true);
+    expect((tab.ui.getByRole('button', { name: 'Add all to queue' }) as HTMLButtonElement).disabled).toBe(true);
+    expect(tab.ui.getByTestId('playlist-unavailable-note').textContent).toBe(
+      'None of its tracks is in the library any more: there is nothing to play. You can still move or remove them.',
+    );
+    expect(tab.ui.getAllByText('(unavailable)')).toHaveLength(2);
+    for (const b of tab.ui.getAllByTestId<HTMLButtonElement>('playlist-track-play')) expect(b.disabled).toBe(true);
+    fireEvent.click(tab.ui.getByTestId('playlist-play-all'));
+    expect(queue!.items).toEqual([]);
+
+    // Reorder and remove still work.
+    fireEvent.click(tab.ui.getByRole('button', { name: `Move ${bravo.title} up` }));
+    await waitFor(() => expect(server.playlists.get('lost')!.tracks.map((t) => t.track_id)).toEqual([bravo.id, alpha.id]));
+    fireEvent.click(tab.ui.getByRole('button', { name: `Remove ${alpha.title} from the playlist` }));
+    await waitFor(() => expect(server.playlists.get('lost')!.tracks.map((t) => t.track_id)).toEqual([bravo.id]));
+    await waitFor(() => expect(trackTitles(tab.ui)).toEqual([bravo.title]));
+    expect(tab.ui.getByTestId('playlist-summary').textContent).toBe('1 track · 1 unavailable');
+  });
+
   it('says why a track could not be added', async () => {
     server.playlists.set('mine', { id: 'mine', name: 'Mine', owner: 'ann', tracks: [], updated_at: 1, created_at: 1, shared_with: [] });
     const tab = await openTab('ann');

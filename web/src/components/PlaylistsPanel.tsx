@@ -1,9 +1,13 @@
 // Playlists: the list (create, rename, delete with a confirmation, play), and one playlist open
 // (play from a track, reorder with the up/down buttons or by dragging, remove). Kept live by
 // `usePlaylists`: a change made in another tab shows up here without a reload.
+//
+// An entry whose track has left the library (`available: false`) stays in its place, marked
+// "(unavailable)": it cannot be played, and playing or queueing the playlist skips it, but its
+// owner can still move or remove it.
 
-import { useEffect, useRef, useState, type DragEvent, type FormEvent, type KeyboardEvent } from 'react';
-import { entryAsTrack, type Playlist, type Track } from '../api';
+import { useEffect, useId, useRef, useState, type DragEvent, type FormEvent, type KeyboardEvent } from 'react';
+import { entryAsTrack, type Playlist, type PlaylistEntry, type Track } from '../api';
 import { formatTime } from '../format';
 import type { PlaylistsApi } from '../hooks/usePlaylists';
 
@@ -25,9 +29,22 @@ function trackCount(n: number): string {
   return `${n} track${n === 1 ? '' : 's'}`;
 }
 
+/** Whether the entry's track is still in the library (a server that does not say: it is). */
+function playable(t: PlaylistEntry): boolean {
+  return t.available !== false;
+}
+
+/** What playing the playlist plays: its entries still in the library, in order. */
+function playableTracks(p: Playlist): Track[] {
+  return p.tracks.filter(playable).map(entryAsTrack);
+}
+
 function summary(p: Playlist, userId: string): string {
-  const total = p.tracks.reduce((s, t) => s + (t.duration_ms || 0), 0);
+  // The duration is what plays: the unavailable entries are skipped.
+  const total = p.tracks.reduce((s, t) => s + (playable(t) ? t.duration_ms || 0 : 0), 0);
+  const missing = p.tracks.filter((t) => !playable(t)).length;
   const parts = [trackCount(p.tracks.length)];
+  if (missing > 0) parts.push(`${missing} unavailable`);
   if (total > 0) parts.push(formatTime(total / 1000));
   if (p.owner && p.owner !== userId) parts.push(`shared by ${p.owner}`);
   else if (p.shared_with?.length) parts.push(`shared with ${p.shared_with.length}`);
@@ -48,6 +65,7 @@ export function PlaylistsPanel({ api, userId, currentTrackId, onPlay, onQueue }:
   const [notice, setNotice] = useState<string | null>(null);
   const [drag, setDrag] = useState<{ from: number; over: number | null } | null>(null);
   const sectionRef = useRef<HTMLElement>(null);
+  const idBase = useId();
   const backRef = useRef<HTMLButtonElement>(null);
   /** Where focus goes after the view changes: 'back' (a playlist opened) or a playlist id. */
   const focusNext = useRef<string | null>(null);
@@ -145,8 +163,15 @@ export function PlaylistsPanel({ api, userId, currentTrackId, onPlay, onQueue }:
     setDrag(null);
   };
 
-  const play = (p: Playlist, start = 0) => {
-    if (p.tracks.length) onPlay(p.tracks.map(entryAsTrack), start);
+  /** Plays the playlist from the entry at `at`; the unavailable entries are left out of the queue. */
+  const playFrom = (p: Playlist, at: number) => {
+    const entry = p.tracks[at];
+    if (entry && playable(entry)) onPlay(playableTracks(p), p.tracks.slice(0, at).filter(playable).length);
+  };
+
+  const playAll = (p: Playlist) => {
+    const tracks = playableTracks(p);
+    if (tracks.length) onPlay(tracks, 0);
   };
 
   const moveTo = (p: Playlist, from: number, to: number) => {
@@ -157,6 +182,9 @@ export function PlaylistsPanel({ api, userId, currentTrackId, onPlay, onQueue }:
   // ------------------------------------------------------------------ one playlist
   if (open) {
     const total = open.tracks.length;
+    const playableCount = open.tracks.filter(playable).length;
+    const missing = total - playableCount;
+    const them = missing === 1 ? 'it' : 'them';
     const editable = !open.owner || open.owner === userId;
     const onDragStart = (i: number) => (e: DragEvent) => {
       e.dataTransfer.effectAllowed = 'move';
@@ -186,9 +214,17 @@ export function PlaylistsPanel({ api, userId, currentTrackId, onPlay, onQueue }:
           </div>
         </div>
         <div className="playlist-actions">
-          <button type="button" className="btn primary small-btn" onClick={() => play(open)} disabled={!total} data-testid="playlist-play-all">Play all</button>
-          <button type="button" className="btn small-btn" onClick={() => onQueue(open.tracks.map(entryAsTrack))} disabled={!total}>Add all to queue</button>
+          <button type="button" className="btn primary small-btn" onClick={() => playAll(open)} disabled={!playableCount} data-testid="playlist-play-all">Play all</button>
+          <button type="button" className="btn small-btn" onClick={() => onQueue(playableTracks(open))} disabled={!playableCount} data-testid="playlist-queue-all">Add all to queue</button>
         </div>
+        {missing > 0 && (
+          <p className="muted small" data-testid="playlist-unavailable-note">
+            {playableCount === 0
+              ? 'None of its tracks is in the library any more: there is nothing to play.'
+              : `${trackCount(missing)} no longer in the library: playing or queueing the playlist skips ${them}.`}
+            {editable && ` You can still move or remove ${them}.`}
+          </p>
+        )}
         {problem && <Problem text={problem} onDismiss={() => setProblem(null)} />}
         {!editable && <p className="muted small">Shared with you by {open.owner}: only they can change it.</p>}
         {total === 0 ? (
@@ -200,6 +236,9 @@ export function PlaylistsPanel({ api, userId, currentTrackId, onPlay, onQueue }:
               const copy = open.tracks.slice(0, i).filter((x) => x.track_id === t.track_id).length;
               const key = `${t.track_id}#${copy}`;
               const dragClass = drag?.from === i ? 'dragging' : drag?.over === i ? 'drop-target' : '';
+              const available = playable(t);
+              // Said by the row's buttons too (they stay usable: the owner can clean up).
+              const noteId = available ? undefined : `${idBase}-unavailable-${i}`;
               const step = (button: 'up' | 'down') => {
                 focusRow.current = { key, button };
                 moveTo(open, i, button === 'up' ? i - 1 : i + 1);
@@ -208,9 +247,10 @@ export function PlaylistsPanel({ api, userId, currentTrackId, onPlay, onQueue }:
                 <li
                   key={key}
                   data-key={key}
-                  className={`queue-row playlist-track ${t.track_id === currentTrackId ? 'current' : ''} ${dragClass}`}
+                  className={`queue-row playlist-track ${t.track_id === currentTrackId ? 'current' : ''} ${available ? '' : 'unavailable'} ${dragClass}`}
                   data-testid="playlist-track"
                   data-track-id={t.track_id}
+                  data-available={available}
                   draggable={editable}
                   onDragStart={editable ? onDragStart(i) : undefined}
                   onDragOver={editable ? onDragOver(i) : undefined}
@@ -218,16 +258,31 @@ export function PlaylistsPanel({ api, userId, currentTrackId, onPlay, onQueue }:
                   onDragEnd={editable ? () => setDrag(null) : undefined}
                 >
                   {editable && <span className="drag-handle" aria-hidden="true">⋮⋮</span>}
-                  <button type="button" className="track-main" onClick={() => play(open, i)} aria-label={`Play ${t.title} from the playlist`}>
+                  <button
+                    type="button"
+                    className="track-main"
+                    onClick={() => playFrom(open, i)}
+                    disabled={!available}
+                    aria-label={available ? `Play ${t.title} from the playlist` : `${t.title}: unavailable, no longer in the library`}
+                    title={available ? undefined : 'No longer in the library: it cannot be played'}
+                    data-testid="playlist-track-play"
+                  >
                     <span className="track-title">{t.title}</span>
-                    <span className="track-sub">{[t.artist, formatTime(t.duration_ms / 1000)].filter(Boolean).join(' · ')}</span>
+                    <span className="track-sub">
+                      {!available && (
+                        <>
+                          <span className="unavailable-tag" id={noteId}>(unavailable)</span>{' '}
+                        </>
+                      )}
+                      {[t.artist, formatTime(t.duration_ms / 1000)].filter(Boolean).join(' · ')}
+                    </span>
                   </button>
                   {editable && (
                     <div className="row-actions">
-                      <button type="button" className="icon-btn small" onClick={() => step('up')} disabled={i === 0} aria-label={`Move ${t.title} up`} data-testid="playlist-track-up">
+                      <button type="button" className="icon-btn small" onClick={() => step('up')} disabled={i === 0} aria-label={`Move ${t.title} up`} aria-describedby={noteId} data-testid="playlist-track-up">
                         <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M12 6l6 8H6z" /></svg>
                       </button>
-                      <button type="button" className="icon-btn small" onClick={() => step('down')} disabled={i === total - 1} aria-label={`Move ${t.title} down`} data-testid="playlist-track-down">
+                      <button type="button" className="icon-btn small" onClick={() => step('down')} disabled={i === total - 1} aria-label={`Move ${t.title} down`} aria-describedby={noteId} data-testid="playlist-track-down">
                         <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M12 18l-6-8h12z" /></svg>
                       </button>
                       <button
@@ -238,6 +293,7 @@ export function PlaylistsPanel({ api, userId, currentTrackId, onPlay, onQueue }:
                           attempt(`remove “${t.title}”`, api.removeAt(open.id, i));
                         }}
                         aria-label={`Remove ${t.title} from the playlist`}
+                        aria-describedby={noteId}
                         data-testid="playlist-track-remove"
                       >
                         <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M6 6l12 12M18 6L6 18" stroke="currentColor" strokeWidth="2.2" /></svg>
@@ -343,7 +399,7 @@ export function PlaylistsPanel({ api, userId, currentTrackId, onPlay, onQueue }:
                     <span className="track-sub" data-testid="playlist-summary">{summary(p, userId)}</span>
                   </button>
                   <div className="row-actions">
-                    <button type="button" className="icon-btn small" onClick={() => play(p)} disabled={!p.tracks.length} aria-label={`Play ${p.name}`} title="Play" data-testid="playlist-play">
+                    <button type="button" className="icon-btn small" onClick={() => playAll(p)} disabled={!p.tracks.some(playable)} aria-label={`Play ${p.name}`} title="Play" data-testid="playlist-play">
                       <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M8 5v14l11-7z" /></svg>
                     </button>
                     {mine && (
