@@ -7,6 +7,8 @@
 //! shifts the entries after it in two set-based statements; a move rewrites the span it
 //! crosses.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use sqlx::{Any, Row, Transaction};
 use uuid::Uuid;
@@ -63,22 +65,58 @@ pub struct PlaylistChange {
 impl SocialStore {
     /// The user's playlists and those shared with them, most recently changed first.
     pub async fn playlists_for(&self, user: &str) -> Result<Vec<Playlist>, SocialError> {
-        let rows = sqlx::query(
-            "SELECT id FROM playlists WHERE owner = $1 \
-             UNION SELECT playlist_id FROM playlist_shares WHERE user_id = $1",
-        )
+        // Three set-based reads whatever the number of playlists (not one round per playlist).
+        // Rows of a playlist created between them are ignored: the next read shows it.
+        const VISIBLE: &str = "SELECT id FROM playlists WHERE owner = $1 \
+             UNION SELECT playlist_id FROM playlist_shares WHERE user_id = $1";
+        let mut lists: Vec<Playlist> = sqlx::query(&format!(
+            "SELECT id, owner, name, created_at, updated_at FROM playlists WHERE id IN ({VISIBLE})"
+        ))
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| Playlist {
+            id: row.get(0),
+            owner: row.get(1),
+            name: row.get(2),
+            created_at: row.get(3),
+            updated_at: row.get(4),
+            track_ids: Vec::new(),
+            shared_with: Vec::new(),
+        })
+        .collect();
+        let index: HashMap<String, usize> = lists
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.clone(), i))
+            .collect();
+        let entries = sqlx::query(&format!(
+            "SELECT playlist_id, track_id FROM playlist_entries WHERE playlist_id IN ({VISIBLE}) \
+             ORDER BY playlist_id, position"
+        ))
         .bind(user)
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let id: String = r.get(0);
-            if let Some(p) = self.load(&id).await? {
-                out.push(p);
+        for r in &entries {
+            if let Some(&i) = index.get(&r.get::<String, _>(0)) {
+                lists[i].track_ids.push(r.get(1));
             }
         }
-        out.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.id.cmp(&b.id)));
-        Ok(out)
+        let shares = sqlx::query(&format!(
+            "SELECT playlist_id, user_id FROM playlist_shares WHERE playlist_id IN ({VISIBLE}) \
+             ORDER BY playlist_id, user_id"
+        ))
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in &shares {
+            if let Some(&i) = index.get(&r.get::<String, _>(0)) {
+                lists[i].shared_with.push(r.get(1));
+            }
+        }
+        lists.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.id.cmp(&b.id)));
+        Ok(lists)
     }
 
     /// A playlist the user may see (owner or shared with); `NoPlaylist` otherwise, so that

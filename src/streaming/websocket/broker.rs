@@ -3,7 +3,7 @@
 //! Why Redis pub/sub: events are fire-and-forget and already bounded per connection; what the
 //! nodes need is fan-out of each event to every node, which pub/sub does in one hop, plus a
 //! shared view of who is listening (a hash with one field per node, each refreshed with the
-//! LiveStats period and ignored once stale, so a node that dies stops counting).
+//! LiveStats period and ignored once stale by Redis's clock, so a node that dies stops counting).
 //!
 //! A node delivers its own events locally at once and publishes them; a node receiving an event
 //! from another delivers it locally only (never republishes). Routing (everyone, one user, a
@@ -24,7 +24,9 @@ use tokio_util::sync::CancellationToken;
 use super::hub::WebSocketManager;
 use super::live::Listening;
 use super::protocol::WebSocketEvent;
-use crate::analytics::now_ms;
+
+/// A node silent for this many listener periods is removed from the shared view.
+const FORGET_AFTER: i64 = 20;
 
 /// Envelopes waiting for the publisher.
 const OUTBOX: usize = 10_000;
@@ -152,25 +154,36 @@ impl Broker {
     }
 
     /// Publishes this node's listeners (kept for `ttl`), then returns every live node's.
+    ///
+    /// Times are Redis's own clock (`TIME`), so nodes with skewed clocks still agree on who is
+    /// live. A node silent for longer than `ttl` stops counting; its field is removed only once
+    /// it has been silent for [`FORGET_AFTER`] periods, so that one node's cleanup can never
+    /// race with a live node's refresh.
     pub async fn cluster_listening(
         &self,
         mine: &[Listening],
         ttl: Duration,
     ) -> Result<Vec<Listening>, BrokerError> {
         let mut conn = self.conn.clone();
-        let now = now_ms();
+        let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await?;
+        let now = secs * 1000 + micros / 1000;
         let record = serde_json::to_string(&NodeListening {
             at_ms: now,
             listening: mine.to_vec(),
         })?;
-        conn.hset::<_, _, _, ()>(&self.live_key, &self.node, record)
+        let (all,): (std::collections::HashMap<String, String>,) = redis::pipe()
+            .hset(&self.live_key, &self.node, record)
+            .ignore()
+            .hgetall(&self.live_key)
+            .query_async(&mut conn)
             .await?;
-        let all: std::collections::HashMap<String, String> = conn.hgetall(&self.live_key).await?;
+        let ttl_ms = ttl.as_millis() as i64;
         let mut out = Vec::new();
         for (node, text) in all {
             match serde_json::from_str::<NodeListening>(&text) {
-                Ok(n) if now - n.at_ms <= ttl.as_millis() as i64 => out.extend(n.listening),
-                // Stale (a node that stopped) or unreadable: forget it.
+                Ok(n) if now - n.at_ms <= ttl_ms => out.extend(n.listening),
+                Ok(n) if now - n.at_ms <= ttl_ms * FORGET_AFTER => {}
+                // Long gone (a node that stopped without leaving) or unreadable: forget it.
                 _ => {
                     let _: Result<(), _> = conn.hdel(&self.live_key, &node).await;
                 }
@@ -202,9 +215,17 @@ async fn publisher(
     mut conn: redis::aio::MultiplexedConnection,
     channel: String,
 ) {
-    while let Some(text) = rx.recv().await {
+    // Everything queued while the previous round trip was in flight goes in one pipeline: a
+    // burst of events costs one round trip to Redis, not one each, and keeps its order.
+    const BATCH: usize = 256;
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let mut pipe = redis::pipe();
+        for text in batch.drain(..) {
+            pipe.publish(&channel, text).ignore();
+        }
         // The multiplexed connection reconnects by itself; a failed publish is logged.
-        if let Err(e) = conn.publish::<_, _, ()>(&channel, text).await {
+        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
             tracing::warn!(error = %e, "broker publish failed");
         }
     }
