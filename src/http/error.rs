@@ -4,7 +4,6 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use crate::media::cache::CacheError;
 use crate::streaming::adaptive::StreamingError;
@@ -41,7 +40,10 @@ impl IntoResponse for ApiError {
         }
         (
             self.status,
-            Json(json!({ "error": self.message, "code": self.code })),
+            Json(super::openapi::ErrorBody {
+                error: self.message,
+                code: self.code.to_string(),
+            }),
         )
             .into_response()
     }
@@ -87,6 +89,18 @@ impl From<CacheError> for ApiError {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "cache_io", e.to_string())
             }
         }
+    }
+}
+
+/// `axum::extract::Path` whose rejection is our JSON error: a malformed path parameter (a
+/// position that is not a number, bytes that are not UTF-8) answers like every other error.
+#[derive(Debug, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(e: axum::extract::rejection::PathRejection) -> Self {
+        Self::new(e.status(), "invalid_path", e.body_text())
     }
 }
 

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use super::error::Path;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -36,7 +37,9 @@ pub struct MasterQuery {
     responses(
         (status = 200, description = "HLS master playlist (RFC 8216)", body = String,
             content_type = "application/vnd.apple.mpegurl"),
+        (status = 400, description = "Malformed query", body = ErrorBody),
         (status = 404, description = "No such track", body = ErrorBody),
+        (status = 503, description = "No library yet (still scanning)", body = ErrorBody),
     )
 )]
 pub async fn master(
@@ -79,6 +82,7 @@ pub async fn master(
         (status = 200, description = "HLS media playlist (RFC 8216)", body = String,
             content_type = "application/vnd.apple.mpegurl"),
         (status = 404, description = "No such track or quality", body = ErrorBody),
+        (status = 503, description = "No library yet (still scanning)", body = ErrorBody),
     )
 )]
 pub async fn media(
@@ -118,6 +122,8 @@ pub async fn media(
         (status = 404, description = "No such track, quality or segment, or a segment of an \
             older version of the track", body = ErrorBody),
         (status = 422, description = "The source cannot be transcoded", body = ErrorBody),
+        (status = 500, description = "The transcode cache cannot be read or written", body = ErrorBody),
+        (status = 503, description = "No library yet, or shutting down", body = ErrorBody),
     )
 )]
 pub async fn segment(

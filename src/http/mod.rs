@@ -54,10 +54,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let cors = cors_layer(&state.config.cors_origins);
     let (api, doc) = api_routes().split_for_parts();
     // Serialised once: the document is the same for the life of the process.
-    let doc = Bytes::from(
-        doc.to_pretty_json()
-            .expect("the OpenAPI document serialises"),
-    );
+    let doc = Bytes::from(openapi::finish(&doc));
     api.route(
         "/api/openapi.json",
         get(move || {

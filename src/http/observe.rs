@@ -36,7 +36,7 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     tag = "operations",
     responses(
         (status = 200, description = "Prometheus text format", body = String,
-            content_type = "text/plain; version=0.0.4"),
+            content_type = "text/plain; version=0.0.4; charset=utf-8"),
         (status = 404, description = "Metrics are disabled", body = super::openapi::ErrorBody),
     )
 )]

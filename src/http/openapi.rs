@@ -60,6 +60,34 @@ impl utoipa::Modify for Security {
     }
 }
 
+/// The served document: what the annotations say, plus what holds for every route alike (a
+/// malformed path parameter is a 400 with the usual error body), added here once rather than
+/// on each handler.
+pub fn finish(doc: &utoipa::openapi::OpenApi) -> String {
+    let mut doc = serde_json::to_value(doc).expect("the OpenAPI document serialises");
+    let malformed = serde_json::json!({
+        "description": "Malformed path parameter",
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } }
+    });
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        let operations = paths
+            .values_mut()
+            .filter_map(|p| p.as_object_mut())
+            .flat_map(|p| p.values_mut());
+        for op in operations {
+            let has_path_params = op["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["in"] == "path"));
+            if let Some(responses) = op["responses"].as_object_mut() {
+                if has_path_params && !responses.contains_key("400") {
+                    responses.insert("400".into(), malformed.clone());
+                }
+            }
+        }
+    }
+    serde_json::to_string_pretty(&doc).expect("JSON serialises")
+}
+
 /// Every failure's body.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{ConnectInfo, Path, Query, State};
+use super::error::Path;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -65,10 +66,13 @@ pub struct MetricsAck {
     pub current_quality: String,
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+/// `DELETE`'s query (read leniently by the handler: a malformed hint must not keep the session
+/// open; this type documents it).
+#[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documentation only
 pub struct EndQuery {
-    /// Where playback stopped, for analytics.
+    /// Where playback stopped, for analytics (ignored unless a whole number of milliseconds).
     position_ms: Option<u64>,
 }
 
@@ -89,6 +93,7 @@ fn session_uuid(id: &str) -> Result<Uuid, ApiError> {
         (status = 400, description = "Malformed body or `user_id`", body = ErrorBody),
         (status = 401, description = "Invalid token", body = ErrorBody),
         (status = 404, description = "No such track", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Wrongly typed body", body = ErrorBody),
     ),
@@ -196,6 +201,7 @@ pub async fn get(
         (status = 200, description = "Report taken", body = MetricsAck),
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Wrongly typed body", body = ErrorBody),
     )
@@ -273,16 +279,14 @@ pub async fn metrics(
     params(("id" = String, Path, description = "Session id"), EndQuery),
     responses(
         (status = 204, description = "Session ended"),
-        (status = 400, description = "Malformed query", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
     )
 )]
 pub async fn end(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    q: Result<Query<EndQuery>, QueryRejection>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<StatusCode, ApiError> {
-    let Query(q) = q?;
     let uuid = session_uuid(&id)?;
     if let Some(user) = state.streaming.session_user(&id).await {
         state.websocket.forget_buffer(&user);
@@ -290,7 +294,8 @@ pub async fn end(
     if !state.streaming.end_session(&id).await {
         return Err(StreamingError::UnknownSession(id).into());
     }
-    state.analytics.end_play_session(uuid, q.position_ms).await;
+    let position = q.get("position_ms").and_then(|p| p.parse().ok());
+    state.analytics.end_play_session(uuid, position).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::error::Path;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -80,8 +81,9 @@ pub struct NameBody {
     params(Identity),
     responses(
         (status = 200, description = "Playlists", body = Vec<PlaylistView>),
-        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
         (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -105,10 +107,12 @@ pub async fn list(
     request_body = NameBody,
     responses(
         (status = 201, description = "Created", body = PlaylistView),
-        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
         (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Wrongly typed body", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -137,9 +141,10 @@ pub async fn create(
     params(("id" = String, Path, description = "Playlist id"), Identity),
     responses(
         (status = 200, description = "The playlist", body = PlaylistView),
-        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
         (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
         (status = 404, description = "No such playlist, or not visible to the caller", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -164,12 +169,14 @@ pub async fn get(
     request_body = NameBody,
     responses(
         (status = 200, description = "Renamed", body = PlaylistView),
-        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
         (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
         (status = 403, description = "Not the owner", body = ErrorBody),
         (status = 404, description = "No such playlist", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Wrongly typed body", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -199,10 +206,11 @@ pub async fn rename(
     params(("id" = String, Path, description = "Playlist id"), Identity),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
         (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
         (status = 403, description = "Not the owner", body = ErrorBody),
         (status = 404, description = "No such playlist", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -236,12 +244,14 @@ pub struct AddBody {
     request_body = AddBody,
     responses(
         (status = 200, description = "The playlist after the change", body = PlaylistView),
-        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
         (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
         (status = 403, description = "Not the owner", body = ErrorBody),
         (status = 404, description = "No such playlist or track", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Wrongly typed body", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -274,10 +284,11 @@ pub async fn add_track(
     params(("id" = String, Path, description = "Playlist id"), ("position" = usize, Path, description = "0-based position"), Identity),
     responses(
         (status = 200, description = "The playlist after the change", body = PlaylistView),
-        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
         (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
         (status = 403, description = "Not the owner", body = ErrorBody),
         (status = 404, description = "No such playlist", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -310,12 +321,14 @@ pub struct MoveBody {
     request_body = MoveBody,
     responses(
         (status = 200, description = "The playlist after the change", body = PlaylistView),
-        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
         (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
         (status = 403, description = "Not the owner", body = ErrorBody),
         (status = 404, description = "No such playlist", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Wrongly typed body", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -354,12 +367,14 @@ pub struct ShareBody {
     request_body = ShareBody,
     responses(
         (status = 200, description = "The playlist, with its audience", body = PlaylistView),
-        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
         (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
         (status = 403, description = "Not the owner", body = ErrorBody),
         (status = 404, description = "No such playlist", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Wrongly typed body", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -408,9 +423,10 @@ pub async fn share_playlist(
     params(("id" = String, Path, description = "Track id"), Identity),
     responses(
         (status = 200, description = "The track's likes", body = LikeResult),
-        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
         (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
         (status = 404, description = "No such track", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -456,11 +472,13 @@ pub async fn like_track(
     request_body = ShareBody,
     responses(
         (status = 204, description = "Shared"),
-        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
         (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
         (status = 404, description = "No such track", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Wrongly typed body", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -517,8 +535,9 @@ pub async fn share_track(
     params(("id" = String, Path, description = "The user to follow"), Identity),
     responses(
         (status = 200, description = "Following", body = FollowResult),
-        (status = 400, description = "Malformed body, query or `user_id`", body = ErrorBody),
+        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
         (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -573,6 +592,8 @@ pub struct MessageBody {
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Wrongly typed body", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]

@@ -7,8 +7,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::error::Path;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -143,6 +144,8 @@ struct ProgressiveQuery {
         (status = 404, description = "No such track or quality", body = ErrorBody),
         (status = 416, description = "Range not satisfiable"),
         (status = 422, description = "The source cannot be transcoded", body = ErrorBody),
+        (status = 500, description = "The transcode cache cannot be read or written", body = ErrorBody),
+        (status = 503, description = "No library yet, or shutting down", body = ErrorBody),
     )
 )]
 pub async fn progressive(
@@ -202,7 +205,7 @@ pub async fn progressive(
 
     let prefix = Bytes::from(encoded.info_tag.clone().unwrap_or_default());
     let total = prefix.len() as u64 + encoded.stream_len();
-    let etag = format!("\"{}-{}-{}\"", track.version, profile.quality_id, total);
+    let etag = format!("\"{}-{}-{}\"", req.version, profile.quality_id, total);
     let modified = file.metadata().await.ok().and_then(|m| m.modified().ok());
 
     let mut response_headers = HeaderMap::new();

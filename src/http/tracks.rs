@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use super::error::Path;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 

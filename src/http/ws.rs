@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
@@ -28,7 +29,9 @@ use super::{ApiError, AppState};
         (status = 101, description = "Switching to the WebSocket protocol"),
         (status = 401, description = "Invalid or expired token, or a `user_id` that contradicts it",
             body = ErrorBody),
-        (status = 400, description = "Malformed `user_id`", body = ErrorBody),
+        (status = 400, description = "Malformed `user_id`, or not a WebSocket handshake",
+            body = ErrorBody),
+        (status = 426, description = "The connection cannot be upgraded", body = ErrorBody),
     ),
     security((), ("bearer" = []), ("token_query" = [])),
 )]
@@ -37,8 +40,9 @@ pub async fn upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    let ws = ws.map_err(|e| ApiError::new(e.status(), "not_a_websocket", e.body_text()))?;
     let user = identify(&state, peer, &headers, &q)?.map(|i| i.user_id);
     Ok(state
         .websocket

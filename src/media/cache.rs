@@ -52,25 +52,20 @@ pub struct TranscodeRequest {
     pub layout: SegmentLayout,
 }
 
-/// Bumped whenever the pipeline's output changes for the same settings (encoder options,
-/// downmix), so that encodes cached by an older build are not served. 2: MP3 without bit
-/// reservoir, surround folded by channel mask.
-const PIPELINE_REVISION: u32 = 2;
-
 impl TranscodeRequest {
-    /// The profile's settings, the segment length and the pipeline's revision are part of the
-    /// key: changing any of them must never serve bytes made the old way.
+    /// The profile's settings and the segment length are part of the key (and the pipeline's
+    /// revision is part of the version, see [`super::output_version`]): changing any of them
+    /// must never serve bytes made the old way.
     fn key(&self) -> Key {
         Key {
             track_id: self.track_id.clone(),
             version: self.version.clone(),
             quality: format!(
-                "{}-{}k-{}hz-{}f-r{}",
+                "{}-{}k-{}hz-{}f",
                 self.profile.quality_id,
                 self.profile.bitrate_kbps,
                 self.profile.sample_rate,
-                self.layout.segment_frames,
-                PIPELINE_REVISION
+                self.layout.segment_frames
             ),
         }
     }
@@ -377,7 +372,13 @@ impl TranscodeCache {
                 None => return Err(CacheError::ShuttingDown),
             };
             match tokio::fs::File::open(&encoded.path).await {
-                Ok(file) => return Ok((encoded, file)),
+                // The file at that path is the one `encoded` describes only while the entry
+                // stands: eviction renames the file and drops the entry under one lock, and a
+                // new encode of the key (after an eviction) creates a new file at the path.
+                Ok(file) if self.inner.is_current(&req.key(), &encoded) => {
+                    return Ok((encoded, file))
+                }
+                Ok(_) => {}
                 // Evicted under our feet: encode again.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     self.inner.forget(&req.key(), Some(&encoded));
@@ -572,6 +573,7 @@ impl Inner {
                 let mut state = self.state.lock();
                 state.clock += 1;
                 let now = state.clock;
+                let mut done = Vec::with_capacity(reqs.len());
                 for ((req, tx), encoded) in reqs.iter().zip(senders).zip(encoded) {
                     let encoded = Arc::new(encoded);
                     state.ready_bytes += encoded.stream_len();
@@ -582,11 +584,16 @@ impl Inner {
                             last_used: now,
                         },
                     );
-                    tx.send_replace(Progress::Done(encoded));
+                    done.push((tx, encoded));
                 }
                 drop(state);
+                // Back under the cap before anyone hears of it: whoever waited for this encode
+                // sees a cache that holds no more than its cap.
                 let keep = reqs.first().map(TranscodeRequest::key);
                 self.evict(keep.as_ref());
+                for (tx, encoded) in done {
+                    tx.send_replace(Progress::Done(encoded));
+                }
             }
             Err(err) => {
                 if !matches!(err, TranscodeError::Cancelled) {
@@ -603,6 +610,14 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// Whether `encoded` is still the finished entry for `key`.
+    fn is_current(&self, key: &Key, encoded: &Arc<Encoded>) -> bool {
+        matches!(
+            self.state.lock().entries.get(key),
+            Some(Entry::Ready { encoded: e, .. }) if Arc::ptr_eq(e, encoded)
+        )
     }
 
     /// Drops the finished entry for `key` (whose files are gone), if it still is `gone` when
@@ -723,6 +738,8 @@ impl FileSink {
         let es_path = key.es_path(root);
         let idx_path = key.idx_path(root);
         let _ = std::fs::remove_file(&idx_path);
+        // A new file, never the old one truncated: a reader may still hold the old one open.
+        let _ = std::fs::remove_file(&es_path);
         Ok(Self {
             writer: BufWriter::with_capacity(64 * 1024, std::fs::File::create(&es_path)?),
             es_path,

@@ -15,6 +15,18 @@ pub mod mp3;
 pub mod pipeline;
 pub mod resample;
 
+/// Bumped whenever the pipeline's output changes for the same settings (encoder options,
+/// downmix). 2: MP3 without bit reservoir, surround folded by channel mask.
+pub const PIPELINE_REVISION: u32 = 2;
+
+/// The version under which a source's encodes are cached and served (segment names, ETags):
+/// the source file's version followed by the pipeline's revision (still hex), so that bytes
+/// made by another pipeline never share a cache entry, a URL or a validator with these, and
+/// HTTP caches holding the old ones (segments are `immutable`) are simply not asked for them.
+pub fn output_version(source_version: &str) -> String {
+    format!("{source_version}{PIPELINE_REVISION:x}")
+}
+
 /// Encoder failures (fdk-aac, LAME).
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {

@@ -341,6 +341,19 @@ async fn the_document_describes_every_answer_of_the_rest_api() {
     .await;
     assert_eq!(s, 404, "not visible to bob");
     let at = "/api/playlists/{id}/tracks/{position}";
+    let (s, _) = call(
+        &app,
+        &doc,
+        delete.clone(),
+        at,
+        &format!("{here}/tracks/first{me}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        s, 400,
+        "a position that is not a number: a JSON error like any other"
+    );
     assert_eq!(
         call(
             &app,
@@ -536,6 +549,19 @@ async fn the_document_describes_every_answer_of_the_rest_api() {
     );
 
     // Operations and HLS (not JSON: documented, with their content types).
+    assert_eq!(
+        call(&app, &doc, get.clone(), "/api/ws", "/api/ws", None)
+            .await
+            .0,
+        400,
+        "not a handshake"
+    );
+    assert_eq!(
+        call(&app, &doc, get.clone(), t, "/api/tracks/%FF%FE", None)
+            .await
+            .0,
+        400
+    );
     let ws_stats = "/api/ws/stats";
     assert_eq!(
         call(&app, &doc, get.clone(), ws_stats, ws_stats, None)

@@ -484,7 +484,12 @@ impl AdaptiveStreamingManager {
             .segments()
             .map(|s| HLSSegment {
                 duration: layout.frames_secs(s.frames) as f32,
-                url: format!("{}-{}.{}", track.version, s.index, profile.file_extension),
+                url: format!(
+                    "{}-{}.{}",
+                    crate::media::output_version(&track.version),
+                    s.index,
+                    profile.file_extension
+                ),
                 byte_range: None,
             })
             .collect();
@@ -537,7 +542,7 @@ impl AdaptiveStreamingManager {
         let (track, profile, layout) = self.resolve(track_id, quality)?;
         Ok(TranscodeRequest {
             track_id: track.id.clone(),
-            version: track.version.clone(),
+            version: crate::media::output_version(&track.version),
             source: track.path.clone(),
             source_samples: track.samples,
             source_rate: track.sample_rate,

@@ -25,7 +25,7 @@ use super::hub::WebSocketManager;
 use super::live::Listening;
 use super::protocol::WebSocketEvent;
 
-/// A node silent for this many listener periods is removed from the shared view.
+/// A node silent for this many times the freshness limit (`ttl`) is removed from the shared view.
 const FORGET_AFTER: i64 = 20;
 
 /// Envelopes waiting for the publisher.
@@ -157,8 +157,9 @@ impl Broker {
     ///
     /// Times are Redis's own clock (`TIME`), so nodes with skewed clocks still agree on who is
     /// live. A node silent for longer than `ttl` stops counting; its field is removed only once
-    /// it has been silent for [`FORGET_AFTER`] periods, so that one node's cleanup can never
-    /// race with a live node's refresh.
+    /// it has been silent for [`FORGET_AFTER`] × `ttl`, so that one node's cleanup does not race
+    /// with a live node's refresh (only a node back from that long a silence can lose one
+    /// refresh).
     pub async fn cluster_listening(
         &self,
         mine: &[Listening],
