@@ -45,8 +45,18 @@ pub struct Window {
     limit: Option<i64>,
     /// Concurrency sampling step (default: the window over 120).
     step_secs: Option<u64>,
-    /// QoE grouping: `all`, `platform`, `connection`.
+    /// QoE grouping (default `all`).
+    #[param(inline, value_type = Option<QoeGroupBy>)]
     group_by: Option<String>,
+}
+
+/// How `/api/analytics/qoe` groups sessions (documentation of `group_by`).
+#[derive(ToSchema)]
+#[allow(dead_code, non_camel_case_types)] // documentation only: the handler reads the string
+enum QoeGroupBy {
+    all,
+    platform,
+    connection,
 }
 
 /// A top track, with the library's title and artist.

@@ -102,8 +102,13 @@ pub struct ErrorBody {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)] // documentation only: handlers read these through `http::auth`
 pub struct Identity {
-    /// The listener. Believed from a verified token, from the server's own machine, or from
-    /// anyone in `auth.mode = "open"`; must match the token's subject when both are given.
+    /// The listener (at most 128 bytes, not blank, no control characters). Believed from a
+    /// verified token, from the server's own machine, or from anyone in `auth.mode = "open"`;
+    /// must match the token's subject when both are given.
+    #[param(
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     user_id: Option<String>,
     /// A bearer token, when the `Authorization` header cannot be set.
     token: Option<String>,

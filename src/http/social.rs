@@ -70,6 +70,12 @@ fn view(state: &AppState, p: &crate::social::Playlist) -> PlaylistView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NameBody {
+    /// 1 to 200 characters (surrounding spaces trimmed), no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     name: String,
 }
 
@@ -573,6 +579,8 @@ pub async fn follow(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageBody {
+    /// 1 to 2000 characters (control characters other than line breaks are removed).
+    #[schema(min_length = 1, max_length = 2000, pattern = r"\S")]
     message: String,
     #[serde(default)]
     level: Option<MessageLevel>,
