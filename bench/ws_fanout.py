@@ -309,7 +309,10 @@ def report(results, args):
             True, [p.get("delivered_per_sec") for p in ph])
         if key == "max":
             row(f"{label}: events/s", [fmt(p.get("events_per_sec")) for p in ph])
-        row(f"{label}: latency p50 / p99 / max (ms)",
+        row(f"{label}: latency at the client's socket p50 / p99 / max (ms)",
+            [" / ".join(fmt(_dig(p, ("latency_at_socket_ms", q)), 1) for q in ("p50", "p99", "max"))
+             for p in ph])
+        row(f"{label}: latency as wsload reads it p50 / p99 / max (ms)",
             [" / ".join(fmt(_dig(p, ("latency_ms", q)), 1) for q in ("p50", "p99", "max")) for p in ph])
         row(f"{label}: lost / clients dropped",
             [f"{fmt_int(p.get('lost'))} / {fmt_int(p.get('closed_during'))}" for p in ph])

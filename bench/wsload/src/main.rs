@@ -21,6 +21,7 @@
 
 mod hist;
 mod publish;
+mod rxstamp;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -41,6 +42,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use hist::Histogram;
 use publish::{Counters, Pace, PublishConfig};
+use rxstamp::RxStamped;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -140,6 +142,8 @@ pub struct Shared {
     /// Subscribed connections that closed since.
     closed: AtomicU64,
     hist: Histogram,
+    /// Latency to the client's socket: the kernel's receive time (see `rxstamp`).
+    hist_socket: Histogram,
     slots: Box<[Slot]>,
 }
 
@@ -155,6 +159,7 @@ impl Shared {
             alive: AtomicU64::new(0),
             closed: AtomicU64::new(0),
             hist: Histogram::new(),
+            hist_socket: Histogram::new(),
             slots: (0..connections).map(|_| Slot::default()).collect(),
         }
     }
@@ -176,6 +181,7 @@ impl Shared {
         self.stale.store(0, Ordering::Relaxed);
         self.out_of_order.store(0, Ordering::Relaxed);
         self.hist.reset();
+        self.hist_socket.reset();
         let mut alive = Vec::with_capacity(self.slots.len());
         for (i, s) in self.slots.iter().enumerate() {
             s.delivered.store(0, Ordering::Relaxed);
@@ -191,7 +197,8 @@ impl Shared {
         self.first_seq.store(u64::MAX, Ordering::SeqCst);
     }
 
-    fn on_text(&self, i: usize, text: &str, last_seq: &mut Option<u64>) {
+    /// `arrived`: when the kernel received it, on the `now_micros` clock, if known.
+    fn on_text(&self, i: usize, text: &str, last_seq: &mut Option<u64>, arrived: Option<u64>) {
         let Some((seq, sent)) = server_message(text) else {
             self.other_events.fetch_add(1, Ordering::Relaxed);
             return;
@@ -201,6 +208,9 @@ impl Shared {
             return;
         }
         self.hist.record(now_micros().saturating_sub(sent));
+        if let Some(at) = arrived {
+            self.hist_socket.record(at.saturating_sub(sent));
+        }
         self.delivered.fetch_add(1, Ordering::Relaxed);
         self.slots[i].delivered.fetch_add(1, Ordering::Relaxed);
         if last_seq.is_some_and(|last| seq <= last) {
@@ -209,6 +219,16 @@ impl Shared {
             *last_seq = Some(seq);
         }
     }
+}
+
+/// A wall-clock time (µs since the epoch, as kernel timestamps are) on the `now_micros` clock.
+/// The offset between the two clocks is read once, so a wall-clock step during a run would
+/// shift socket latencies by that step (the read-time latencies do not depend on it).
+fn wall_to_mono(wall: u64) -> u64 {
+    static OFFSET: OnceLock<i128> = OnceLock::new();
+    let offset =
+        OFFSET.get_or_init(|| i128::from(rxstamp::wall_micros()) - i128::from(now_micros()));
+    u64::try_from((i128::from(wall) - offset).max(0)).unwrap_or(0)
 }
 
 /// Microseconds on the process's monotonic clock (the publisher and the clients share it).
@@ -468,11 +488,12 @@ async fn open(
     i: usize,
     target: &Target,
     config: WebSocketConfig,
-) -> Result<WebSocketStream<TcpStream>, String> {
+) -> Result<WebSocketStream<RxStamped>, String> {
     let tcp = TcpStream::connect(target.addr)
         .await
         .map_err(|e| format!("tcp_connect: {}", e.kind()))?;
     let _ = tcp.set_nodelay(true);
+    let tcp = RxStamped::new(tcp);
     let url = format!(
         "ws://{}/api/ws?user_id={}{i}",
         target.host, target.user_prefix
@@ -520,11 +541,14 @@ async fn open(
 
 /// Reads until the connection ends. Polling the stream is also what answers the server's pings
 /// (tungstenite queues the pong and flushes it on the next poll).
-async fn listen(mut ws: WebSocketStream<TcpStream>, i: usize, shared: &Shared) {
+async fn listen(mut ws: WebSocketStream<RxStamped>, i: usize, shared: &Shared) {
     let mut last_seq = None;
     while let Some(msg) = ws.next().await {
         match msg {
-            Ok(Message::Text(t)) => shared.on_text(i, t.as_str(), &mut last_seq),
+            Ok(Message::Text(t)) => {
+                let arrived = ws.get_ref().last_rx_micros().map(wall_to_mono);
+                shared.on_text(i, t.as_str(), &mut last_seq, arrived)
+            }
             Ok(Message::Ping(_)) => {
                 shared.pings.fetch_add(1, Ordering::Relaxed);
             }
@@ -641,17 +665,21 @@ async fn phase(
             accepted.saturating_sub(u64::from(shared.slots[i].delivered.load(Ordering::Relaxed)))
         })
         .sum();
-    let latency = shared.hist.summary().map(|s| {
-        json!({
-            "samples": s.count,
-            "p50": ms(s.p50),
-            "p90": ms(s.p90),
-            "p99": ms(s.p99),
-            "p999": ms(s.p999),
-            "max": ms(s.max),
-            "mean": round2(s.mean / 1000.0),
+    let summary = |h: &Histogram| {
+        h.summary().map(|s| {
+            json!({
+                "samples": s.count,
+                "p50": ms(s.p50),
+                "p90": ms(s.p90),
+                "p99": ms(s.p99),
+                "p999": ms(s.p999),
+                "max": ms(s.max),
+                "mean": round2(s.mean / 1000.0),
+            })
         })
-    });
+    };
+    let latency = summary(&shared.hist);
+    let latency_at_socket = summary(&shared.hist_socket);
     let secs = published_for.as_secs_f64();
     let delivery_window = match pace {
         Pace::Max { window } => Some(window),
@@ -688,6 +716,7 @@ async fn phase(
         "alive_after": shared.alive(),
         "drain_secs": round2(drain.as_secs_f64()),
         "latency_ms": latency,
+        "latency_at_socket_ms": latency_at_socket,
         "client_cpu_pct": cpu_pct(cpu0, cpu_window, published_for),
     })
 }
@@ -732,16 +761,19 @@ mod tests {
             0,
             &format!(r#"{{"event":"ServerMessage","message":"9:{now}","level":"Info"}}"#),
             &mut last,
+            None,
         );
         shared.on_text(
             0,
             &format!(r#"{{"event":"ServerMessage","message":"11:{now}","level":"Info"}}"#),
             &mut last,
+            None,
         );
         shared.on_text(
             0,
             &format!(r#"{{"event":"ServerMessage","message":"10:{now}","level":"Info"}}"#),
             &mut last,
+            None,
         );
         assert_eq!(shared.stale.load(Ordering::Relaxed), 1);
         assert_eq!(shared.delivered(), 2);
