@@ -25,7 +25,7 @@ web-test: web
 	cd web && npm test && STREAM_SERVER_BIN=$(CURDIR)/target/debug/stream-server npm run test:e2e
 
 api-test:
-	$(CARGO) build
+	$(CARGO) test --no-run --test it  # the server binary, built as for the tests (no second build)
 	tests/api/conformance.sh
 
 lint:
