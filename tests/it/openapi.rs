@@ -72,92 +72,92 @@ impl Doc {
     }
 }
 
-/// Sends a request the way a client would, and checks the answer against the document.
-async fn call(
-    app: &TestApp,
-    doc: &Doc,
-    method: Method,
-    template: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Option<Value>) {
-    let mut req = app.client.request(method.clone(), app.url(path));
-    if let Some(b) = &body {
-        req = req.json(b);
+/// A client that checks every answer against the document.
+struct Api<'a> {
+    app: &'a TestApp,
+    doc: &'a Doc,
+}
+
+impl Api<'_> {
+    /// Sends a request the way a client would, checks the answer against the document, and
+    /// that its status is `want`; returns its JSON body, if any.
+    async fn expect(
+        &self,
+        method: Method,
+        template: &str,
+        path: &str,
+        body: Option<Value>,
+        want: u16,
+    ) -> Option<Value> {
+        let (app, doc) = (self.app, self.doc);
+        let mut req = app.client.request(method.clone(), app.url(path));
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        let r = req.send().await.expect("request");
+        let status = r.status().as_u16();
+        let is_json = r
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.to_str().unwrap_or("").starts_with("application/json"));
+        let bytes = r.bytes().await.unwrap();
+        let json = if is_json {
+            Some(serde_json::from_slice::<Value>(&bytes).expect("a JSON answer parses"))
+        } else {
+            assert!(
+                bytes.is_empty() || status < 300 || status == 304 || status == 416,
+                "{method} {path} {status}: a failure without a JSON body"
+            );
+            None
+        };
+        doc.check(&method, template, status, json.as_ref());
+        // A body the server accepted must be one the document allows.
+        if let (Some(sent), true) = (&body, status < 300) {
+            let op = doc.operation(&method, template);
+            let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+            assert!(
+                schema.is_object(),
+                "{method} {template}: request body undocumented"
+            );
+            let errors = doc.errors(schema, sent);
+            assert!(
+                errors.is_empty(),
+                "{method} {template}: accepted a body the document refuses:\n{}",
+                errors.join("\n")
+            );
+        }
+        assert_eq!(status, want, "{method} {path}: {json:?}");
+        json
     }
-    let r = req.send().await.expect("request");
-    let status = r.status().as_u16();
-    let is_json = r
-        .headers()
-        .get("content-type")
-        .is_some_and(|v| v.to_str().unwrap_or("").starts_with("application/json"));
-    let bytes = r.bytes().await.unwrap();
-    let json = if is_json {
-        Some(serde_json::from_slice::<Value>(&bytes).expect("a JSON answer parses"))
-    } else {
-        assert!(
-            bytes.is_empty() || status < 300 || status == 304 || status == 416,
-            "{method} {path} {status}: a failure without a JSON body"
-        );
-        None
-    };
-    doc.check(&method, template, status, json.as_ref());
-    // A body the server accepted must be one the document allows.
-    if let (Some(sent), true) = (&body, status < 300) {
-        let op = doc.operation(&method, template);
-        let schema = &op["requestBody"]["content"]["application/json"]["schema"];
-        assert!(
-            schema.is_object(),
-            "{method} {template}: request body undocumented"
-        );
-        let errors = doc.errors(schema, sent);
-        assert!(
-            errors.is_empty(),
-            "{method} {template}: accepted a body the document refuses:\n{}",
-            errors.join("\n")
-        );
-    }
-    (status, json)
 }
 
 #[tokio::test]
 async fn the_document_describes_every_answer_of_the_rest_api() {
     let app = spawn_app(None).await;
     let doc = Doc::fetch(&app).await;
+    let api = Api {
+        app: &app,
+        doc: &doc,
+    };
     let me = "?user_id=alice";
     let (get, post, patch, delete) = (Method::GET, Method::POST, Method::PATCH, Method::DELETE);
 
     // Library.
-    let (s, tracks) = call(&app, &doc, get.clone(), "/api/tracks", "/api/tracks", None).await;
-    assert_eq!(s, 200);
+    let tracks = api
+        .expect(get.clone(), "/api/tracks", "/api/tracks", None, 200)
+        .await;
     let track = tracks.unwrap()[0]["id"].as_str().unwrap().to_string();
     let t = "/api/tracks/{id}";
-    assert_eq!(
-        call(
-            &app,
-            &doc,
-            get.clone(),
-            t,
-            &format!("/api/tracks/{track}"),
-            None
-        )
-        .await
-        .0,
-        200
-    );
-    assert_eq!(
-        call(&app, &doc, get.clone(), t, "/api/tracks/nope", None)
-            .await
-            .0,
-        404
-    );
+    api.expect(get.clone(), t, &format!("/api/tracks/{track}"), None, 200)
+        .await;
+    api.expect(get.clone(), t, "/api/tracks/nope", None, 404)
+        .await;
+    // Not UTF-8: a path rejection, answered as JSON like every error.
+    api.expect(get.clone(), t, "/api/tracks/%FF%FE", None, 400)
+        .await;
     let bad_query = "/api/tracks?limit=many";
-    assert_eq!(
-        call(&app, &doc, get.clone(), "/api/tracks", bad_query, None)
-            .await
-            .0,
-        400
-    );
+    api.expect(get.clone(), "/api/tracks", bad_query, None, 400)
+        .await;
 
     // Streaming sessions.
     let sessions = "/api/streaming/session";
@@ -166,315 +166,131 @@ async fn the_document_describes_every_answer_of_the_rest_api() {
         "connection_type": "Cellular3G", "device_type": "Mobile",
         "preferred_quality": null, "adaptive_enabled": true
     });
-    let (s, created) = call(
-        &app,
-        &doc,
-        post.clone(),
-        sessions,
-        &format!("{sessions}{me}"),
-        Some(json!({ "track_id": track, "client_capabilities": caps })),
-    )
-    .await;
-    assert_eq!(s, 201);
+    let body = json!({ "track_id": track, "client_capabilities": caps });
+    let created = api
+        .expect(
+            post.clone(),
+            sessions,
+            &format!("{sessions}{me}"),
+            Some(body),
+            201,
+        )
+        .await;
     let session = created.unwrap()["session_id"].as_str().unwrap().to_string();
     for (body, want) in [
         (json!({ "track_id": "nope" }), 404),
         (json!({ "track_id": 5 }), 422),
         (json!({ "track_id": track, "surprise": 1 }), 422),
     ] {
-        let (s, _) = call(&app, &doc, post.clone(), sessions, sessions, Some(body)).await;
-        assert_eq!(s, want);
+        api.expect(post.clone(), sessions, sessions, Some(body), want)
+            .await;
     }
     let one = "/api/streaming/session/{id}";
     let here = format!("{sessions}/{session}");
-    assert_eq!(call(&app, &doc, get.clone(), one, &here, None).await.0, 200);
+    api.expect(get.clone(), one, &here, None, 200).await;
     let metrics = "/api/streaming/session/{id}/metrics";
     let report = json!({ "buffer_health_percentage": 80.0, "download_speed_kbps": 900,
         "position_ms": 1000, "current_quality": "mobile" });
-    let (s, _) = call(
-        &app,
-        &doc,
+    api.expect(
         post.clone(),
         metrics,
         &format!("{here}/metrics"),
         Some(report),
+        200,
     )
     .await;
-    assert_eq!(s, 200);
-    let (s, _) = call(
-        &app,
-        &doc,
-        post.clone(),
-        metrics,
-        &format!("{sessions}/nope/metrics"),
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(s, 404);
+    let nope = format!("{sessions}/nope/metrics");
+    api.expect(post.clone(), metrics, &nope, Some(json!({})), 404)
+        .await;
     let stats = "/api/streaming/stats";
-    assert_eq!(
-        call(&app, &doc, get.clone(), stats, stats, None).await.0,
-        200
-    );
-    assert_eq!(
-        call(
-            &app,
-            &doc,
-            delete.clone(),
-            one,
-            &format!("{here}?position_ms=2000"),
-            None
-        )
-        .await
-        .0,
-        204
-    );
-    assert_eq!(
-        call(&app, &doc, delete.clone(), one, &here, None).await.0,
-        404
-    );
-    assert_eq!(call(&app, &doc, get.clone(), one, &here, None).await.0, 404);
+    api.expect(get.clone(), stats, stats, None, 200).await;
+    let ended = format!("{here}?position_ms=2000");
+    api.expect(delete.clone(), one, &ended, None, 204).await;
+    api.expect(delete.clone(), one, &here, None, 404).await;
+    api.expect(get.clone(), one, &here, None, 404).await;
 
     // Playlists.
     let lists = "/api/playlists";
-    assert_eq!(
-        call(&app, &doc, get.clone(), lists, lists, None).await.0,
-        401
-    );
-    let (s, list) = call(
-        &app,
-        &doc,
-        post.clone(),
-        lists,
-        &format!("{lists}{me}"),
-        Some(json!({ "name": "Road" })),
-    )
-    .await;
-    assert_eq!(s, 201);
+    api.expect(get.clone(), lists, lists, None, 401).await;
+    let name = Some(json!({ "name": "Road" }));
+    let list = api
+        .expect(post.clone(), lists, &format!("{lists}{me}"), name, 201)
+        .await;
     let id = list.unwrap()["id"].as_str().unwrap().to_string();
     let pl = "/api/playlists/{id}";
     let here = format!("{lists}/{id}");
-    assert_eq!(
-        call(
-            &app,
-            &doc,
-            get.clone(),
-            lists,
-            &format!("{lists}{me}"),
-            None
-        )
-        .await
-        .0,
-        200
-    );
-    assert_eq!(
-        call(&app, &doc, get.clone(), pl, &format!("{here}{me}"), None)
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        call(
-            &app,
-            &doc,
-            get.clone(),
-            pl,
-            &format!("{here}?user_id=bob"),
-            None
-        )
-        .await
-        .0,
-        404
-    );
-    let (s, _) = call(
-        &app,
-        &doc,
-        patch.clone(),
-        pl,
-        &format!("{here}{me}"),
-        Some(json!({ "name": "Trip" })),
-    )
-    .await;
-    assert_eq!(s, 200);
-    let add = "/api/playlists/{id}/tracks";
-    for _ in 0..2 {
-        let (s, _) = call(
-            &app,
-            &doc,
-            post.clone(),
-            add,
-            &format!("{here}/tracks{me}"),
-            Some(json!({ "track_id": track })),
-        )
+    api.expect(get.clone(), lists, &format!("{lists}{me}"), None, 200)
         .await;
-        assert_eq!(s, 200);
+    api.expect(get.clone(), pl, &format!("{here}{me}"), None, 200)
+        .await;
+    api.expect(get.clone(), pl, &format!("{here}?user_id=bob"), None, 404)
+        .await;
+    let name = Some(json!({ "name": "Trip" }));
+    api.expect(patch.clone(), pl, &format!("{here}{me}"), name, 200)
+        .await;
+    let add = "/api/playlists/{id}/tracks";
+    let adding = format!("{here}/tracks{me}");
+    for _ in 0..2 {
+        let body = Some(json!({ "track_id": track }));
+        api.expect(post.clone(), add, &adding, body, 200).await;
     }
-    let (s, _) = call(
-        &app,
-        &doc,
-        post.clone(),
-        add,
-        &format!("{here}/tracks{me}"),
-        Some(json!({ "track_id": "nope" })),
-    )
-    .await;
-    assert_eq!(s, 404);
+    let body = Some(json!({ "track_id": "nope" }));
+    api.expect(post.clone(), add, &adding, body, 404).await;
     let mv = "/api/playlists/{id}/move";
-    let (s, _) = call(
-        &app,
-        &doc,
-        post.clone(),
-        mv,
-        &format!("{here}/move{me}"),
-        Some(json!({ "from": 1, "to": 0 })),
-    )
-    .await;
-    assert_eq!(s, 200);
-    let (s, _) = call(
-        &app,
-        &doc,
-        post.clone(),
-        mv,
-        &format!("{here}/move?user_id=bob"),
-        Some(json!({ "from": 1, "to": 0 })),
-    )
-    .await;
-    assert_eq!(s, 404, "not visible to bob");
+    let body = || Some(json!({ "from": 1, "to": 0 }));
+    api.expect(post.clone(), mv, &format!("{here}/move{me}"), body(), 200)
+        .await;
+    // Not visible to bob.
+    let as_bob = format!("{here}/move?user_id=bob");
+    api.expect(post.clone(), mv, &as_bob, body(), 404).await;
     let at = "/api/playlists/{id}/tracks/{position}";
-    let (s, _) = call(
-        &app,
-        &doc,
+    // A position that is not a number: a JSON error like any other.
+    let first = format!("{here}/tracks/first{me}");
+    api.expect(delete.clone(), at, &first, None, 400).await;
+    api.expect(
         delete.clone(),
         at,
-        &format!("{here}/tracks/first{me}"),
+        &format!("{here}/tracks/0{me}"),
         None,
+        200,
     )
     .await;
-    assert_eq!(
-        s, 400,
-        "a position that is not a number: a JSON error like any other"
-    );
-    assert_eq!(
-        call(
-            &app,
-            &doc,
-            delete.clone(),
-            at,
-            &format!("{here}/tracks/0{me}"),
-            None
-        )
-        .await
-        .0,
-        200
-    );
     let share = "/api/playlists/{id}/share";
-    let (s, _) = call(
-        &app,
-        &doc,
-        post.clone(),
-        share,
-        &format!("{here}/share{me}"),
-        Some(json!({ "to_users": ["bob"] })),
-    )
-    .await;
-    assert_eq!(s, 200);
-    let (s, _) = call(
-        &app,
-        &doc,
-        patch.clone(),
-        pl,
-        &format!("{here}?user_id=bob"),
-        Some(json!({ "name": "Mine" })),
-    )
-    .await;
-    assert_eq!(s, 403, "shared, but not bob's");
-    assert_eq!(
-        call(&app, &doc, delete.clone(), pl, &format!("{here}{me}"), None)
-            .await
-            .0,
-        204
-    );
+    let body = Some(json!({ "to_users": ["bob"] }));
+    api.expect(post.clone(), share, &format!("{here}/share{me}"), body, 200)
+        .await;
+    // Shared, but not bob's.
+    let body = Some(json!({ "name": "Mine" }));
+    api.expect(patch.clone(), pl, &format!("{here}?user_id=bob"), body, 403)
+        .await;
+    api.expect(delete.clone(), pl, &format!("{here}{me}"), None, 204)
+        .await;
 
     // Social.
     let like = "/api/tracks/{id}/like";
-    assert_eq!(
-        call(
-            &app,
-            &doc,
-            post.clone(),
-            like,
-            &format!("/api/tracks/{track}/like{me}"),
-            None
-        )
-        .await
-        .0,
-        200
-    );
-    assert_eq!(
-        call(
-            &app,
-            &doc,
-            post.clone(),
-            like,
-            &format!("/api/tracks/nope/like{me}"),
-            None
-        )
-        .await
-        .0,
-        404
-    );
-    let tshare = "/api/tracks/{id}/share";
-    let (s, _) = call(
-        &app,
-        &doc,
+    let liking = format!("/api/tracks/{track}/like{me}");
+    api.expect(post.clone(), like, &liking, None, 200).await;
+    api.expect(
         post.clone(),
-        tshare,
-        &format!("/api/tracks/{track}/share{me}"),
-        Some(json!({ "to_users": ["bob"], "message": "listen" })),
+        like,
+        &format!("/api/tracks/nope/like{me}"),
+        None,
+        404,
     )
     .await;
-    assert_eq!(s, 204);
+    let tshare = "/api/tracks/{id}/share";
+    let sharing = format!("/api/tracks/{track}/share{me}");
+    let body = Some(json!({ "to_users": ["bob"], "message": "listen" }));
+    api.expect(post.clone(), tshare, &sharing, body, 204).await;
     let follow = "/api/users/{id}/follow";
-    assert_eq!(
-        call(
-            &app,
-            &doc,
-            post.clone(),
-            follow,
-            &format!("/api/users/bob/follow{me}"),
-            None
-        )
-        .await
-        .0,
-        200
-    );
+    let following = format!("/api/users/bob/follow{me}");
+    api.expect(post.clone(), follow, &following, None, 200)
+        .await;
     let msg = "/api/admin/message";
-    assert_eq!(
-        call(
-            &app,
-            &doc,
-            post.clone(),
-            msg,
-            msg,
-            Some(json!({ "message": "maintenance at 2" }))
-        )
-        .await
-        .0,
-        202
-    );
-    assert_eq!(
-        call(
-            &app,
-            &doc,
-            post.clone(),
-            msg,
-            msg,
-            Some(json!({ "message": " " }))
-        )
-        .await
-        .0,
-        400
-    );
+    let body = Some(json!({ "message": "maintenance at 2" }));
+    api.expect(post.clone(), msg, msg, body, 202).await;
+    api.expect(post.clone(), msg, msg, Some(json!({ "message": " " })), 400)
+        .await;
 
     // Analytics (from this machine: the operator).
     for report in [
@@ -486,163 +302,59 @@ async fn the_document_describes_every_answer_of_the_rest_api() {
         "/api/analytics/qoe",
         "/api/analytics/qoe/sessions",
     ] {
-        assert_eq!(
-            call(&app, &doc, get.clone(), report, report, None).await.0,
-            200,
-            "{report}"
-        );
+        api.expect(get.clone(), report, report, None, 200).await;
     }
     let qoe = "/api/analytics/qoe";
-    assert_eq!(
-        call(
-            &app,
-            &doc,
-            get.clone(),
-            qoe,
-            &format!("{qoe}?group_by=platform"),
-            None
-        )
-        .await
-        .0,
-        200
-    );
-    assert_eq!(
-        call(
-            &app,
-            &doc,
-            get.clone(),
-            qoe,
-            &format!("{qoe}?group_by=moon"),
-            None
-        )
-        .await
-        .0,
-        400
-    );
+    api.expect(
+        get.clone(),
+        qoe,
+        &format!("{qoe}?group_by=platform"),
+        None,
+        200,
+    )
+    .await;
+    api.expect(get.clone(), qoe, &format!("{qoe}?group_by=moon"), None, 400)
+        .await;
     let export = "/api/analytics/users/{id}/export";
-    assert_eq!(
-        call(
-            &app,
-            &doc,
-            get.clone(),
-            export,
-            "/api/analytics/users/alice/export",
-            None
-        )
-        .await
-        .0,
-        200
-    );
+    api.expect(
+        get.clone(),
+        export,
+        "/api/analytics/users/alice/export",
+        None,
+        200,
+    )
+    .await;
     let erase = "/api/analytics/users/{id}";
-    assert_eq!(
-        call(
-            &app,
-            &doc,
-            delete.clone(),
-            erase,
-            "/api/analytics/users/alice",
-            None
-        )
-        .await
-        .0,
-        200
-    );
+    api.expect(
+        delete.clone(),
+        erase,
+        "/api/analytics/users/alice",
+        None,
+        200,
+    )
+    .await;
 
     // Operations and HLS (not JSON: documented, with their content types).
-    assert_eq!(
-        call(&app, &doc, get.clone(), "/api/ws", "/api/ws", None)
-            .await
-            .0,
-        400,
-        "not a handshake"
-    );
-    assert_eq!(
-        call(&app, &doc, get.clone(), t, "/api/tracks/%FF%FE", None)
-            .await
-            .0,
-        400
-    );
+    // A plain GET is not a WebSocket handshake.
+    api.expect(get.clone(), "/api/ws", "/api/ws", None, 400)
+        .await;
     let ws_stats = "/api/ws/stats";
-    assert_eq!(
-        call(&app, &doc, get.clone(), ws_stats, ws_stats, None)
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        call(&app, &doc, get.clone(), "/healthz", "/healthz", None)
-            .await
-            .0,
-        200
-    );
+    api.expect(get.clone(), ws_stats, ws_stats, None, 200).await;
+    api.expect(get.clone(), "/healthz", "/healthz", None, 200)
+        .await;
     let master = "/hls/{track_id}/master.m3u8";
-    assert_eq!(
-        call(
-            &app,
-            &doc,
-            get.clone(),
-            master,
-            &format!("/hls/{track}/master.m3u8"),
-            None
-        )
-        .await
-        .0,
-        200
-    );
-    assert_eq!(
-        call(
-            &app,
-            &doc,
-            get.clone(),
-            master,
-            "/hls/nope/master.m3u8",
-            None
-        )
-        .await
-        .0,
-        404
-    );
+    let hls = format!("/hls/{track}/master.m3u8");
+    api.expect(get.clone(), master, &hls, None, 200).await;
+    api.expect(get.clone(), master, "/hls/nope/master.m3u8", None, 404)
+        .await;
     let media = "/hls/{track_id}/{quality}/playlist.m3u8";
-    assert_eq!(
-        call(
-            &app,
-            &doc,
-            get.clone(),
-            media,
-            &format!("/hls/{track}/ultra/playlist.m3u8"),
-            None
-        )
-        .await
-        .0,
-        404
-    );
+    let ultra = format!("/hls/{track}/ultra/playlist.m3u8");
+    api.expect(get.clone(), media, &ultra, None, 404).await;
     let stream = "/stream/{filename}";
-    assert_eq!(
-        call(
-            &app,
-            &doc,
-            get.clone(),
-            stream,
-            "/stream/..%2fetc%2fpasswd",
-            None
-        )
-        .await
-        .0,
-        400
-    );
-    assert_eq!(
-        call(
-            &app,
-            &doc,
-            get.clone(),
-            stream,
-            &format!("/stream/{track}?quality=ultra"),
-            None
-        )
-        .await
-        .0,
-        404
-    );
+    api.expect(get.clone(), stream, "/stream/..%2fetc%2fpasswd", None, 400)
+        .await;
+    let ultra = format!("/stream/{track}?quality=ultra");
+    api.expect(get.clone(), stream, &ultra, None, 404).await;
 }
 
 #[tokio::test]
