@@ -59,6 +59,16 @@ enum QoeGroupBy {
     connection,
 }
 
+/// The failures every report can give.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only: the handlers answer `ApiError`
+pub enum ReportErrors {
+    #[response(status = 400, description = "Malformed query")]
+    Malformed(ErrorBody),
+    #[response(status = 503, description = "The analytics store is unavailable")]
+    Unavailable(ErrorBody),
+}
+
 /// A top track, with the library's title and artist.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TopTrack {
@@ -145,8 +155,7 @@ type WindowQuery = Result<Query<Window>, QueryRejection>;
     params(Window),
     responses(
         (status = 200, description = "Top tracks", body = TopTracks),
-        (status = 400, description = "Malformed query", body = ErrorBody),
-        (status = 503, description = "The analytics store is unavailable", body = ErrorBody),
+        ReportErrors,
     )
 )]
 pub async fn top_tracks(
@@ -184,9 +193,8 @@ pub async fn top_tracks(
     params(Window),
     responses(
         (status = 200, description = "Listeners", body = UsersReport),
-        (status = 400, description = "Malformed query", body = ErrorBody),
         (status = 403, description = "Neither an admin token nor the server's operator", body = ErrorBody),
-        (status = 503, description = "The analytics store is unavailable", body = ErrorBody),
+        ReportErrors,
     ),
     security(("bearer" = []), ()),
 )]
@@ -212,8 +220,7 @@ pub async fn users(
     params(Window),
     responses(
         (status = 200, description = "Completion", body = CompletionReport),
-        (status = 400, description = "Malformed query", body = ErrorBody),
-        (status = 503, description = "The analytics store is unavailable", body = ErrorBody),
+        ReportErrors,
     )
 )]
 pub async fn completion(
@@ -235,8 +242,7 @@ pub async fn completion(
     params(Window),
     responses(
         (status = 200, description = "Listeners over time", body = ConcurrencyReport),
-        (status = 400, description = "Malformed query", body = ErrorBody),
-        (status = 503, description = "The analytics store is unavailable", body = ErrorBody),
+        ReportErrors,
     )
 )]
 pub async fn concurrency(
@@ -269,8 +275,7 @@ pub async fn concurrency(
     params(Window),
     responses(
         (status = 200, description = "Quality distribution and switches", body = QualityByWindow),
-        (status = 400, description = "Malformed query", body = ErrorBody),
-        (status = 503, description = "The analytics store is unavailable", body = ErrorBody),
+        ReportErrors,
     )
 )]
 pub async fn quality(
@@ -293,8 +298,7 @@ pub async fn quality(
     params(Window),
     responses(
         (status = 200, description = "QoE by group", body = QoeReport),
-        (status = 400, description = "Malformed query", body = ErrorBody),
-        (status = 503, description = "The analytics store is unavailable", body = ErrorBody),
+        ReportErrors,
     )
 )]
 pub async fn qoe(
@@ -327,9 +331,8 @@ pub async fn qoe(
     params(Window),
     responses(
         (status = 200, description = "Sessions' QoE", body = QoeSessions),
-        (status = 400, description = "Malformed query", body = ErrorBody),
         (status = 403, description = "Neither an admin token nor the server's operator", body = ErrorBody),
-        (status = 503, description = "The analytics store is unavailable", body = ErrorBody),
+        ReportErrors,
     ),
     security(("bearer" = []), ()),
 )]

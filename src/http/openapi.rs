@@ -97,6 +97,30 @@ pub struct ErrorBody {
     pub code: String,
 }
 
+/// The failures of every route that acts for a listener and keeps its data in the database.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only: the handlers answer `ApiError`
+pub enum ListenerErrors {
+    #[response(status = 400, description = "Malformed body, path, query or `user_id`")]
+    Malformed(ErrorBody),
+    #[response(status = 401, description = "No identity, or an invalid token")]
+    Unidentified(ErrorBody),
+    #[response(status = 503, description = "The database is unavailable")]
+    Unavailable(ErrorBody),
+}
+
+/// The failures of every route that reads a JSON body (axum's `Json` rejections).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only: the handlers answer `ApiError`
+pub enum JsonBodyErrors {
+    #[response(status = 413, description = "Body too large")]
+    TooLarge(ErrorBody),
+    #[response(status = 415, description = "Not JSON")]
+    NotJson(ErrorBody),
+    #[response(status = 422, description = "Wrongly typed body")]
+    WronglyTyped(ErrorBody),
+}
+
 /// Who is asking, where the route acts for a listener.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::identify;
-use super::openapi::{ErrorBody, Identity};
+use super::openapi::{ErrorBody, Identity, JsonBodyErrors};
 use super::{ApiError, AppState};
 use crate::analytics::{Platform, SessionExtras};
 use crate::streaming::adaptive::{
@@ -93,9 +93,7 @@ fn session_uuid(id: &str) -> Result<Uuid, ApiError> {
         (status = 400, description = "Malformed body or `user_id`", body = ErrorBody),
         (status = 401, description = "Invalid token", body = ErrorBody),
         (status = 404, description = "No such track", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Wrongly typed body", body = ErrorBody),
+        JsonBodyErrors,
     ),
     security((), ("bearer" = []), ("token_query" = [])),
 )]
@@ -201,9 +199,7 @@ pub async fn get(
         (status = 200, description = "Report taken", body = MetricsAck),
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Wrongly typed body", body = ErrorBody),
+        JsonBodyErrors,
     )
 )]
 pub async fn metrics(

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::{require_admin, require_user};
-use super::openapi::{ErrorBody, Identity};
+use super::openapi::{ErrorBody, Identity, JsonBodyErrors, ListenerErrors};
 use super::{ApiError, AppState};
 use crate::analytics::SocialKind;
 use crate::social::{PlaylistView, SocialError};
@@ -87,9 +87,7 @@ pub struct NameBody {
     params(Identity),
     responses(
         (status = 200, description = "Playlists", body = Vec<PlaylistView>),
-        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
-        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        ListenerErrors,
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -113,12 +111,8 @@ pub async fn list(
     request_body = NameBody,
     responses(
         (status = 201, description = "Created", body = PlaylistView),
-        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
-        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Wrongly typed body", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        ListenerErrors,
+        JsonBodyErrors,
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -147,10 +141,8 @@ pub async fn create(
     params(("id" = String, Path, description = "Playlist id"), Identity),
     responses(
         (status = 200, description = "The playlist", body = PlaylistView),
-        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
-        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
         (status = 404, description = "No such playlist, or not visible to the caller", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        ListenerErrors,
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -175,14 +167,10 @@ pub async fn get(
     request_body = NameBody,
     responses(
         (status = 200, description = "Renamed", body = PlaylistView),
-        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
-        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
         (status = 403, description = "Not the owner", body = ErrorBody),
         (status = 404, description = "No such playlist", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Wrongly typed body", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        ListenerErrors,
+        JsonBodyErrors,
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -212,11 +200,9 @@ pub async fn rename(
     params(("id" = String, Path, description = "Playlist id"), Identity),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
-        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
         (status = 403, description = "Not the owner", body = ErrorBody),
         (status = 404, description = "No such playlist", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        ListenerErrors,
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -250,14 +236,10 @@ pub struct AddBody {
     request_body = AddBody,
     responses(
         (status = 200, description = "The playlist after the change", body = PlaylistView),
-        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
-        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
         (status = 403, description = "Not the owner", body = ErrorBody),
         (status = 404, description = "No such playlist or track", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Wrongly typed body", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        ListenerErrors,
+        JsonBodyErrors,
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -290,11 +272,9 @@ pub async fn add_track(
     params(("id" = String, Path, description = "Playlist id"), ("position" = usize, Path, description = "0-based position"), Identity),
     responses(
         (status = 200, description = "The playlist after the change", body = PlaylistView),
-        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
-        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
         (status = 403, description = "Not the owner", body = ErrorBody),
         (status = 404, description = "No such playlist", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        ListenerErrors,
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -327,14 +307,10 @@ pub struct MoveBody {
     request_body = MoveBody,
     responses(
         (status = 200, description = "The playlist after the change", body = PlaylistView),
-        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
-        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
         (status = 403, description = "Not the owner", body = ErrorBody),
         (status = 404, description = "No such playlist", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Wrongly typed body", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        ListenerErrors,
+        JsonBodyErrors,
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -373,14 +349,10 @@ pub struct ShareBody {
     request_body = ShareBody,
     responses(
         (status = 200, description = "The playlist, with its audience", body = PlaylistView),
-        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
-        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
         (status = 403, description = "Not the owner", body = ErrorBody),
         (status = 404, description = "No such playlist", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Wrongly typed body", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        ListenerErrors,
+        JsonBodyErrors,
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -429,10 +401,8 @@ pub async fn share_playlist(
     params(("id" = String, Path, description = "Track id"), Identity),
     responses(
         (status = 200, description = "The track's likes", body = LikeResult),
-        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
-        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
         (status = 404, description = "No such track", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        ListenerErrors,
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -478,13 +448,9 @@ pub async fn like_track(
     request_body = ShareBody,
     responses(
         (status = 204, description = "Shared"),
-        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
-        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
         (status = 404, description = "No such track", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Wrongly typed body", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        ListenerErrors,
+        JsonBodyErrors,
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -541,9 +507,7 @@ pub async fn share_track(
     params(("id" = String, Path, description = "The user to follow"), Identity),
     responses(
         (status = 200, description = "Following", body = FollowResult),
-        (status = 400, description = "Malformed body, path, query or `user_id`", body = ErrorBody),
-        (status = 401, description = "No identity, or an invalid token", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        ListenerErrors,
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -598,10 +562,7 @@ pub struct MessageBody {
         (status = 400, description = "Malformed body, or a message that is empty or over 2000 characters", body = ErrorBody),
         (status = 401, description = "Invalid token", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Wrongly typed body", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        JsonBodyErrors,
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
