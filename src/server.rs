@@ -172,19 +172,7 @@ pub async fn run(
     spawn_live_stats(state.clone());
     let app = router(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    // No Nagle: small writes (WebSocket events, playlist responses) leave at once instead of
-    // waiting for the peer's delayed ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let result = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let result = crate::http::connections::serve(listener, app, shutdown).await;
     state.cache.shutdown();
     if let Some(b) = state.websocket.broker() {
         b.leave().await;

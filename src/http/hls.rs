@@ -7,11 +7,13 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde::Deserialize;
 
 use utoipa::IntoParams;
 
 use super::openapi::ErrorBody;
+use super::zero_copy::FileBacked;
 use super::{ApiError, AppState};
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
@@ -129,6 +131,7 @@ pub async fn media(
 pub async fn segment(
     State(state): State<Arc<AppState>>,
     Path((track_id, quality, segment)): Path<(String, String, String)>,
+    files: Option<Extension<Arc<FileBacked>>>,
 ) -> Result<Response, ApiError> {
     let req = state.streaming.transcode_request(&track_id, &quality)?;
     let name = state.streaming.parse_segment_name(&quality, &segment)?;
@@ -140,7 +143,16 @@ pub async fn segment(
             format!("segment {segment:?} belongs to an older version of the track"),
         ));
     }
-    let body = state.cache.segment(&req, name.index).await?;
+    let data = state.cache.segment_data(&req, name.index).await?;
+    if let Some(Extension(files)) = files {
+        // The frames go out from the cache file with sendfile; the ID3 tag from memory.
+        files.register(
+            data.bytes.slice(data.tag_len..),
+            data.file.clone(),
+            data.offset,
+        );
+    }
+    let body = data.bytes;
     let ctype = req.profile.codec_kind().mime_type();
     Ok((
         [

@@ -2,6 +2,7 @@
 
 mod analytics;
 pub mod auth;
+pub mod connections;
 pub mod error;
 mod hls;
 mod observe;
@@ -12,6 +13,7 @@ mod social;
 mod stream;
 mod tracks;
 mod ws;
+mod zero_copy;
 
 use std::sync::Arc;
 

@@ -151,16 +151,29 @@ struct Inner {
     jobs_started: AtomicU64,
     /// Recently served segments, ready to send: a hot segment is then served with no disk
     /// access and no copy (the `Bytes` is shared with every response).
-    memo: quick_cache::sync::Cache<(Key, usize), Bytes, ByteWeight>,
+    memo: quick_cache::sync::Cache<(Key, usize), SegmentData, ByteWeight>,
+}
+
+/// One segment's bytes (ID3 tag, then frames) and where the frames came from: `bytes[tag_len..]`
+/// is exactly the content of `file` from `offset`, read through that very handle. The HTTP layer
+/// uses this to send the frames with `sendfile(2)` instead of copying them from memory; the
+/// handle keeps those bytes readable even if the encode is evicted (its file is then unlinked)
+/// or encoded again into a new file meanwhile.
+#[derive(Clone)]
+pub struct SegmentData {
+    pub bytes: Bytes,
+    pub tag_len: usize,
+    pub file: Arc<std::fs::File>,
+    pub offset: u64,
 }
 
 /// Weighs memoised segments by their size.
 #[derive(Clone)]
 struct ByteWeight;
 
-impl quick_cache::Weighter<(Key, usize), Bytes> for ByteWeight {
-    fn weight(&self, _key: &(Key, usize), value: &Bytes) -> u64 {
-        value.len() as u64
+impl quick_cache::Weighter<(Key, usize), SegmentData> for ByteWeight {
+    fn weight(&self, _key: &(Key, usize), value: &SegmentData) -> u64 {
+        value.bytes.len() as u64
     }
 }
 
@@ -301,20 +314,21 @@ impl TranscodeCache {
     /// The bytes of segment `index` of `req`, starting with its ID3 timestamp tag; waits only
     /// until that segment is encoded.
     pub async fn segment(&self, req: &TranscodeRequest, index: usize) -> Result<Bytes, CacheError> {
+        self.segment_data(req, index).await.map(|d| d.bytes)
+    }
+
+    /// Like [`Self::segment`], with the file the frames were read from.
+    pub async fn segment_data(
+        &self,
+        req: &TranscodeRequest,
+        index: usize,
+    ) -> Result<SegmentData, CacheError> {
         let span = req
             .layout
             .segment(index)
             .ok_or(CacheError::NoSuchSegment(index))?;
         let memo_key = (req.key(), index);
-        if let Some(hit) = self.inner.memo.get(&memo_key) {
-            metrics::counter!("cache_hits_total").increment(1);
-            // A hot segment is a use of its encode: keep the disk entry from looking stale.
-            let mut state = self.inner.state.lock();
-            state.clock += 1;
-            let now = state.clock;
-            if let Some(Entry::Ready { last_used, .. }) = state.entries.get_mut(&memo_key.0) {
-                *last_used = now;
-            }
+        if let Some(hit) = self.inner.memo_hit(&memo_key) {
             return Ok(hit);
         }
         let tag = id3::timestamp_tag(req.layout.frame_ticks(span.first_frame));
@@ -324,14 +338,16 @@ impl TranscodeCache {
         let mut attempt = 0;
         loop {
             let (path, (start, end)) = self.wait_for(req, pick).await?;
-            match read_range(&path, start, end).await {
-                Ok(body) => {
-                    let mut out = BytesMut::with_capacity(tag.len() + body.len());
-                    out.extend_from_slice(&tag);
-                    out.extend_from_slice(&body);
-                    let out = out.freeze();
-                    self.inner.memo.insert(memo_key, out.clone());
-                    return Ok(out);
+            match read_range(&path, start, end, &tag).await {
+                Ok((file, bytes)) => {
+                    let data = SegmentData {
+                        bytes,
+                        tag_len: tag.len(),
+                        file,
+                        offset: start,
+                    };
+                    self.inner.memo.insert(memo_key, data.clone());
+                    return Ok(data);
                 }
                 // Evicted between lookup and read: encode again, once.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt == 0 => {
@@ -431,6 +447,28 @@ impl TranscodeCache {
 }
 
 impl Inner {
+    /// A memoised segment, counted as a use of its encode (so the disk entry does not look
+    /// stale while it is served from memory).
+    fn memo_hit(&self, key: &(Key, usize)) -> Option<SegmentData> {
+        let hit = self.memo.get(key)?;
+        metrics::counter!("cache_hits_total").increment(1);
+        let mut state = self.state.lock();
+        state.clock += 1;
+        let now = state.clock;
+        if let Some(Entry::Ready { last_used, .. }) = state.entries.get_mut(&key.0) {
+            *last_used = now;
+        }
+        Some(hit)
+    }
+
+    /// Drops the memoised segments of an encode that left the cache: their open handles would
+    /// otherwise keep its deleted file on disk.
+    fn unmemo(&self, key: &Key, encoded: &Encoded) {
+        for index in 0..encoded.segment_offsets.len().saturating_sub(1) {
+            self.memo.remove(&(key.clone(), index));
+        }
+    }
+
     /// Returns each request's state, starting one encode job for all those neither cached nor
     /// being encoded.
     fn lookup_or_start(self: Arc<Self>, reqs: &[TranscodeRequest]) -> Vec<Lookup> {
@@ -629,13 +667,17 @@ impl Inner {
                 return;
             }
             state.ready_bytes = state.ready_bytes.saturating_sub(encoded.stream_len());
-            state.entries.remove(key);
+            if let Some(Entry::Ready { encoded, .. }) = state.entries.remove(key) {
+                drop(state);
+                self.unmemo(key, &encoded);
+            }
         }
     }
 
     /// Removes least recently used finished entries until under the cap (never `keep`).
     fn evict(&self, keep: Option<&Key>) {
         let mut doomed = Vec::new();
+        let mut gone = Vec::new();
         let bytes = {
             let mut state = self.state.lock();
             while state.ready_bytes > self.max_bytes {
@@ -668,10 +710,14 @@ impl Inner {
                     }
                     doomed.push(key.dir(&self.dir));
                     doomed.push(self.dir.join(&key.track_id));
+                    gone.push((key, encoded));
                 }
             }
             state.ready_bytes
         };
+        for (key, encoded) in gone {
+            self.unmemo(&key, &encoded);
+        }
         for path in doomed {
             // Files go; folders go only if empty.
             let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir(&path));
@@ -705,13 +751,25 @@ async fn wait_progress<T>(
     }
 }
 
-async fn read_range(path: &Path, start: u64, end: u64) -> std::io::Result<Vec<u8>> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let mut file = tokio::fs::File::open(path).await?;
-    file.seek(std::io::SeekFrom::Start(start)).await?;
-    let mut buf = vec![0; (end - start) as usize];
-    file.read_exact(&mut buf).await?;
-    Ok(buf)
+/// `tag` followed by bytes `start..end` of the file at `path`, and the file's open handle.
+async fn read_range(
+    path: &Path,
+    start: u64,
+    end: u64,
+    tag: &[u8],
+) -> std::io::Result<(Arc<std::fs::File>, Bytes)> {
+    use std::os::unix::fs::FileExt as _;
+    let path = path.to_path_buf();
+    let mut out = BytesMut::zeroed(tag.len() + (end - start) as usize);
+    out[..tag.len()].copy_from_slice(tag);
+    let tag_len = tag.len();
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(path)?;
+        file.read_exact_at(&mut out[tag_len..], start)?;
+        Ok((Arc::new(file), out.freeze()))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Writes one profile's frames to `<quality>.es`, publishing each finished segment's end offset.

@@ -262,3 +262,77 @@ async fn segments_are_packed_audio_with_cdn_headers() {
         );
     }
 }
+
+/// Segment frames leave from the cache file with `sendfile`, not from the in-memory copy. The
+/// test sees which by rewriting the cached file in place between two requests (the server never
+/// does that: encodes are append-only and replaced by new files): the second answer carries the
+/// file's new bytes, where a response from memory would repeat the first. The ID3 tag, sent from
+/// memory, is unchanged; and the response is still whole and well framed for HTTP.
+#[tokio::test]
+async fn segment_frames_are_sent_from_the_cache_file() {
+    let lib = library();
+    let app = spawn_app(Some(&lib.root)).await;
+    let id = app.track_id("mp3/tagged.mp3").await;
+    let playlist = app
+        .get(&format!("/hls/{id}/medium/playlist.m3u8"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let (_, uri) = &media_lines(&playlist)[0];
+    let url = format!("/hls/{id}/medium/{uri}");
+    let first = app.get(&url).await.bytes().await.unwrap();
+    assert!(first.len() > 1_000);
+    // The whole stream is encoded by now (the first segment's encode runs to the end).
+    app.state
+        .cache
+        .complete(
+            &app.state
+                .streaming
+                .transcode_request(&id, "medium")
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let es = walkdir::WalkDir::new(app.data_dir.path())
+        .into_iter()
+        .filter_map(Result::ok)
+        .find(|e| {
+            let name = e.file_name().to_string_lossy();
+            name.starts_with("medium-") && name.ends_with(".es")
+        })
+        .expect("the medium encode in the cache")
+        .into_path();
+    let on_disk = std::fs::read(&es).unwrap();
+    let frames = &first[73..];
+    assert_eq!(
+        &on_disk[..frames.len()],
+        frames,
+        "segment 0 is the file's first bytes"
+    );
+    // Same inode, new content: flip every byte of the first segment's frames.
+    {
+        use std::io::{Seek, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&es).unwrap();
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f.write_all(&frames.iter().map(|b| !b).collect::<Vec<_>>())
+            .unwrap();
+    }
+    let r = app.get(&url).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-length"],
+        first.len().to_string().as_str()
+    );
+    let second = r.bytes().await.unwrap();
+    assert_eq!(second.len(), first.len());
+    assert_eq!(&second[..73], &first[..73], "the ID3 tag comes from memory");
+    assert!(
+        second[73..].iter().zip(frames).all(|(a, b)| *a == !*b),
+        "the frames come from the file"
+    );
+    // The connection is still usable: the next request on it gets a whole, valid answer.
+    let r = app.get(&format!("/hls/{id}/medium/playlist.m3u8")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), playlist);
+}

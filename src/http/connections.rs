@@ -1,0 +1,90 @@
+//! Accepting connections and serving each with hyper's HTTP/1 server, as `axum::serve` does,
+//! plus what it cannot: every connection's I/O is a [`ConnIo`], so that file-backed response
+//! bodies leave with `sendfile` (see `zero_copy`). Each request carries its connection's
+//! [`FileBacked`] registry and the peer's address (`ConnectInfo`, as `axum::serve` gives it).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::ServiceExt as _;
+
+use super::zero_copy::{ConnIo, FileBacked};
+
+/// Serves `router` on `listener` until `shutdown` resolves; then stops accepting, lets every
+/// connection finish its request in flight (idle ones close at once) and returns when all are
+/// closed. Upgraded (WebSocket) connections are no longer hyper's and are not waited for.
+pub async fn serve(
+    mut listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Every connection task holds a clone of `alive_rx`: all dropped means all closed.
+    let (alive_tx, alive_rx) = watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        // `accept` retries transient errors (EMFILE, ECONNABORTED) itself, after a pause.
+        let (tcp, addr) = tokio::select! {
+            accepted = axum::serve::Listener::accept(&mut listener) => accepted,
+            () = &mut shutdown => break,
+        };
+        // No Nagle: small writes (WebSocket events, playlist responses) leave at once instead
+        // of waiting for the peer's delayed ACK.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let router = router.clone();
+        let stop = stop_rx.clone();
+        let alive = alive_rx.clone();
+        tokio::spawn(async move {
+            serve_connection(tcp, addr, router, stop).await;
+            drop(alive);
+        });
+    }
+    drop(listener);
+    stop_tx.send_replace(true);
+    drop(alive_rx);
+    alive_tx.closed().await;
+    Ok(())
+}
+
+async fn serve_connection(
+    tcp: tokio::net::TcpStream,
+    addr: SocketAddr,
+    router: Router,
+    mut stop: watch::Receiver<bool>,
+) {
+    let files = Arc::new(FileBacked::default());
+    let io = TokioIo::new(ConnIo::new(tcp, files.clone()));
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(addr));
+        req.extensions_mut().insert(files.clone());
+        router.clone().oneshot(req)
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let finished = tokio::select! {
+        result = conn.as_mut() => Some(result),
+        _ = stop.wait_for(|stop| *stop) => None,
+    };
+    let result = match finished {
+        Some(result) => result,
+        None => {
+            // Finish the request in flight (if any), then close.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::trace!(error = %e, %addr, "connection ended with an error");
+    }
+}
