@@ -172,7 +172,8 @@ pub async fn run(
     spawn_live_stats(state.clone());
     let app = router(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    let result = crate::http::connections::serve(listener, app, shutdown).await;
+    let hot = Arc::new(crate::http::hot::HotSegments::new(state.clone()).await);
+    let result = crate::http::connections::serve(listener, app, Some(hot), shutdown).await;
     state.cache.shutdown();
     if let Some(b) = state.websocket.broker() {
         b.leave().await;

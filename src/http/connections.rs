@@ -9,20 +9,24 @@ use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
+use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
 
+use super::hot::HotSegments;
 use super::zero_copy::{ConnIo, FileBacked};
 
-/// Serves `router` on `listener` until `shutdown` resolves; then stops accepting, lets every
+/// Serves `router` (with `hot` answering what it can first, see `hot`) on `listener` until
+/// `shutdown` resolves; then stops accepting, lets every
 /// connection finish its request in flight (idle ones close at once) and returns when all are
 /// closed. Upgraded (WebSocket) connections are no longer hyper's and are not waited for.
 pub async fn serve(
     mut listener: TcpListener,
     router: Router,
+    hot: Option<Arc<HotSegments>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -41,10 +45,11 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
         let router = router.clone();
+        let hot = hot.clone();
         let stop = stop_rx.clone();
         let alive = alive_rx.clone();
         tokio::spawn(async move {
-            serve_connection(tcp, addr, router, stop).await;
+            serve_connection(tcp, addr, router, hot, stop).await;
             drop(alive);
         });
     }
@@ -59,14 +64,18 @@ async fn serve_connection(
     tcp: tokio::net::TcpStream,
     addr: SocketAddr,
     router: Router,
+    hot: Option<Arc<HotSegments>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let files = Arc::new(FileBacked::default());
     let io = TokioIo::new(ConnIo::new(tcp, files.clone()));
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(addr));
+        if let Some(answer) = hot.as_ref().and_then(|hot| hot.answer(&req, &files)) {
+            return Either::Left(std::future::ready(Ok(answer)));
+        }
         req.extensions_mut().insert(files.clone());
-        router.clone().oneshot(req)
+        Either::Right(router.clone().oneshot(req))
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .serve_connection(io, service)

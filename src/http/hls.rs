@@ -15,6 +15,7 @@ use utoipa::IntoParams;
 use super::openapi::ErrorBody;
 use super::zero_copy::FileBacked;
 use super::{ApiError, AppState};
+use crate::media::cache::SegmentData;
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 /// Segment URLs carry the source's version, so a segment never changes: cache it for good.
@@ -131,6 +132,7 @@ pub async fn media(
 pub async fn segment(
     State(state): State<Arc<AppState>>,
     Path((track_id, quality, segment)): Path<(String, String, String)>,
+    method: axum::http::Method,
     files: Option<Extension<Arc<FileBacked>>>,
 ) -> Result<Response, ApiError> {
     let req = state.streaming.transcode_request(&track_id, &quality)?;
@@ -144,22 +146,34 @@ pub async fn segment(
         ));
     }
     let data = state.cache.segment_data(&req, name.index).await?;
-    if let Some(Extension(files)) = files {
-        // The frames go out from the cache file with sendfile; the ID3 tag from memory.
+    // A HEAD answer has no body to send: registering it would only hold the memory.
+    let files = files
+        .as_ref()
+        .filter(|_| method == axum::http::Method::GET)
+        .map(|Extension(f)| f.as_ref());
+    Ok(segment_response(&req.profile, data, files))
+}
+
+/// A segment's answer; with `files`, its frames are registered to leave from the cache file with
+/// sendfile (the ID3 tag goes from memory).
+pub(super) fn segment_response(
+    profile: &crate::streaming::adaptive::AdaptiveProfile,
+    data: SegmentData,
+    files: Option<&FileBacked>,
+) -> Response {
+    if let Some(files) = files {
         files.register(
             data.bytes.slice(data.tag_len..),
             data.file.clone(),
             data.offset,
         );
     }
-    let body = data.bytes;
-    let ctype = req.profile.codec_kind().mime_type();
-    Ok((
+    (
         [
-            (header::CONTENT_TYPE, ctype),
+            (header::CONTENT_TYPE, profile.codec_kind().mime_type()),
             (header::CACHE_CONTROL, SEGMENT_CACHE),
         ],
-        body,
+        data.bytes,
     )
-        .into_response())
+        .into_response()
 }

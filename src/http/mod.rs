@@ -5,6 +5,7 @@ pub mod auth;
 pub mod connections;
 pub mod error;
 mod hls;
+pub mod hot;
 mod observe;
 pub mod openapi;
 pub mod range;
@@ -68,12 +69,15 @@ pub fn router(state: Arc<AppState>) -> Router {
     .layer(axum::middleware::from_fn(observe::record_request))
     .layer(cors)
     .layer(
-        TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            // The path only: queries may carry tokens, which must never reach the logs.
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
-        }),
+        TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| request_span(req)),
     )
     .with_state(state)
+}
+
+/// The span every request is served in (by the router's trace layer, and by `hot`).
+pub(crate) fn request_span<B>(req: &axum::http::Request<B>) -> tracing::Span {
+    // The path only: queries may carry tokens, which must never reach the logs.
+    tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
 }
 
 /// The documented routes: each handler's `#[utoipa::path]` gives both its route and its entry
@@ -119,7 +123,7 @@ fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(analytics::delete_user))
 }
 
-fn cors_layer(origins: &[String]) -> CorsLayer {
+pub(crate) fn cors_layer(origins: &[String]) -> CorsLayer {
     let allow = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {

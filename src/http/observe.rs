@@ -147,7 +147,7 @@ type RouteHandles = HashMap<(&'static str, u16), (metrics::Counter, metrics::His
 /// The request counter and latency histogram of (route, method, status). Why a cache: asking
 /// the recorder builds a key and hashes and compares every label, on every request, which was
 /// a visible share of serving a cached segment. Label values are the same as without it.
-fn request_metrics(
+pub(super) fn request_metrics(
     route: &str,
     method: &'static str,
     status: u16,

@@ -31,8 +31,10 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Registrations kept per connection. HTTP/1 writes one response at a time, so one would do;
-/// a few more cover a response still being flushed when the next handler registers.
-const KEPT: usize = 4;
+/// one more covers a response still being flushed when the next handler registers. A
+/// registration is dropped as soon as its last byte is sent: it must not keep a segment's memory
+/// alive on an idle keep-alive connection.
+const KEPT: usize = 2;
 
 /// The file-backed memory of one connection's responses (a request extension).
 #[derive(Default)]
@@ -55,6 +57,8 @@ enum Place {
         file: Arc<File>,
         offset: u64,
         len: usize,
+        /// Whether those `len` bytes end the region.
+        to_end: bool,
     },
     /// A region starts `at` bytes into the slice.
     Before {
@@ -96,7 +100,8 @@ impl FileBacked {
                 return Place::Inside {
                     file: r.file.clone(),
                     offset: r.offset + (start - r_start) as u64,
-                    len: (end.min(r_end)) - start,
+                    len: end.min(r_end) - start,
+                    to_end: end >= r_end,
                 };
             }
             if (start..end).contains(&r_start) {
@@ -105,6 +110,13 @@ impl FileBacked {
             }
         }
         first_after.map_or(Place::Outside, |at| Place::Before { at })
+    }
+
+    /// Drops the region that ends at `end` (its last byte is sent).
+    fn release(&self, end: usize) {
+        self.regions
+            .lock()
+            .retain(|r| r.bytes.as_ptr() as usize + r.bytes.len() != end);
     }
 
     fn is_empty(&self) -> bool {
@@ -138,20 +150,27 @@ impl ConnIo {
         let mut plain: Vec<IoSlice<'_>> = Vec::with_capacity(bufs.len());
         for buf in bufs.iter().filter(|b| !b.is_empty()) {
             match self.files.place(buf) {
-                Place::Inside { file, offset, len } if plain.is_empty() => {
-                    return self.poll_io(cx, || {
+                Place::Inside {
+                    file,
+                    offset,
+                    len,
+                    to_end,
+                } if plain.is_empty() => {
+                    let sent = ready!(self.poll_io(cx, || {
                         let mut at = offset;
                         match rustix::fs::sendfile(&self.tcp, &*file, Some(&mut at), len) {
                             // The file ended early (truncated behind our back): hyper must
                             // not take that for a written slice.
                             Ok(0) => Err(std::io::ErrorKind::UnexpectedEof.into()),
-                            Ok(n) => {
-                                metrics::counter!("http_sendfile_bytes_total").increment(n as u64);
-                                Ok(n)
-                            }
+                            Ok(n) => Ok(n),
                             Err(e) => Err(e.into()),
                         }
-                    });
+                    }))?;
+                    metrics::counter!("http_sendfile_bytes_total").increment(sent as u64);
+                    if to_end && sent == len {
+                        self.files.release(buf.as_ptr() as usize + len);
+                    }
+                    return Poll::Ready(Ok(sent));
                 }
                 Place::Inside { .. } => return self.poll_send_more(cx, &plain),
                 Place::Before { at } => {
@@ -344,6 +363,22 @@ mod tests {
         let got = reader.await.unwrap();
         assert_eq!(&got[..1_000], &first[..]);
         assert_eq!(&got[1_000..], &other[..]);
+    }
+
+    #[tokio::test]
+    async fn a_region_is_released_once_sent_whole() {
+        let memory = Bytes::from(vec![0u8; 2_000]);
+        let files = Arc::new(FileBacked::default());
+        files.register(memory.clone(), file_with(&[4u8; 2_000]), 0);
+        let (mut io, client) = pair(files.clone()).await;
+        let reader = tokio::spawn(read_all(client));
+        io.write_all(&memory[..1_000]).await.unwrap();
+        assert!(!files.is_empty(), "half sent: still registered");
+        io.write_all(&memory[1_000..]).await.unwrap();
+        assert!(files.is_empty(), "sent whole: the memory is no longer held");
+        io.shutdown().await.unwrap();
+        drop(io);
+        assert_eq!(reader.await.unwrap(), vec![4u8; 2_000]);
     }
 
     #[tokio::test]

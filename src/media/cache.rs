@@ -359,6 +359,11 @@ impl TranscodeCache {
         }
     }
 
+    /// Segment `index` of `req` if it is in memory (served recently): never waits, never reads.
+    pub fn hot_segment(&self, req: &TranscodeRequest, index: usize) -> Option<SegmentData> {
+        self.inner.memo_hit(&(req.key(), index))
+    }
+
     /// The whole encoded stream, once finished (for progressive delivery).
     pub async fn complete(&self, req: &TranscodeRequest) -> Result<Arc<Encoded>, CacheError> {
         self.open_complete(req).await.map(|(e, _)| e)

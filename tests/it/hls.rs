@@ -336,3 +336,65 @@ async fn segment_frames_are_sent_from_the_cache_file() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), playlist);
 }
+
+/// The value of an unlabelled counter in `/metrics`.
+async fn counter(app: &crate::helpers::TestApp, name: &str) -> f64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// A segment in memory is answered before the router (the hot path); its answer must be the
+/// router's, headers included. A request with `Origin` always goes through the router (CORS
+/// decides per origin), and with the default `cors_origins = ["*"]` the router answers it with
+/// the same headers as a request without: so the two answers must be equal but for `date`.
+#[tokio::test]
+async fn hot_segments_are_answered_as_the_router_answers_them() {
+    let lib = library();
+    let app = spawn_app(Some(&lib.root)).await;
+    let id = app.track_id("mp3/tagged.mp3").await;
+    for q in ["high", "low"] {
+        let playlist = app
+            .get(&format!("/hls/{id}/{q}/playlist.m3u8"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        let url = app.url(&format!("/hls/{id}/{q}/{}", media_lines(&playlist)[0].1));
+        let first = app.client.get(&url).send().await.unwrap();
+        assert_eq!(first.status(), 200);
+        let first = first.bytes().await.unwrap(); // now in memory
+        let hot_before = counter(&app, "http_hot_path_responses_total").await;
+        let hot = app.client.get(&url).send().await.unwrap();
+        assert!(
+            counter(&app, "http_hot_path_responses_total").await >= hot_before + 1.0,
+            "the second request for a segment in memory takes the hot path"
+        );
+        let routed = app
+            .client
+            .get(&url)
+            .header("origin", "http://player.example")
+            .send()
+            .await
+            .unwrap();
+        let headers = |r: &reqwest::Response| {
+            let mut h: Vec<(String, String)> = r
+                .headers()
+                .iter()
+                .filter(|(n, _)| *n != "date")
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+                .collect();
+            h.sort();
+            h
+        };
+        assert_eq!(hot.status(), routed.status());
+        assert_eq!(headers(&hot), headers(&routed), "{q}");
+        assert!(headers(&hot)
+            .iter()
+            .any(|(n, v)| n == "access-control-allow-origin" && v == "*"));
+        let (hot, routed) = (hot.bytes().await.unwrap(), routed.bytes().await.unwrap());
+        assert_eq!(hot, first);
+        assert_eq!(routed, first);
+    }
+}
