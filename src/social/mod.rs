@@ -24,6 +24,9 @@ pub const MAX_PLAYLISTS_PER_USER: i64 = 1_000;
 pub const MAX_NAME: usize = 200;
 /// Most recipients of one share.
 pub const MAX_RECIPIENTS: usize = 100;
+/// Most playlists shared with one user: what others can put in someone's list stays bounded,
+/// as what they own is.
+pub const MAX_SHARED_WITH_USER: i64 = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocialError {

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::{
     clean_name, SocialError, SocialStore, MAX_ENTRIES, MAX_PLAYLISTS_PER_USER, MAX_RECIPIENTS,
+    MAX_SHARED_WITH_USER,
 };
 use crate::analytics::now_ms;
 use crate::auth::valid_user_id;
@@ -329,6 +330,21 @@ impl SocialStore {
             return Err(SocialError::Invalid(format!(
                 "a playlist is shared with at most {MAX_RECIPIENTS} users"
             )));
+        }
+        for u in &to {
+            let with: i64 = sqlx::query(
+                "SELECT COUNT(*) FROM playlist_shares WHERE user_id = $1 AND playlist_id <> $2",
+            )
+            .bind(u)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+            if with >= MAX_SHARED_WITH_USER {
+                return Err(SocialError::Invalid(format!(
+                    "{u:?} already has {MAX_SHARED_WITH_USER} playlists shared with them"
+                )));
+            }
         }
         let now = now_ms();
         let mut added = Vec::new();

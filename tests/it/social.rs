@@ -643,3 +643,56 @@ async fn playlists_work_the_same_on_postgresql() {
     s.delete_playlist("ann", &p.id).await.unwrap();
     assert!(s.playlists_for("bob").await.unwrap().is_empty());
 }
+
+/// Nobody can grow someone else's playlist list without bound: a user can have at most
+/// `MAX_SHARED_WITH_USER` playlists shared with them (a share beyond is refused whole, with a
+/// clear error, and shares with others still work).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playlists_shared_with_one_user_are_capped() {
+    use stream_server::social::{SocialError, MAX_SHARED_WITH_USER};
+    let dir = tempfile::tempdir().unwrap();
+    let config = stream_server::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let engine = stream_server::analytics::AnalyticsEngine::new(
+        &config.analytics_database_url(),
+        std::sync::Arc::new(config),
+    )
+    .await
+    .unwrap();
+    let s = stream_server::social::SocialStore::new(engine.pool().clone());
+    let mut first = None;
+    for i in 0..MAX_SHARED_WITH_USER {
+        let p = s
+            .create_playlist("ann", &format!("p{i}"))
+            .await
+            .unwrap()
+            .playlist;
+        s.share_playlist("ann", &p.id, &["bob".into()])
+            .await
+            .unwrap();
+        first.get_or_insert(p.id);
+    }
+    let one_more = s.create_playlist("cid", "one more").await.unwrap().playlist;
+    match s
+        .share_playlist("cid", &one_more.id, &["dan".into(), "bob".into()])
+        .await
+    {
+        Err(SocialError::Invalid(msg)) => assert!(msg.contains("bob"), "{msg}"),
+        other => panic!("a share past the cap must be refused: {other:?}"),
+    }
+    // Refused whole: dan did not get it either.
+    assert!(s.playlists_for("dan").await.unwrap().is_empty());
+    s.share_playlist("cid", &one_more.id, &["dan".into()])
+        .await
+        .unwrap();
+    // Sharing again what bob already has is not a new share.
+    s.share_playlist("ann", first.as_ref().unwrap(), &["bob".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.playlists_for("bob").await.unwrap().len() as i64,
+        MAX_SHARED_WITH_USER
+    );
+}
