@@ -199,6 +199,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.broker = Some(b);
     }
     config.validate()?;
+    raise_open_file_limit();
     let bind = config.bind;
     let state = server::build_state(config).await?;
     let listener = tokio::net::TcpListener::bind(bind)
@@ -328,4 +329,24 @@ async fn transcode(args: TranscodeArgs) -> anyhow::Result<()> {
         anyhow::bail!("{failed} tracks failed");
     }
     Ok(())
+}
+
+/// Lifts the soft limit on open files to the hard one. Every client connection is a descriptor,
+/// and so is every segment held in memory (its file stays open for `sendfile`): the usual soft
+/// default of 1,024 would refuse connections long before the machine is busy.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                tracing::debug!(from = ?limit.current, to = ?limit.maximum, "open file limit raised")
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+        }
+    }
 }

@@ -20,9 +20,9 @@ use super::hot::HotSegments;
 use super::zero_copy::{ConnIo, FileBacked};
 
 /// Serves `router` (with `hot` answering what it can first, see `hot`) on `listener` until
-/// `shutdown` resolves; then stops accepting, lets every
-/// connection finish its request in flight (idle ones close at once) and returns when all are
-/// closed. Upgraded (WebSocket) connections are no longer hyper's and are not waited for.
+/// `shutdown` resolves; then stops accepting, lets every connection finish its request in flight
+/// (idle ones close at once) and returns when all are closed. Upgraded (WebSocket) connections
+/// are no longer hyper's and are not waited for.
 pub async fn serve(
     mut listener: TcpListener,
     router: Router,

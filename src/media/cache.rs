@@ -158,7 +158,8 @@ struct Inner {
 /// is exactly the content of `file` from `offset`, read through that very handle. The HTTP layer
 /// uses this to send the frames with `sendfile(2)` instead of copying them from memory; the
 /// handle keeps those bytes readable even if the encode is evicted (its file is then unlinked)
-/// or encoded again into a new file meanwhile.
+/// or encoded again into a new file meanwhile. Each memoised segment thus holds one descriptor
+/// (about 800 at the default 128 MB; the server lifts its open file limit at start).
 #[derive(Clone)]
 pub struct SegmentData {
     pub bytes: Bytes,
