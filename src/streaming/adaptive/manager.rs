@@ -64,6 +64,8 @@ const DEFAULT_BUFFER_S: f64 = 30.0;
 const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 /// How often the quality monitor looks at sessions.
 const MONITOR_PERIOD: Duration = Duration::from_secs(2);
+/// Sessions decided per hold of the sessions lock by the quality monitor.
+const MONITOR_CHUNK: usize = 256;
 
 pub struct AdaptiveStreamingManager {
     config: Arc<Config>,
@@ -189,29 +191,46 @@ impl AdaptiveStreamingManager {
                 let Some(sessions) = sessions.upgrade() else {
                     break;
                 };
-                let mut sessions = sessions.write().await;
-                let now = SystemTime::now();
-                let before = sessions.len();
-                sessions.retain(|_, s| {
-                    now.duration_since(s.session.last_updated)
-                        .unwrap_or_default()
-                        < SESSION_IDLE
-                });
-                stats
-                    .sessions_expired
-                    .fetch_add((before - sessions.len()) as u64, Ordering::Relaxed);
-                for state in sessions.values_mut().filter(|s| s.pending_report) {
-                    state.pending_report = false;
-                    let secs = segment_secs
-                        .get(&state.session.current_quality)
-                        .copied()
-                        .unwrap_or(6.0);
-                    if let Some(change) = monitor_decision(state, &profiles, secs) {
-                        tracing::info!(session_id = %change.session_id, from = %change.from, to = %change.to, reason = %change.reason, "quality changed by monitor");
-                        stats.quality_changes.fetch_add(1, Ordering::Relaxed);
-                        // No receiver (no server wired, e.g. the spec's examples) is fine.
-                        let _ = changes.send(change);
+                let pending: Vec<String> = {
+                    let mut sessions = sessions.write().await;
+                    let now = SystemTime::now();
+                    let before = sessions.len();
+                    sessions.retain(|_, s| {
+                        now.duration_since(s.session.last_updated)
+                            .unwrap_or_default()
+                            < SESSION_IDLE
+                    });
+                    stats
+                        .sessions_expired
+                        .fetch_add((before - sessions.len()) as u64, Ordering::Relaxed);
+                    sessions
+                        .iter()
+                        .filter(|(_, s)| s.pending_report)
+                        .map(|(id, _)| id.clone())
+                        .collect()
+                };
+                // Decisions take ~10 µs each: made a chunk at a time, so that with many sessions
+                // the players' reports and playlist requests never wait long for the lock.
+                for chunk in pending.chunks(MONITOR_CHUNK) {
+                    let mut sessions = sessions.write().await;
+                    for id in chunk {
+                        let Some(state) = sessions.get_mut(id).filter(|s| s.pending_report) else {
+                            continue;
+                        };
+                        state.pending_report = false;
+                        let secs = segment_secs
+                            .get(&state.session.current_quality)
+                            .copied()
+                            .unwrap_or(6.0);
+                        if let Some(change) = monitor_decision(state, &profiles, secs) {
+                            tracing::info!(session_id = %change.session_id, from = %change.from, to = %change.to, reason = %change.reason, "quality changed by monitor");
+                            stats.quality_changes.fetch_add(1, Ordering::Relaxed);
+                            // No receiver (no server wired, e.g. the spec's examples) is fine.
+                            let _ = changes.send(change);
+                        }
                     }
+                    drop(sessions);
+                    tokio::task::yield_now().await;
                 }
             }
         });
@@ -746,6 +765,42 @@ mod tests {
             m.parse_segment_name("ultra", "0a-1.aac"),
             Err(StreamingError::UnknownQuality(_))
         ));
+    }
+
+    /// The monitor decides in chunks (releasing the lock between them): every session with a
+    /// report is still decided in one pass, however many chunks that takes.
+    #[tokio::test(start_paused = true)]
+    async fn one_monitor_pass_decides_every_reported_session() {
+        let m = AdaptiveStreamingManager::new(Arc::new(Config::default()));
+        let n = MONITOR_CHUNK * 2 + 7;
+        for i in 0..n {
+            let id = format!("s{i}");
+            m.create_session(id.clone(), "any".into()).await;
+            m.update_session_quality(&id, "high".into()).await;
+            m.report_metrics(
+                &id,
+                PerformanceMetrics {
+                    buffer_health_percentage: 5.0,
+                    download_speed_kbps: 60,
+                    rebuffer_count: 1,
+                    rebuffer_duration_ms: 2_000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        }
+        m.start_quality_monitor().await;
+        tokio::time::sleep(MONITOR_PERIOD + Duration::from_millis(500)).await;
+        let mut stepped_down = 0;
+        for i in 0..n {
+            let s = m.get_session(&format!("s{i}")).await.unwrap();
+            stepped_down += usize::from(s.current_quality != "high");
+        }
+        assert_eq!(
+            stepped_down, n,
+            "a link of 60 kbps with a stall leaves the top rung"
+        );
     }
 
     #[tokio::test]
