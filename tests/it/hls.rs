@@ -38,6 +38,15 @@ const VARIANTS: [Variant; 4] = [
     },
 ];
 
+/// The media playlist of `quality` of track `id`, as text.
+async fn media_playlist(app: &crate::helpers::TestApp, id: &str, quality: &str) -> String {
+    app.get(&format!("/hls/{id}/{quality}/playlist.m3u8"))
+        .await
+        .text()
+        .await
+        .unwrap()
+}
+
 fn media_lines(playlist: &str) -> Vec<(f64, String)> {
     let mut out = Vec::new();
     let mut dur = None;
@@ -81,12 +90,7 @@ async fn every_variant_of_every_fixture_decodes_like_the_source() {
         );
         for v in &VARIANTS {
             let url = app.url(&format!("/hls/{id}/{}/playlist.m3u8", v.quality));
-            let playlist = app
-                .get(&format!("/hls/{id}/{}/playlist.m3u8", v.quality))
-                .await
-                .text()
-                .await
-                .unwrap();
+            let playlist = media_playlist(&app, &id, v.quality).await;
             assert!(
                 playlist.contains("#EXT-X-ENDLIST")
                     && playlist.contains("#EXT-X-PLAYLIST-TYPE:VOD")
@@ -224,12 +228,7 @@ async fn segments_are_packed_audio_with_cdn_headers() {
     let app = spawn_app(Some(&lib.root)).await;
     let id = app.track_id("mp3/tagged.mp3").await;
     for (q, ctype, sync) in [("high", "audio/aac", 0xf0u8), ("low", "audio/mpeg", 0xe0u8)] {
-        let playlist = app
-            .get(&format!("/hls/{id}/{q}/playlist.m3u8"))
-            .await
-            .text()
-            .await
-            .unwrap();
+        let playlist = media_playlist(&app, &id, q).await;
         let (_, uri) = &media_lines(&playlist)[1];
         let r = app.get(&format!("/hls/{id}/{q}/{uri}")).await;
         assert_eq!(r.status(), 200);
@@ -273,12 +272,7 @@ async fn segment_frames_are_sent_from_the_cache_file() {
     let lib = library();
     let app = spawn_app(Some(&lib.root)).await;
     let id = app.track_id("mp3/tagged.mp3").await;
-    let playlist = app
-        .get(&format!("/hls/{id}/medium/playlist.m3u8"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let playlist = media_playlist(&app, &id, "medium").await;
     let (_, uri) = &media_lines(&playlist)[0];
     let url = format!("/hls/{id}/medium/{uri}");
     let first = app.get(&url).await.bytes().await.unwrap();
@@ -355,12 +349,7 @@ async fn hot_segments_are_answered_as_the_router_answers_them() {
     let app = spawn_app(Some(&lib.root)).await;
     let id = app.track_id("mp3/tagged.mp3").await;
     for q in ["high", "low"] {
-        let playlist = app
-            .get(&format!("/hls/{id}/{q}/playlist.m3u8"))
-            .await
-            .text()
-            .await
-            .unwrap();
+        let playlist = media_playlist(&app, &id, q).await;
         let url = app.url(&format!("/hls/{id}/{q}/{}", media_lines(&playlist)[0].1));
         let first = app.client.get(&url).send().await.unwrap();
         assert_eq!(first.status(), 200);
