@@ -52,8 +52,6 @@ impl HotSegments {
         }
         let (track_id, quality, segment) = segment_path(req.uri().path())?;
         let started = Instant::now();
-        let span = super::request_span(req);
-        let _entered = span.enter();
         let streaming = &self.state.streaming;
         let treq = streaming.transcode_request(track_id, quality).ok()?;
         let name = streaming.parse_segment_name(quality, segment).ok()?;
@@ -61,6 +59,9 @@ impl HotSegments {
             return None;
         }
         let data = self.state.cache.hot_segment(&treq, name.index)?;
+        // Only now: a request that goes on to the router gets its span there.
+        let span = super::request_span(req);
+        let _entered = span.enter();
         let mut response = hls::segment_response(&treq.profile, data, Some(files));
         for (name, value) in &self.cors {
             response.headers_mut().append(name, value.clone());
