@@ -66,15 +66,16 @@ pub struct PlaylistChange {
 impl SocialStore {
     /// The user's playlists and those shared with them, most recently changed first.
     pub async fn playlists_for(&self, user: &str) -> Result<Vec<Playlist>, SocialError> {
-        // Three set-based reads whatever the number of playlists (not one round per playlist).
-        // Rows of a playlist created between them are ignored: the next read shows it.
+        // Three set-based reads whatever the number of playlists (not one round per playlist),
+        // from one snapshot so that names, entries and shares are of the same moment.
+        let mut tx = snapshot(&self.pool).await?;
         const VISIBLE: &str = "SELECT id FROM playlists WHERE owner = $1 \
              UNION SELECT playlist_id FROM playlist_shares WHERE user_id = $1";
         let mut lists: Vec<Playlist> = sqlx::query(&format!(
             "SELECT id, owner, name, created_at, updated_at FROM playlists WHERE id IN ({VISIBLE})"
         ))
         .bind(user)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?
         .iter()
         .map(|row| Playlist {
@@ -97,7 +98,7 @@ impl SocialStore {
              ORDER BY playlist_id, position"
         ))
         .bind(user)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
         for r in &entries {
             if let Some(&i) = index.get(&r.get::<String, _>(0)) {
@@ -109,13 +110,14 @@ impl SocialStore {
              ORDER BY playlist_id, user_id"
         ))
         .bind(user)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
         for r in &shares {
             if let Some(&i) = index.get(&r.get::<String, _>(0)) {
                 lists[i].shared_with.push(r.get(1));
             }
         }
+        tx.commit().await?;
         lists.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.id.cmp(&b.id)));
         Ok(lists)
     }
@@ -416,11 +418,12 @@ impl SocialStore {
     }
 
     async fn load(&self, id: &str) -> Result<Option<Playlist>, SocialError> {
+        let mut tx = snapshot(&self.pool).await?;
         let Some(row) = sqlx::query(
             "SELECT id, owner, name, created_at, updated_at FROM playlists WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?
         else {
             return Ok(None);
@@ -429,7 +432,7 @@ impl SocialStore {
             "SELECT track_id FROM playlist_entries WHERE playlist_id = $1 ORDER BY position",
         )
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?
         .iter()
         .map(|r| r.get::<String, _>(0))
@@ -438,11 +441,12 @@ impl SocialStore {
             "SELECT user_id FROM playlist_shares WHERE playlist_id = $1 ORDER BY user_id",
         )
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?
         .iter()
         .map(|r| r.get::<String, _>(0))
         .collect();
+        tx.commit().await?;
         Ok(Some(Playlist {
             id: row.get(0),
             owner: row.get(1),
@@ -453,6 +457,19 @@ impl SocialStore {
             shared_with,
         }))
     }
+}
+
+/// A read-only transaction whose statements all see the database at one moment: SQLite's
+/// deferred transaction keeps the snapshot of its first read (WAL); PostgreSQL's default, read
+/// committed, gives each statement its own, so ask for repeatable read there.
+async fn snapshot(pool: &sqlx::AnyPool) -> Result<Transaction<'static, Any>, SocialError> {
+    let mut tx = pool.begin().await?;
+    if tx.backend_name() == "PostgreSQL" {
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(tx)
 }
 
 async fn entries(tx: &mut Transaction<'static, Any>, id: &str) -> Result<Vec<String>, SocialError> {
