@@ -8,12 +8,14 @@ use std::fs::File;
 use std::path::Path;
 
 use symphonia::core::audio::{Channels, SampleBuffer};
-use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::codecs::{
+    DecoderOptions, CODEC_TYPE_MP1, CODEC_TYPE_MP2, CODEC_TYPE_MP3, CODEC_TYPE_NULL,
+};
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::{FormatOptions, FormatReader};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::{MetadataOptions, MetadataRevision, StandardTagKey};
-use symphonia::core::probe::Hint;
+use symphonia::core::probe::{Hint, ProbeResult};
 
 /// Sample rates accepted from sources.
 pub const MIN_RATE: u32 = 8_000;
@@ -64,20 +66,20 @@ pub struct SourceDecoder {
 
 impl SourceDecoder {
     pub fn open(path: &Path) -> Result<Self, DecodeError> {
-        let file = File::open(path)?;
-        let mss = MediaSourceStream::new(Box::new(file), Default::default());
-        let mut hint = Hint::new();
-        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
-            hint.with_extension(ext);
+        let mut probed = probe_format(path, true)?;
+        // An MPEG audio file without a LAME tag has no gapless facts, yet symphonia's gapless
+        // mode still trims its packets to the stream's frame count, and without a Xing or VBRI
+        // header that count is estimated from the first frame's bitrate: a VBR file would lose
+        // whatever lies past the estimate (measured: 1.6 s of a 15 s file). Without a LAME tag
+        // there is nothing to trim, so read such files untrimmed.
+        if probed.format.tracks().iter().any(|t| {
+            let p = &t.codec_params;
+            [CODEC_TYPE_MP1, CODEC_TYPE_MP2, CODEC_TYPE_MP3].contains(&p.codec)
+                && p.delay.is_none()
+                && p.padding.is_none()
+        }) {
+            probed = probe_format(path, false)?;
         }
-        let format_opts = FormatOptions {
-            // Trims encoder delay and padding where the container says (LAME tag, iTunSMPB).
-            enable_gapless: true,
-            ..Default::default()
-        };
-        let mut probed = symphonia::default::get_probe()
-            .format(&hint, mss, &format_opts, &MetadataOptions::default())
-            .map_err(|e| DecodeError::Unsupported(e.to_string()))?;
         let mut tags = Tags::default();
         if let Some(rev) = probed
             .metadata
@@ -301,6 +303,24 @@ fn to_stereo(samples: &[f32], gains: &[(f32, f32)], out: &mut Vec<f32>) {
             }
         }
     }
+}
+
+/// Probes `path`'s container, with or without gapless trimming.
+fn probe_format(path: &Path, gapless: bool) -> Result<ProbeResult, DecodeError> {
+    let file = File::open(path)?;
+    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(ext);
+    }
+    let format_opts = FormatOptions {
+        // Trims encoder delay and padding where the container says (LAME tag, iTunSMPB).
+        enable_gapless: gapless,
+        ..Default::default()
+    };
+    symphonia::default::get_probe()
+        .format(&hint, mss, &format_opts, &MetadataOptions::default())
+        .map_err(|e| DecodeError::Unsupported(e.to_string()))
 }
 
 fn merge_tags(tags: &mut Tags, rev: &MetadataRevision) {
