@@ -399,3 +399,63 @@ async fn idle_and_slow_connections_are_dropped() {
     assert!(matches!(close, Some(1008) | None), "{close:?}");
     fast_reader.abort();
 }
+
+/// A client far over the rate limit that keeps reading: a `RateLimitWarning`, then refusals,
+/// exactly one answer per command, and the connection stays open. Its answers are its own
+/// traffic: the server slows the client down (stops reading its socket while answers queue),
+/// never drops it as a slow reader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_flood_is_warned_refused_and_survives() {
+    const N: usize = 1000;
+    let app = spawn_app(Some(&library().root)).await;
+    let ws = connect_ready(&app, "user_id=flood").await;
+    let (mut sink, mut stream) = ws.split();
+    let reader = tokio::spawn(async move {
+        let mut answered = std::collections::HashSet::new();
+        let (mut refused, mut warnings) = (0, 0);
+        while answered.len() < N {
+            match tokio::time::timeout(Duration::from_secs(20), stream.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    match v["event"].as_str() {
+                        Some("CommandResponse") => {
+                            if v["success"] == false {
+                                assert!(v["error"].as_str().unwrap().contains("rate limit"), "{v}");
+                                refused += 1;
+                            }
+                            let id = v["command_id"].as_str().unwrap().to_string();
+                            assert!(answered.insert(id), "answered twice: {v}");
+                        }
+                        Some("RateLimitWarning") => warnings += 1,
+                        _ => {}
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+                other => panic!(
+                    "the flood's connection ended after {} answers: {other:?}",
+                    answered.len()
+                ),
+            }
+        }
+        (stream, refused, warnings)
+    });
+    for i in 0..N {
+        let ping = json!({"command": "Ping", "command_id": format!("f{i}")});
+        sink.send(Message::Text(ping.to_string().into()))
+            .await
+            .unwrap();
+    }
+    let (stream, refused, warnings) = reader.await.unwrap();
+    assert!(refused > 0 && refused < N, "{refused} of {N} refused");
+    assert!(warnings >= 1, "no RateLimitWarning before the refusals");
+    // The bucket refills (10 commands/s): the same connection is served again.
+    let mut ws = stream.reunite(sink).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    send(&mut ws, json!({"command": "Ping", "command_id": "after"})).await;
+    assert_eq!(
+        response(&mut ws, "after", &mut Vec::new()).await["success"],
+        true
+    );
+    let stats = app.json("/api/ws/stats").await;
+    assert_eq!(stats["slow_reader_disconnects"], 0, "{stats}");
+}

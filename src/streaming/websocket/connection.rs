@@ -103,6 +103,10 @@ impl WebSocketManager {
 
         let (mut sink, mut stream) = socket.split();
         let writer_closer = closer.clone();
+        // The writer says when it has sent a batch; the reader waits on it when the queue is
+        // half full (below).
+        let drained = Arc::new(tokio::sync::Notify::new());
+        let writer_drained = drained.clone();
         let writer = tokio::spawn(async move {
             let mut ping = tokio::time::interval(PING_EVERY);
             ping.tick().await;
@@ -142,7 +146,7 @@ impl WebSocketManager {
                     sink.flush().await
                 };
                 match tokio::time::timeout(WRITE_TIMEOUT, batch).await {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(())) => writer_drained.notify_one(),
                     _ => break,
                 }
                 if let Some((code, reason)) = closing {
@@ -158,6 +162,9 @@ impl WebSocketManager {
                 }
             }
             let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
+            // Closed before the reader is woken, so that it sees the queue is gone.
+            drop(rx);
+            writer_drained.notify_one();
         });
 
         let mut bucket = Bucket {
@@ -165,7 +172,27 @@ impl WebSocketManager {
             last: Instant::now(),
             warned: false,
         };
-        loop {
+        'read: loop {
+            // Backpressure on the client's own traffic: every command is answered, so a client
+            // sending faster than the answers go out would fill its queue. Rather than dropping
+            // it as a slow reader, stop reading its socket (TCP then slows the sender) until the
+            // writer has freed half the queue, which also keeps room for the hub's events. A
+            // client that reads nothing at all is dropped once WRITE_TIMEOUT passes without
+            // progress.
+            while tx.capacity() < OUTBOUND_QUEUE / 2 {
+                if tx.is_closed() {
+                    break 'read;
+                }
+                tokio::select! {
+                    _ = closer.cancelled() => break 'read,
+                    progress = tokio::time::timeout(WRITE_TIMEOUT, drained.notified()) => {
+                        if progress.is_err() {
+                            self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+                            break 'read;
+                        }
+                    }
+                }
+            }
             let msg = tokio::select! {
                 _ = closer.cancelled() => break,
                 m = stream.next() => match m {
