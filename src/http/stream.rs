@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::error::Path;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{OriginalUri, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -46,6 +46,16 @@ pub fn hostile_path(name: &str) -> Option<&'static str> {
         return Some("path with '.', '..' or empty components");
     }
     None
+}
+
+/// Whether the request's own (still percent-encoded) path hides a separator: `%2F` or `%5C`.
+/// A client names a file below the library with plain slashes; an encoded one is how
+/// traversal slips past filters, so it is refused even where it would name a library file.
+pub fn encoded_separator(raw_path: &str) -> bool {
+    raw_path
+        .as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && matches!(&w[1..], b"2f" | b"2F" | b"5c" | b"5C"))
 }
 
 /// Reads what the request says about its client: query parameters first, then Client Hints,
@@ -153,10 +163,17 @@ pub async fn progressive(
     Path(filename): Path<String>,
     Query(params): Query<HashMap<String, String>>,
     method: Method,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Some(why) = hostile_path(&filename) {
-        tracing::warn!(path = %filename, why, "refused hostile path");
+    let why = if encoded_separator(uri.path()) {
+        Some("encoded '/' or '\\' in path")
+    } else {
+        hostile_path(&filename)
+    };
+    if let Some(why) = why {
+        // Debug-formatted: the decoded name may hold line breaks or terminal escapes.
+        tracing::warn!(path = ?filename, why, "refused hostile path");
         return Err(ApiError::bad_request("invalid_path", why));
     }
     let track = find_track(&state, &filename).ok_or_else(|| {
@@ -347,6 +364,23 @@ mod tests {
             "a..b.mp3",
         ] {
             assert!(hostile_path(good).is_none(), "{good:?}");
+        }
+        for raw in [
+            "/stream/a%2fb",
+            "/stream/a%2Fb",
+            "/stream/a%5cb",
+            "/stream/%5C",
+        ] {
+            assert!(encoded_separator(raw), "{raw}");
+        }
+        // `%252f` is an encoded '%' followed by "2f": a literal name, not a separator.
+        for raw in [
+            "/stream/a/b",
+            "/stream/a%252fb",
+            "/stream/100%25.mp3",
+            "/stream/%2",
+        ] {
+            assert!(!encoded_separator(raw), "{raw}");
         }
     }
 }

@@ -25,6 +25,9 @@ async fn traversal_in_every_form_is_refused() {
         "/stream/wav/%00low8k.wav",
         "/stream/./wav/low8k.wav",
         "/stream/%252e%252e/etc/passwd",
+        // An encoded separator is refused even where it would name a file of the library.
+        "/stream/wav%2flow8k.wav",
+        "/stream/wav%2Flow8k.wav",
         "/hls/..%2f..%2fetc/master.m3u8",
         "/hls/x/high/..%2f..%2f..%2fetc%2fpasswd",
     ];
