@@ -543,6 +543,9 @@ impl AdaptiveStreamingManager {
             || index.is_empty()
             || !index.bytes().all(|b| b.is_ascii_digit())
             || index.len() > 9
+            // One name per segment: `-01` or `-000` would be the same bytes under another
+            // URL, cached separately by every CDN and browser.
+            || (index.len() > 1 && index.starts_with('0'))
         {
             return Err(bad());
         }
@@ -757,10 +760,13 @@ mod tests {
             "0a-1x.aac",
             "0a-99999999999.aac",
             "../0a-1.aac",
+            "0a-01.aac",
+            "0a-000.aac",
         ] {
             assert!(m.parse_segment_name("high", bad).is_err(), "{bad}");
         }
         assert!(m.parse_segment_name("low", "0a-1.mp3").is_ok());
+        assert_eq!(m.parse_segment_name("high", "0a-0.aac").unwrap().index, 0);
         assert!(matches!(
             m.parse_segment_name("ultra", "0a-1.aac"),
             Err(StreamingError::UnknownQuality(_))
