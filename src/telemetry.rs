@@ -76,12 +76,21 @@ fn describe() {
     describe_gauge!("library_tracks", "Tracks in the library");
 }
 
-/// Structured logs to stderr; `RUST_LOG` filters (default `info`).
+/// Structured logs to stderr (so `scan` and `transcode` listings on stdout stay clean), in
+/// colour only on a terminal; `RUST_LOG` filters. By default symphonia's own messages are off:
+/// they do not name the file ("invalid mpeg audio header", "skipping junk at 417 bytes"), and
+/// our scanner and pipeline log every skipped or failing file by name.
 pub fn init_tracing() {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
+
+/// The log filter without `RUST_LOG` (a target prefix covers all of symphonia's crates).
+const DEFAULT_LOG_FILTER: &str = "info,tower_http=info,symphonia=off";

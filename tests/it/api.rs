@@ -188,6 +188,7 @@ fn transcode_all_warms_the_cache() {
         "{encoded:?}"
     );
     let out = run(Command::new(bin)
+        .env_remove("RUST_LOG")
         .args(["scan", "--library"])
         .arg(&lib.root)
         .arg("--data-dir")
@@ -196,6 +197,21 @@ fn transcode_all_warms_the_cache() {
     assert!(
         text.contains("skipped") && text.contains("broken.mp3"),
         "{text}"
+    );
+    // Logs go to stderr, uncoloured when not a terminal: the listing stays clean to parse.
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !text.contains(" WARN ") && !text.contains(" INFO "),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\u{1b}') && !logs.contains('\u{1b}'),
+        "{logs}"
+    );
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("WARN") && l.contains("broken.mp3")),
+        "{logs}"
     );
 }
 
