@@ -39,7 +39,8 @@ pub enum ScanError {
 }
 
 /// Bumped whenever probing changes what it records, so old index files are not trusted.
-const INDEX_FORMAT: u32 = 1;
+/// 2: MP3 files without a LAME tag are counted untrimmed (a bitrate estimate cut VBR files).
+const INDEX_FORMAT: u32 = 2;
 
 #[derive(Serialize, Deserialize, Default)]
 struct IndexFile {
