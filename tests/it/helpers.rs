@@ -90,6 +90,9 @@ pub async fn spawn_app_with(library: Option<&Path>, tweak: impl FnOnce(&mut Conf
         data_dir: data_dir.path().to_path_buf(),
         // No web player unless a test asks for one (the default would pick up `web/dist`).
         web_dir: Some(data_dir.path().join("no-web-player")),
+        // No periodic LiveStats unless a test asks for them: one landing in the middle of a
+        // test's exact sequence of events would fail it at random.
+        live_stats_secs: 0,
         ..Config::default()
     };
     tweak(&mut config);
