@@ -1,8 +1,10 @@
 //! One WebSocket connection: a reader that parses and answers commands, and a writer that
 //! drains the connection's bounded queue (and pings, so idle detection sees live clients).
 
+use std::future::Future as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -110,8 +112,19 @@ impl WebSocketManager {
         let writer = tokio::spawn(async move {
             let mut ping = tokio::time::interval(PING_EVERY);
             ping.tick().await;
+            // One waiter on the token for the connection's life, not one per event.
+            let cancelled = writer_closer.cancelled();
+            tokio::pin!(cancelled);
             loop {
                 let frame = tokio::select! {
+                    // In this order, and only until one is ready: a wake for a queued event
+                    // (nearly every wake) polls neither the ping timer nor anything after it.
+                    biased;
+                    _ = &mut cancelled => {
+                        let close = Message::Close(Some(CloseFrame { code: 1008, reason: "too slow: events were not read".into() }));
+                        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(close)).await;
+                        break;
+                    }
                     out = rx.recv() => match out {
                         Some(Outbound::Text(t)) => Message::Text(t),
                         Some(Outbound::Close(code, reason)) => {
@@ -122,32 +135,49 @@ impl WebSocketManager {
                         None => break,
                     },
                     _ = ping.tick() => Message::Ping(Default::default()),
-                    _ = writer_closer.cancelled() => {
-                        let close = Message::Close(Some(CloseFrame { code: 1008, reason: "too slow: events were not read".into() }));
-                        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(close)).await;
-                        break;
-                    }
                 };
                 // Whatever else is already queued goes out with this frame in one flush (one
                 // write on the socket instead of one per event when events come in bursts).
                 let mut closing = None;
-                let batch = async {
-                    sink.feed(frame).await?;
-                    for _ in 1..WRITE_BATCH {
-                        match rx.try_recv() {
-                            Ok(Outbound::Text(t)) => sink.feed(Message::Text(t)).await?,
-                            Ok(Outbound::Close(code, reason)) => {
-                                closing = Some((code, reason));
-                                break;
+                let mut frames = 1;
+                let sent = {
+                    let batch = async {
+                        sink.feed(frame).await?;
+                        for _ in 1..WRITE_BATCH {
+                            match rx.try_recv() {
+                                Ok(Outbound::Text(t)) => {
+                                    frames += 1;
+                                    sink.feed(Message::Text(t)).await?
+                                }
+                                Ok(Outbound::Close(code, reason)) => {
+                                    closing = Some((code, reason));
+                                    break;
+                                }
+                                Err(_) => break,
                             }
-                            Err(_) => break,
+                        }
+                        sink.flush().await
+                    };
+                    tokio::pin!(batch);
+                    // Most batches go out at once (the socket buffer has room): the write
+                    // timeout is armed only for one that has to wait, so a broadcast to 10,000
+                    // connections does not put 10,000 entries in the timer wheel and take them out.
+                    let first =
+                        std::future::poll_fn(|cx| Poll::Ready(batch.as_mut().poll(cx))).await;
+                    match first {
+                        Poll::Ready(r) => r.is_ok(),
+                        Poll::Pending => {
+                            matches!(tokio::time::timeout(WRITE_TIMEOUT, batch).await, Ok(Ok(())))
                         }
                     }
-                    sink.flush().await
                 };
-                match tokio::time::timeout(WRITE_TIMEOUT, batch).await {
-                    Ok(Ok(())) => writer_drained.notify_one(),
-                    _ => break,
+                if !sent {
+                    break;
+                }
+                // The reader waits only while the queue is over half full: wake it only after
+                // a batch taken from such a queue (not after each of a broadcast's writes).
+                if frames + rx.len() > OUTBOUND_QUEUE / 2 {
+                    writer_drained.notify_one();
                 }
                 if let Some((code, reason)) = closing {
                     let _ = tokio::time::timeout(
@@ -172,6 +202,8 @@ impl WebSocketManager {
             last: Instant::now(),
             warned: false,
         };
+        let cancelled = closer.cancelled();
+        tokio::pin!(cancelled);
         'read: loop {
             // Backpressure on the client's own traffic: every command is answered, so a client
             // sending faster than the answers go out would fill its queue. Rather than dropping
@@ -184,7 +216,7 @@ impl WebSocketManager {
                     break 'read;
                 }
                 tokio::select! {
-                    _ = closer.cancelled() => break 'read,
+                    _ = &mut cancelled => break 'read,
                     progress = tokio::time::timeout(WRITE_TIMEOUT, drained.notified()) => {
                         if progress.is_err() {
                             self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
@@ -194,7 +226,7 @@ impl WebSocketManager {
                 }
             }
             let msg = tokio::select! {
-                _ = closer.cancelled() => break,
+                _ = &mut cancelled => break,
                 m = stream.next() => match m {
                     Some(m) => m,
                     None => break,
