@@ -109,9 +109,16 @@ impl Encoded {
 
 #[derive(Debug, Clone)]
 enum Progress {
-    Running { segment_offsets: Vec<u64> },
+    Running {
+        segment_offsets: Vec<u64>,
+    },
     Done(Arc<Encoded>),
-    Failed(String),
+    /// The encode failed; `ours` when the fault is the server's (writing the cache), not the
+    /// source's.
+    Failed {
+        message: String,
+        ours: bool,
+    },
 }
 
 enum Entry {
@@ -213,7 +220,19 @@ impl TranscodeCache {
         workers: usize,
         memory_bytes: u64,
     ) -> Result<Self, CacheError> {
-        std::fs::create_dir_all(dir)?;
+        // Checked now, naming the folder: a cache that cannot be written would otherwise turn
+        // every stream into an error while the server reports itself healthy.
+        let named = |e: std::io::Error| {
+            CacheError::Io(std::io::Error::new(
+                e.kind(),
+                format!("{}: {e}", dir.display()),
+            ))
+        };
+        std::fs::create_dir_all(dir).map_err(named)?;
+        let probe = dir.join(".write-test");
+        std::fs::write(&probe, b"")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| named(std::io::Error::new(e.kind(), format!("not writable: {e}"))))?;
         let mut state = State::default();
         let mut found = Vec::new();
         for entry in walkdir::WalkDir::new(dir).min_depth(3).max_depth(3) {
@@ -650,7 +669,10 @@ impl Inner {
                     state.entries.remove(&key);
                     let _ = std::fs::remove_file(key.es_path(&self.dir));
                     let _ = std::fs::remove_file(key.idx_path(&self.dir));
-                    tx.send_replace(Progress::Failed(err.to_string()));
+                    tx.send_replace(Progress::Failed {
+                        message: err.to_string(),
+                        ours: matches!(err, TranscodeError::Sink(_)),
+                    });
                 }
             }
         }
@@ -747,7 +769,13 @@ async fn wait_progress<T>(
                     }
                 }
                 Progress::Done(e) => return Ok(Waited::Done(e.clone())),
-                Progress::Failed(msg) => return Err(CacheError::Transcode(msg.clone())),
+                Progress::Failed { message, ours } => {
+                    return Err(if *ours {
+                        CacheError::Io(std::io::Error::other(message.clone()))
+                    } else {
+                        CacheError::Transcode(message.clone())
+                    })
+                }
             }
         }
         if rx.changed().await.is_err() {
@@ -1014,5 +1042,19 @@ mod tests {
         write_wav(&req.source, 44100, 2, 3.0);
         cache.segment(&req, 0).await.unwrap();
         assert_eq!(cache.jobs_started(), 2);
+    }
+
+    #[test]
+    fn a_cache_folder_that_cannot_be_made_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("cache");
+        std::fs::write(&blocker, b"a file where the folder should be").unwrap();
+        let Err(err) = TranscodeCache::open(&blocker.join("sub"), 1 << 20, 1) else {
+            panic!("opened a cache under a file");
+        };
+        assert!(
+            err.to_string().contains(&*blocker.to_string_lossy()),
+            "{err}"
+        );
     }
 }
