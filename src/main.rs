@@ -210,7 +210,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listener.local_addr()?,
         state.library.root().display()
     );
-    server::run(listener, state, server::shutdown_signal()).await?;
+    let shutdown = async {
+        server::shutdown_signal().await;
+        // A second signal while shutting down means "now": whatever is still draining is cut.
+        tokio::spawn(async {
+            server::shutdown_signal().await;
+            eprintln!("stream-server: second signal, exiting now");
+            std::process::exit(130);
+        });
+    };
+    server::run(listener, state, shutdown).await?;
     Ok(())
 }
 

@@ -174,6 +174,11 @@ pub async fn run(
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let hot = Arc::new(crate::http::hot::HotSegments::new(state.clone()).await);
     let result = crate::http::connections::serve(listener, app, Some(hot), shutdown).await;
+    // Before the broker and analytics stop: playbacks still open are ended and recorded.
+    state
+        .websocket
+        .shutdown(std::time::Duration::from_secs(2))
+        .await;
     state.cache.shutdown();
     if let Some(b) = state.websocket.broker() {
         b.leave().await;

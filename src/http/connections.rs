@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
@@ -21,7 +22,7 @@ use super::zero_copy::{ConnIo, FileBacked};
 
 /// Serves `router` (with `hot` answering what it can first, see `hot`) on `listener` until
 /// `shutdown` resolves; then stops accepting, lets every connection finish its request in flight
-/// (idle ones close at once) and returns when all are closed. Upgraded (WebSocket) connections
+/// (idle ones close at once) and returns when all are closed, or after [`DRAIN_DEADLINE`]. Upgraded (WebSocket) connections
 /// are no longer hyper's and are not waited for.
 pub async fn serve(
     mut listener: TcpListener,
@@ -56,9 +57,22 @@ pub async fn serve(
     drop(listener);
     stop_tx.send_replace(true);
     drop(alive_rx);
-    alive_tx.closed().await;
+    // A download to a slow client can take minutes: it gets DRAIN_DEADLINE to finish, then the
+    // process goes on shutting down and the connection is dropped with it.
+    if tokio::time::timeout(DRAIN_DEADLINE, alive_tx.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = alive_tx.receiver_count(),
+            "requests still in flight after {DRAIN_DEADLINE:?}: closing them"
+        );
+    }
     Ok(())
 }
+
+/// How long requests in flight may run on after shutdown begins.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 async fn serve_connection(
     tcp: tokio::net::TcpStream,

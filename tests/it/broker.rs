@@ -1,7 +1,6 @@
 //! Scale-out: two server *processes* sharing one real Redis act as one WebSocket hub.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -28,77 +27,14 @@ fn redis_url() -> String {
     url
 }
 
-struct Node {
-    child: Child,
-    addr: String,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::helpers::{start_process, ServerProcess as Node};
 
 fn start_node(lib: &std::path::Path, broker: &str, namespace: &str) -> Node {
-    let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stream-server"))
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--live-stats-secs",
-            "1",
-            "--broker",
-            broker,
-            "--library",
-        ])
-        .arg(lib)
-        .arg("--data-dir")
-        .arg(data.path())
-        .arg("--web-dir")
-        .arg(data.path().join("none"))
-        .env("STREAM_SERVER_BROKER_NAMESPACE", namespace)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(rest.split('/').next().unwrap_or_default().to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("node printed its address");
-    Node {
-        child,
-        addr,
-        _data: data,
-    }
-}
-
-async fn wait_healthy(client: &reqwest::Client, node: &Node) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(r) = client
-            .get(format!("http://{}/healthz", node.addr))
-            .send()
-            .await
-        {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("node {} never became healthy", node.addr);
+    start_process(
+        lib,
+        &["--live-stats-secs", "1", "--broker", broker],
+        &[("STREAM_SERVER_BROKER_NAMESPACE", namespace)],
+    )
 }
 
 type Ws = crate::websocket::Ws;
@@ -121,8 +57,8 @@ async fn two_nodes_on_one_redis_act_as_one_hub() {
     let one = start_node(&lib.root, &broker, &namespace);
     let two = start_node(&lib.root, &broker, &namespace);
     let client = reqwest::Client::new();
-    wait_healthy(&client, &one).await;
-    wait_healthy(&client, &two).await;
+    one.wait_healthy(&client).await;
+    two.wait_healthy(&client).await;
     let tracks: Value = client
         .get(format!("http://{}/api/tracks", one.addr))
         .send()

@@ -169,3 +169,97 @@ pub fn probe_stream(input: &str) -> serde_json::Value {
 pub fn workspace_tmp() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
 }
+
+/// A server run as its own process (`serve` on port 0 over `lib`, its own data dir), for what
+/// only a process shows: several nodes, signals, exit codes. Killed when dropped.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub addr: String,
+    pub data: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    pub async fn wait_healthy(&self, client: &reqwest::Client) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if let Ok(r) = client
+                .get(format!("http://{}/healthz", self.addr))
+                .send()
+                .await
+            {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the server at {} never became healthy", self.addr);
+    }
+
+    /// Sends `signal` (a `kill` name: TERM, INT) to the process.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} failed");
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, or `None` if it is still up.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `stream-server serve` with `args` and `envs` added, and waits for the address it
+/// prints.
+pub fn start_process(lib: &Path, args: &[&str], envs: &[(&str, &str)]) -> ServerProcess {
+    use std::io::BufRead as _;
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stream-server"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--library"])
+        .arg(lib)
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("--web-dir")
+        .arg(data.path().join("none"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(rest.split('/').next().unwrap_or_default().to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server printed its address");
+    ServerProcess { child, addr, data }
+}

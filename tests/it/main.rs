@@ -8,6 +8,7 @@ mod broker;
 mod fixtures;
 mod helpers;
 mod hls;
+mod lifecycle;
 mod openapi;
 mod safety;
 mod social;
