@@ -459,3 +459,56 @@ async fn a_command_flood_is_warned_refused_and_survives() {
     let stats = app.json("/api/ws/stats").await;
     assert_eq!(stats["slow_reader_disconnects"], 0, "{stats}");
 }
+
+/// A listener who goes away without `Stop` (tab closed, phone gone for good) stops playing once
+/// the grace has passed with no connection of theirs: the analytics session is closed,
+/// `PlaybackStopped` goes out, `LiveStats` no longer counts them. One who reconnects within the
+/// grace keeps playing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_who_disconnects_stops_playing_after_the_grace() {
+    let app = spawn_app(Some(&library().root)).await;
+    app.state
+        .websocket
+        .set_disconnect_grace(Duration::from_millis(300));
+    let track = app.track_id("wav/low8k.wav").await;
+    let mut watcher = connect_ready(&app, "user_id=watcher").await;
+    let mut sessions = Vec::new();
+    let mut players = Vec::new();
+    for user in ["gone", "back"] {
+        let mut ws = connect_ready(&app, &format!("user_id={user}")).await;
+        send(
+            &mut ws,
+            json!({"command": "Play", "command_id": "p", "track_id": track}),
+        )
+        .await;
+        let r = response(&mut ws, "p", &mut Vec::new()).await;
+        assert_eq!(r["success"], true, "{r}");
+        sessions.push(r["data"]["session_id"].as_str().unwrap().to_string());
+        players.push(ws);
+    }
+    assert_eq!(app.json("/api/ws/stats").await["listeners_playing"], 2);
+    for mut ws in players {
+        ws.close(None).await.unwrap();
+    }
+    let _back_again = connect_ready(&app, "user_id=back").await;
+    let stopped = first_event(&mut watcher, "PlaybackStopped", Duration::from_secs(5))
+        .await
+        .expect("PlaybackStopped for the listener who left");
+    assert_eq!(stopped["user_id"], "gone", "{stopped}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        app.json("/api/ws/stats").await["listeners_playing"],
+        1,
+        "the listener who came back still plays"
+    );
+    app.state.analytics.flush().await.unwrap();
+    for (session, ended) in sessions.iter().zip([true, false]) {
+        let row = sqlx::query("SELECT ended_at FROM play_sessions WHERE id = $1")
+            .bind(session)
+            .fetch_one(app.state.analytics.pool())
+            .await
+            .unwrap();
+        let ended_at: Option<i64> = sqlx::Row::get(&row, 0);
+        assert_eq!(ended_at.is_some(), ended, "session {session}");
+    }
+}

@@ -369,7 +369,7 @@ impl WebSocketManager {
     }
 
     /// Ends a playback: analytics session closed, `PlaybackStopped` emitted.
-    async fn finish(&self, user: &str, p: Playback) {
+    pub(super) async fn finish(&self, user: &str, p: Playback) {
         if let (Some(ctx), Some(session)) = (&self.context, p.session) {
             ctx.analytics
                 .end_play_session(session, Some(p.position_ms))

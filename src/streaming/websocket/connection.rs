@@ -297,6 +297,9 @@ impl WebSocketManager {
             }
         }
         self.connections.write().remove(&id);
+        if let Some(user) = &user_id {
+            self.user_disconnected(user);
+        }
         drop(tx);
         let _ = tokio::time::timeout(WRITE_TIMEOUT, writer).await;
         tracing::info!(parent: &span, "websocket closed");

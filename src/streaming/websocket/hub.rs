@@ -81,7 +81,15 @@ pub struct WebSocketManager {
     broker: std::sync::OnceLock<Arc<Broker>>,
     /// Each user's latest reported buffer health (percent), from their streaming session.
     buffers: Mutex<HashMap<String, f32>>,
+    /// How long a user's playback outlives their last connection, in ms (see
+    /// [`DISCONNECT_GRACE`]).
+    disconnect_grace_ms: AtomicU64,
 }
+
+/// How long a user's playback outlives their last connection: a page reload or a network blip
+/// reconnects within it and resumes the same play session; past it, the listener is gone, their
+/// play session ends in analytics and `LiveStats` stops counting them.
+pub const DISCONNECT_GRACE: Duration = Duration::from_secs(30);
 
 impl Default for WebSocketManager {
     fn default() -> Self {
@@ -103,6 +111,66 @@ impl WebSocketManager {
             started: Instant::now(),
             broker: std::sync::OnceLock::new(),
             buffers: Mutex::default(),
+            disconnect_grace_ms: AtomicU64::new(DISCONNECT_GRACE.as_millis() as u64),
+        }
+    }
+
+    /// Changes [`DISCONNECT_GRACE`] for this hub.
+    pub fn set_disconnect_grace(&self, grace: Duration) {
+        self.disconnect_grace_ms.store(
+            u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// A connection of `user` has closed: if they still have none once the grace has passed,
+    /// their playback ends (analytics session closed, `PlaybackStopped`).
+    pub(super) fn user_disconnected(self: &Arc<Self>, user: &str) {
+        if !self.playback.lock().contains_key(user) {
+            return;
+        }
+        let grace = Duration::from_millis(self.disconnect_grace_ms.load(Ordering::Relaxed));
+        let hub = Arc::downgrade(self);
+        let user = user.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let Some(hub) = hub.upgrade() else { return };
+            let connected = hub
+                .connections
+                .read()
+                .values()
+                .any(|c| c.user_id.as_deref() == Some(user.as_str()));
+            if connected {
+                return;
+            }
+            let gone = hub.playback.lock().remove(&user);
+            if let Some(p) = gone {
+                tracing::info!(user_id = %user, track_id = %p.track_id, "listener gone: playback ended");
+                hub.finish(&user, p).await;
+            }
+        });
+    }
+
+    /// The server is stopping: every playback ends (so analytics sessions are closed, not left
+    /// open forever) and every client gets a close frame saying so (1001, "going away"), then
+    /// up to `wait` for them to close.
+    pub async fn shutdown(&self, wait: Duration) {
+        let playing: Vec<(String, Playback)> = self.playback.lock().drain().collect();
+        for (user, p) in playing {
+            self.finish(&user, p).await;
+        }
+        let senders: Vec<_> = self
+            .connections
+            .read()
+            .values()
+            .map(|c| c.sender.clone())
+            .collect();
+        for s in senders {
+            let _ = s.try_send(Outbound::Close(1001, "server shutting down"));
+        }
+        let deadline = Instant::now() + wait;
+        while !self.connections.read().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
