@@ -62,9 +62,10 @@ impl utoipa::Modify for Security {
 
 /// The served document: what the annotations say, plus what holds for every route alike (a
 /// malformed path parameter is a 400 with the usual error body), added here once rather than
-/// on each handler.
+/// on each handler, and operation ids made unique.
 pub fn finish(doc: &utoipa::openapi::OpenApi) -> String {
     let mut doc = serde_json::to_value(doc).expect("the OpenAPI document serialises");
+    unique_operation_ids(&mut doc);
     let malformed = serde_json::json!({
         "description": "Malformed path parameter",
         "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } }
@@ -86,6 +87,58 @@ pub fn finish(doc: &utoipa::openapi::OpenApi) -> String {
         }
     }
     serde_json::to_string_pretty(&doc).expect("JSON serialises")
+}
+
+/// utoipa names an operation after its handler, and handlers of different modules share
+/// names (`create`, `list`, `stats`; `GET` and `HEAD` of one handler share everything), while
+/// OpenAPI requires ids unique in the document (client generators fail on duplicates). A
+/// shared id gets its tag in front (`playlists_create`), and where that is still shared, a
+/// method other than `GET` after it (`streaming_progressive_head`). Unique ids stay as they are.
+fn unique_operation_ids(doc: &mut serde_json::Value) {
+    use std::collections::HashMap;
+    fn count(doc: &serde_json::Value) -> HashMap<String, usize> {
+        let mut n = HashMap::new();
+        for item in doc["paths"]
+            .as_object()
+            .into_iter()
+            .flat_map(|p| p.values())
+        {
+            for op in item.as_object().into_iter().flat_map(|o| o.values()) {
+                if let Some(id) = op["operationId"].as_str() {
+                    *n.entry(id.to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+        n
+    }
+    let rename = |doc: &mut serde_json::Value, with_method: bool| {
+        let seen = count(doc);
+        let Some(paths) = doc["paths"].as_object_mut() else {
+            return;
+        };
+        for item in paths.values_mut().filter_map(|p| p.as_object_mut()) {
+            for (method, op) in item.iter_mut() {
+                let Some(id) = op["operationId"].as_str().map(str::to_string) else {
+                    continue;
+                };
+                if seen.get(&id).copied().unwrap_or(0) < 2 {
+                    continue;
+                }
+                let renamed = if with_method {
+                    if method == "get" {
+                        continue;
+                    }
+                    format!("{id}_{method}")
+                } else {
+                    let tag = op["tags"][0].as_str().unwrap_or("api");
+                    format!("{tag}_{id}")
+                };
+                op["operationId"] = renamed.into();
+            }
+        }
+    };
+    rename(doc, false);
+    rename(doc, true);
 }
 
 /// Every failure's body.

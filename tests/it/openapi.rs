@@ -375,6 +375,17 @@ async fn every_documented_operation_is_complete() {
     ] {
         assert!(paths.contains_key(p), "{p} missing");
     }
+    // Operation ids are unique (OpenAPI requires it; client generators fail otherwise).
+    let mut ids = std::collections::HashSet::new();
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str();
+            assert!(
+                id.is_some_and(|id| ids.insert(id.to_string())),
+                "{method} {path}: operationId {id:?} missing or not unique"
+            );
+        }
+    }
     for (path, item) in paths {
         let names: Vec<&str> = path
             .split('/')
