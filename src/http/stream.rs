@@ -58,6 +58,14 @@ pub fn encoded_separator(raw_path: &str) -> bool {
         .any(|w| w[0] == b'%' && matches!(&w[1..], b"2f" | b"2F" | b"5c" | b"5C"))
 }
 
+/// Whether an `If-None-Match` value names `etag` (or is `*`). RFC 9110 §13.1.2 compares with
+/// the *weak* function: `W/"x"` matches `"x"`.
+fn none_match_holds(value: &str, etag: &str) -> bool {
+    value.split(',').map(str::trim).any(|t| {
+        t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag.strip_prefix("W/").unwrap_or(etag)
+    })
+}
+
 /// Reads what the request says about its client: query parameters first, then Client Hints,
 /// then the `User-Agent`.
 fn client_hints(
@@ -252,7 +260,7 @@ pub async fn progressive(
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+        .is_some_and(|v| none_match_holds(v, &etag))
     {
         return Ok((StatusCode::NOT_MODIFIED, response_headers).into_response());
     }
@@ -365,6 +373,11 @@ mod tests {
         ] {
             assert!(hostile_path(good).is_none(), "{good:?}");
         }
+        assert!(none_match_holds(r#""abc""#, r#""abc""#));
+        assert!(none_match_holds(r#"W/"abc""#, r#""abc""#));
+        assert!(none_match_holds(r#""x", W/"abc""#, r#""abc""#));
+        assert!(none_match_holds("*", r#""abc""#));
+        assert!(!none_match_holds(r#""abd", W/"ab""#, r#""abc""#));
         for raw in [
             "/stream/a%2fb",
             "/stream/a%2Fb",
