@@ -216,11 +216,14 @@ pub async fn metrics(
     // which a player's next report may not reflect yet). Before the report: the player's own
     // `quality_switches` already counts this switch, and the report keeps the larger count.
     let switched = match report.current_quality.as_deref() {
-        Some(q) => state
-            .streaming
-            .record_player_quality(&id, q)
-            .await?
-            .map(|from| (from, q.to_string())),
+        Some(q) => match state.streaming.record_player_quality(&id, q).await {
+            Ok(from) => from.map(|from| (from, q.to_string())),
+            // A field of the body, not a resource of the path: the body is malformed.
+            Err(e @ StreamingError::UnknownQuality(_)) => {
+                return Err(ApiError::bad_request("invalid_body", e.to_string()))
+            }
+            Err(e) => return Err(e.into()),
+        },
         None => None,
     };
     let session = state

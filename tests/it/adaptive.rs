@@ -211,4 +211,14 @@ async fn a_player_below_the_servers_choice_is_not_flooded() {
             .await
             .is_empty()
     );
+    // A quality no profile has is a malformed report (400), not a missing session (404).
+    let r = app
+        .client
+        .post(app.url(&format!("/api/streaming/session/{sid}/metrics")))
+        .json(&json!({"buffer_health_percentage": 90.0, "current_quality": "ultra"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "invalid_body");
 }
