@@ -127,7 +127,7 @@ impl Authenticator {
         let now = unix_now();
         let claims = Claims {
             sub: user.to_string(),
-            exp: now + ttl.as_secs(),
+            exp: now.saturating_add(ttl.as_secs()),
             iat: now,
             admin,
         };

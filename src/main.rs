@@ -59,18 +59,26 @@ fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
         None => (s, "s"),
     };
     let n: u64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return Err(format!("unknown unit {unit:?} (use s, m, h or d)")),
     };
-    if secs == 0 {
-        return Err("a token must be valid for some time".into());
+    match n.checked_mul(unit_secs) {
+        Some(0) => Err("a token must be valid for some time".into()),
+        Some(secs) if secs <= MAX_TTL_SECS => Ok(std::time::Duration::from_secs(secs)),
+        _ => Err(format!(
+            "{s:?} is too long: a token may be valid for at most {} days",
+            MAX_TTL_SECS / 86_400
+        )),
     }
-    Ok(std::time::Duration::from_secs(secs))
 }
+
+/// Ten years: beyond, a lifetime is a mistake (and a large enough one overflowed into an
+/// already expired token).
+const MAX_TTL_SECS: u64 = 3650 * 86_400;
 
 #[derive(Args, Debug, Default, Clone)]
 struct CommonArgs {
@@ -356,6 +364,29 @@ fn raise_open_file_limit() {
                 tracing::debug!(from = ?limit.current, to = ?limit.maximum, "open file limit raised")
             }
             Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_lifetimes_are_parsed_and_bounded() {
+        assert_eq!(parse_ttl("90").unwrap().as_secs(), 90);
+        assert_eq!(parse_ttl("30d").unwrap().as_secs(), 30 * 86_400);
+        assert_eq!(parse_ttl("3650d").unwrap().as_secs(), MAX_TTL_SECS);
+        for bad in [
+            "0",
+            "0d",
+            "3651d",
+            "213503982334601d",
+            "18446744073709551615s",
+            "5w",
+            "x",
+        ] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
         }
     }
 }
