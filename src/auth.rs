@@ -91,7 +91,14 @@ impl Authenticator {
             source,
         };
         match std::fs::read_to_string(&path) {
-            Ok(text) => Self::from_secret(text.trim().as_bytes()),
+            Ok(text) => Self::from_secret(text.trim().as_bytes()).map_err(|e| match e {
+                // Say which secret: the file, not the configuration, is too short.
+                AuthError::WeakSecret => io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "holds fewer than 32 bytes (delete it to have a new one generated)",
+                )),
+                e => e,
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(data_dir).map_err(io)?;
                 let mut bytes = [0u8; 32];
@@ -164,6 +171,20 @@ fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_secret_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SECRET_FILE), "short").unwrap();
+        let err = Authenticator::load_or_create(dir.path(), None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains(SECRET_FILE) && err.contains("32 bytes"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn mint_verify_and_refuse() {

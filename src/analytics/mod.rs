@@ -42,6 +42,8 @@ pub enum AnalyticsError {
     Url(String),
     #[error("analytics database: {0}")]
     Db(#[source] sqlx::Error),
+    #[error("analytics database {location}: {reason}")]
+    Open { location: String, reason: String },
     #[error("analytics schema migration failed: {0}")]
     Migrate(String),
     #[error("the analytics writer has stopped")]

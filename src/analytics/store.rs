@@ -38,6 +38,7 @@ impl Store {
             } else {
                 format!("sqlite:{rest}?mode=rwc")
             };
+            check_sqlite_file(rest.split('?').next().unwrap_or(rest))?;
             (Backend::Sqlite, url)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_string())
@@ -59,14 +60,60 @@ impl Store {
                     Ok(())
                 })
             })
+            // A database that cannot be opened fails at once, not after the pool's 30 s of
+            // retries with a timeout that names nothing.
+            .acquire_timeout(std::time::Duration::from_secs(10))
             .connect_with(options)
             .await
-            .map_err(AnalyticsError::Db)?;
+            .map_err(|e| AnalyticsError::Open {
+                location: redact(&url),
+                reason: e.to_string(),
+            })?;
         MIGRATOR
             .run(&pool)
             .await
             .map_err(|e| AnalyticsError::Migrate(e.to_string()))?;
         Ok(Self { pool, backend })
+    }
+}
+
+/// Refuses, by name, what SQLite would only fail on obscurely: a folder where the file should
+/// be, or a file that is not a database (it would be retried until the pool times out).
+fn check_sqlite_file(path: &str) -> Result<(), AnalyticsError> {
+    let refuse = |reason: &str| AnalyticsError::Open {
+        location: path.to_string(),
+        reason: reason.to_string(),
+    };
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(refuse("is a folder, not a database file")),
+        Ok(m) if m.len() >= 16 => {
+            let mut head = [0u8; 16];
+            use std::io::Read as _;
+            std::fs::File::open(path)
+                .and_then(|mut f| f.read_exact(&mut head))
+                .map_err(|e| refuse(&e.to_string()))?;
+            if &head == b"SQLite format 3\0" {
+                Ok(())
+            } else {
+                Err(refuse("is not a SQLite database (wrong header)"))
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url.split_once("://").and_then(|(scheme, rest)| {
+        let (auth, host) = rest.split_once('@')?;
+        let user = auth.split(':').next().unwrap_or("");
+        Some(format!("{scheme}://{user}:***@{host}"))
+    }) {
+        Some(r) => r,
+        None => url.to_string(),
     }
 }
 
@@ -101,6 +148,30 @@ pub fn values_placeholders(rows: usize, cols: usize, backend: Backend) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unusable_database_files_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("db");
+        std::fs::create_dir(&folder).unwrap();
+        let junk = dir.path().join("junk.db");
+        std::fs::write(&junk, [7u8; 4096]).unwrap();
+        for (path, why) in [(&folder, "folder"), (&junk, "not a SQLite database")] {
+            let err = check_sqlite_file(path.to_str().unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(path.to_str().unwrap()) && err.contains(why),
+                "{err}"
+            );
+        }
+        // A new file (absent or empty) is fine.
+        check_sqlite_file(dir.path().join("new.db").to_str().unwrap()).unwrap();
+        assert_eq!(
+            redact("postgres://app:secret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+    }
 
     #[test]
     fn placeholders() {
