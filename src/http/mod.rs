@@ -66,12 +66,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         }),
     )
     .fallback(observe::fallback)
+    .layer(compression())
     .layer(axum::middleware::from_fn(observe::record_request))
     .layer(cors)
     .layer(
         TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| request_span(req)),
     )
     .with_state(state)
+}
+
+/// gzip for what compresses (JSON, playlists, the player's scripts, metrics) when the client
+/// asks; never for audio, which is already compressed and is served by byte ranges and from
+/// the cache files (`zero_copy`).
+fn compression(
+) -> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate> {
+    use tower_http::compression::predicate::{NotForContentType, Predicate as _};
+    use tower_http::compression::{CompressionLayer, DefaultPredicate};
+    CompressionLayer::new()
+        .gzip(true)
+        .compress_when(DefaultPredicate::new().and(NotForContentType::const_new("audio/")))
 }
 
 /// The span every request is served in (by the router's trace layer, and by `hot`).

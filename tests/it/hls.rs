@@ -262,6 +262,65 @@ async fn segments_are_packed_audio_with_cdn_headers() {
     }
 }
 
+/// gzip where it helps (playlists, JSON), when asked; never on audio, which is compressed
+/// already and served by ranges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_is_gzipped_on_request_and_audio_never() {
+    let lib = library();
+    let app = spawn_app(Some(&lib.root)).await;
+    let id = app.track_id("mp3/tagged.mp3").await;
+    let playlist = media_playlist(&app, &id, "high").await;
+    let (_, uri) = &media_lines(&playlist)[0];
+    let gzipped = |path: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .client
+                .get(app.url(&path))
+                .header("accept-encoding", "gzip")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            let encoding = r
+                .headers()
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap().to_string());
+            (encoding, r.bytes().await.unwrap())
+        }
+    };
+    for (path, plain) in [
+        (
+            format!("/hls/{id}/high/playlist.m3u8"),
+            playlist.clone().into_bytes(),
+        ),
+        (
+            "/api/tracks".to_string(),
+            app.get("/api/tracks").await.bytes().await.unwrap().to_vec(),
+        ),
+    ] {
+        let (encoding, body) = gzipped(path.clone()).await;
+        assert_eq!(encoding.as_deref(), Some("gzip"), "{path}");
+        let mut gunzip = std::process::Command::new("gzip")
+            .arg("-dc")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(gunzip.stdin.as_mut().unwrap(), &body).unwrap();
+        drop(gunzip.stdin.take());
+        assert_eq!(gunzip.wait_with_output().unwrap().stdout, plain, "{path}");
+    }
+    for path in [
+        format!("/hls/{id}/high/{uri}"),
+        format!("/stream/{id}?quality=high"),
+    ] {
+        let (encoding, body) = gzipped(path.clone()).await;
+        assert_eq!(encoding, None, "{path}");
+        assert_eq!(body, app.get(&path).await.bytes().await.unwrap(), "{path}");
+    }
+}
+
 /// Segment frames leave from the cache file with `sendfile`, not from the in-memory copy. The
 /// test sees which by rewriting the cached file in place between two requests (the server never
 /// does that: encodes are append-only and replaced by new files): the second answer carries the
