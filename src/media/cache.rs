@@ -53,6 +53,12 @@ pub struct TranscodeRequest {
 }
 
 impl TranscodeRequest {
+    /// About what the encode will weigh: constant bitrate × duration.
+    fn expected_bytes(&self) -> u64 {
+        let secs = self.source_samples as f64 / f64::from(self.source_rate.max(1));
+        (f64::from(self.profile.bitrate_kbps) * 125.0 * secs) as u64
+    }
+
     /// The profile's settings and the segment length are part of the key (and the pipeline's
     /// revision is part of the version, see [`super::output_version`]): changing any of them
     /// must never serve bytes made the old way.
@@ -133,6 +139,9 @@ enum Entry {
 struct State {
     entries: HashMap<Key, Entry>,
     ready_bytes: u64,
+    /// What the encodes in progress will weigh when done (bitrate × duration): counted against
+    /// the cap from their start, so the cap bounds the disk while they write, not only after.
+    running_bytes: u64,
     clock: u64,
 }
 
@@ -524,6 +533,7 @@ impl Inner {
                             segment_offsets: vec![0],
                         });
                         state.entries.insert(key, Entry::Encoding(rx.clone()));
+                        state.running_bytes += req.expected_bytes();
                         out.push(Lookup::Encoding(rx));
                         to_start.push((req.clone(), tx));
                     }
@@ -531,6 +541,8 @@ impl Inner {
             }
         }
         if !to_start.is_empty() {
+            // Room for what is about to be written.
+            self.evict(None);
             self.start_job(to_start);
         }
         out
@@ -630,6 +642,11 @@ impl Inner {
         senders: &[watch::Sender<Progress>],
         result: Result<Vec<Encoded>, TranscodeError>,
     ) {
+        {
+            let mut state = self.state.lock();
+            let expected: u64 = reqs.iter().map(TranscodeRequest::expected_bytes).sum();
+            state.running_bytes = state.running_bytes.saturating_sub(expected);
+        }
         match result {
             Ok(encoded) => {
                 metrics::counter!("transcodes_finished_total").increment(reqs.len() as u64);
@@ -702,13 +719,14 @@ impl Inner {
         }
     }
 
-    /// Removes least recently used finished entries until under the cap (never `keep`).
+    /// Removes least recently used finished entries until they and the encodes in progress
+    /// fit under the cap (never `keep`).
     fn evict(&self, keep: Option<&Key>) {
         let mut doomed = Vec::new();
         let mut gone = Vec::new();
         let bytes = {
             let mut state = self.state.lock();
-            while state.ready_bytes > self.max_bytes {
+            while state.ready_bytes + state.running_bytes > self.max_bytes {
                 let oldest = state
                     .entries
                     .iter()
@@ -1042,6 +1060,31 @@ mod tests {
         write_wav(&req.source, 44100, 2, 3.0);
         cache.segment(&req, 0).await.unwrap();
         assert_eq!(cache.jobs_started(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn encodes_in_progress_count_against_the_cap() {
+        let src = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let a = request(src.path(), "a.wav", 44100, 20.0, "low");
+        let b = request(src.path(), "b.wav", 44100, 120.0, "low");
+        // Room for A, or for B, not for both.
+        let cap = b.expected_bytes() * 11 / 10;
+        let cache = TranscodeCache::open(dir.path(), cap, 2).unwrap();
+        let done = cache.complete(&a).await.unwrap();
+        let (got, want) = (done.stream_len() as f64, a.expected_bytes() as f64);
+        assert!(
+            (got / want - 1.0).abs() < 0.1,
+            "{got} bytes, expected {want}"
+        );
+        assert!(a.key().es_path(dir.path()).exists());
+        // B's first segment comes while B is still being written: A has already made room.
+        cache.segment(&b, 0).await.unwrap();
+        assert!(
+            !a.key().es_path(dir.path()).exists(),
+            "A evicted when B started, not once B is on disk too"
+        );
+        cache.complete(&b).await.unwrap();
     }
 
     #[test]
