@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::error::Path;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde::Deserialize;
@@ -13,6 +13,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::openapi::ErrorBody;
+use super::range::none_match_holds;
 use super::zero_copy::FileBacked;
 use super::{ApiError, AppState};
 use crate::media::cache::SegmentData;
@@ -40,6 +41,7 @@ pub struct MasterQuery {
     responses(
         (status = 200, description = "HLS master playlist (RFC 8216)", body = String,
             content_type = "application/vnd.apple.mpegurl"),
+        (status = 304, description = "Not modified (`If-None-Match`)"),
         (status = 400, description = "Malformed query", body = ErrorBody),
         (status = 404, description = "No such track", body = ErrorBody),
         (status = 503, description = "No library yet (still scanning)", body = ErrorBody),
@@ -48,6 +50,7 @@ pub struct MasterQuery {
 pub async fn master(
     State(state): State<Arc<AppState>>,
     Path(track_id): Path<String>,
+    headers: HeaderMap,
     query: Result<Query<MasterQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
@@ -62,14 +65,30 @@ pub async fn master(
     } else {
         PLAYLIST_CACHE
     };
-    Ok((
-        [
-            (header::CONTENT_TYPE, PLAYLIST_TYPE),
-            (header::CACHE_CONTROL, cache),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(playlist_response(&headers, body, cache))
+}
+
+/// A playlist answer. Its `ETag` is a digest of the text, so a player or CDN holding it
+/// revalidates with `If-None-Match` and gets a bodiless `304` while it is unchanged.
+fn playlist_response(headers: &HeaderMap, body: String, cache: &'static str) -> Response {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(body.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let etag = format!("\"{hex}\"");
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| none_match_holds(v, &etag));
+    let fields = [
+        (header::CONTENT_TYPE, PLAYLIST_TYPE.to_string()),
+        (header::CACHE_CONTROL, cache.to_string()),
+        (header::ETAG, etag),
+    ];
+    if unchanged {
+        (StatusCode::NOT_MODIFIED, fields).into_response()
+    } else {
+        (fields, body).into_response()
+    }
 }
 
 /// A quality's media playlist (VOD: every segment, exact durations, `EXT-X-ENDLIST`).
@@ -84,6 +103,7 @@ pub async fn master(
     responses(
         (status = 200, description = "HLS media playlist (RFC 8216)", body = String,
             content_type = "application/vnd.apple.mpegurl"),
+        (status = 304, description = "Not modified (`If-None-Match`)"),
         (status = 404, description = "No such track or quality", body = ErrorBody),
         (status = 503, description = "No library yet (still scanning)", body = ErrorBody),
     )
@@ -91,19 +111,13 @@ pub async fn master(
 pub async fn media(
     State(state): State<Arc<AppState>>,
     Path((track_id, quality)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let body = state
         .streaming
         .generate_quality_playlist(&track_id, &quality)
         .await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, PLAYLIST_TYPE),
-            (header::CACHE_CONTROL, PLAYLIST_CACHE),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(playlist_response(&headers, body, PLAYLIST_CACHE))
 }
 
 /// One segment: packed audio (ADTS AAC or MP3 frames) after an ID3 timestamp tag. Encoded on

@@ -1,4 +1,5 @@
-//! `Range` header parsing (RFC 9110 §14.1.2), for one byte range.
+//! `Range` header parsing (RFC 9110 §14.1.2), for one byte range, and the `If-None-Match`
+//! comparison.
 //!
 //! Several ranges in one request are answered with the whole representation (200), which
 //! RFC 9110 §14.2 allows; players ask for one range at a time.
@@ -74,10 +75,27 @@ pub fn parse_range(header: &str, len: u64) -> RangeRequest {
     }
 }
 
+/// Whether an `If-None-Match` value names `etag` (or is `*`). RFC 9110 §13.1.2 compares with
+/// the *weak* function: `W/"x"` matches `"x"`.
+pub fn none_match_holds(value: &str, etag: &str) -> bool {
+    value.split(',').map(str::trim).any(|t| {
+        t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag.strip_prefix("W/").unwrap_or(etag)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn if_none_match_compares_weakly() {
+        assert!(none_match_holds(r#""abc""#, r#""abc""#));
+        assert!(none_match_holds(r#"W/"abc""#, r#""abc""#));
+        assert!(none_match_holds(r#""x", W/"abc""#, r#""abc""#));
+        assert!(none_match_holds("*", r#""abc""#));
+        assert!(!none_match_holds(r#""abd", W/"ab""#, r#""abc""#));
+    }
 
     fn p(s: u64, e: u64) -> RangeRequest {
         RangeRequest::Partial(ByteRange { start: s, end: e })

@@ -262,6 +262,50 @@ async fn segments_are_packed_audio_with_cdn_headers() {
     }
 }
 
+/// Playlists carry an `ETag`; a client holding one revalidates with `If-None-Match` and gets a
+/// bodiless `304` (weak comparison, as RFC 9110 says); another playlist has another tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playlists_revalidate_with_etags() {
+    let lib = library();
+    let app = spawn_app(Some(&lib.root)).await;
+    let id = app.track_id("mp3/tagged.mp3").await;
+    let mut tags = std::collections::HashSet::new();
+    for path in [
+        format!("/hls/{id}/master.m3u8"),
+        format!("/hls/{id}/high/playlist.m3u8"),
+        format!("/hls/{id}/mobile/playlist.m3u8"),
+    ] {
+        let r = app.get(&path).await;
+        assert_eq!(r.status(), 200);
+        let etag = r.headers()["etag"].to_str().unwrap().to_string();
+        assert!(tags.insert(etag.clone()), "{path}: {etag} reused");
+        for candidate in [
+            etag.clone(),
+            format!("W/{etag}"),
+            format!("\"other\", {etag}"),
+        ] {
+            let r = app
+                .client
+                .get(app.url(&path))
+                .header("if-none-match", &candidate)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 304, "{path} with {candidate}");
+            assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
+            assert!(r.bytes().await.unwrap().is_empty());
+        }
+        let r = app
+            .client
+            .get(app.url(&path))
+            .header("if-none-match", "\"stale\"")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+}
+
 /// gzip where it helps (playlists, JSON), when asked; never on audio, which is compressed
 /// already and served by ranges.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
