@@ -67,6 +67,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     )
     .fallback(observe::fallback)
     .layer(compression())
+    .layer(axum::middleware::from_fn(observe::refuse_oversized_bodies))
     .layer(axum::middleware::from_fn(observe::record_request))
     .layer(cors)
     .layer(

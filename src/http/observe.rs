@@ -117,6 +117,29 @@ pub async fn fallback(State(state): State<Arc<AppState>>, req: Request) -> Respo
     }
 }
 
+/// The most a request body may weigh: axum's limit for its body extractors, made explicit.
+pub const MAX_BODY: u64 = 2 * 1024 * 1024;
+
+/// A body announced larger than any route accepts is refused before it is read: otherwise a
+/// client sending `Expect: 100-continue` is invited to upload it (hyper answers `100` when the
+/// handler starts reading), only to get the `413` afterwards.
+pub async fn refuse_oversized_bodies(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_body",
+            format!("request bodies are limited to {MAX_BODY} bytes"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
 /// Counts requests and their latency by route template (never by raw path, which would let
 /// clients create unbounded label values).
 pub async fn record_request(req: Request, next: Next) -> Response {

@@ -75,6 +75,33 @@ impl FakeApp {
     }
 }
 
+/// A body announced larger than the limit is refused before it is sent: the answer to
+/// `Expect: 100-continue` is the 413, never a `100 Continue` first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_is_refused_before_it_is_sent() {
+    let app = spawn_app(None).await;
+    let addr = app.addr;
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        // A server that waits for the body instead would never answer: fail, not hang.
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            s,
+            "POST /api/streaming/session HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: 999999999\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("invalid_body"), "{answer}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_files_are_skipped_and_a_file_broken_later_fails_cleanly() {
     let lib = library();
