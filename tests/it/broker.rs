@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::fixtures::library;
 use crate::websocket::first_event;
@@ -37,18 +37,6 @@ fn start_node(lib: &std::path::Path, broker: &str, namespace: &str) -> Node {
     )
 }
 
-type Ws = crate::websocket::Ws;
-
-async fn ws(node: &Node, query: &str) -> Ws {
-    let mut ws = tokio_tungstenite::connect_async(format!("ws://{}/api/ws?{query}", node.addr))
-        .await
-        .expect("websocket connects")
-        .0;
-    // The 101 comes before the hub registers the socket: wait until it answers.
-    crate::websocket::ready(&mut ws).await;
-    ws
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_one_redis_act_as_one_hub() {
     let broker = redis_url();
@@ -59,19 +47,12 @@ async fn two_nodes_on_one_redis_act_as_one_hub() {
     let client = reqwest::Client::new();
     one.wait_healthy(&client).await;
     two.wait_healthy(&client).await;
-    let tracks: Value = client
-        .get(format!("http://{}/api/tracks", one.addr))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tracks = one.json(&client, "/api/tracks").await;
     let track = tracks[0]["id"].as_str().unwrap().to_string();
 
-    let mut ann_on_one = ws(&one, "user_id=ann").await;
-    let mut ann_on_two = ws(&two, "user_id=ann").await;
-    let mut bob_on_two = ws(&two, "user_id=bob").await;
+    let mut ann_on_one = one.ws("user_id=ann").await;
+    let mut ann_on_two = two.ws("user_id=ann").await;
+    let mut bob_on_two = two.ws("user_id=bob").await;
 
     // A broadcast raised on node 1 reaches a client of node 2.
     crate::websocket::send(
@@ -84,15 +65,10 @@ async fn two_nodes_on_one_redis_act_as_one_hub() {
     let Some(started) =
         first_event(&mut bob_on_two, "PlaybackStarted", Duration::from_secs(20)).await
     else {
-        let stats = |n: &Node| {
-            let url = format!("http://{}/api/ws/stats", n.addr);
-            let client = client.clone();
-            async move { client.get(url).send().await.unwrap().text().await.unwrap() }
-        };
         panic!(
             "node 2's client never heard node 1's event; node 1: {}; node 2: {}",
-            stats(&one).await,
-            stats(&two).await
+            one.json(&client, "/api/ws/stats").await,
+            two.json(&client, "/api/ws/stats").await
         );
     };
     assert_eq!(
@@ -120,7 +96,7 @@ async fn two_nodes_on_one_redis_act_as_one_hub() {
     .await
     .is_none());
     // A share raised on node 2 reaches its recipient on node 1 only.
-    let mut cid_on_one = ws(&one, "user_id=cid").await;
+    let mut cid_on_one = one.ws("user_id=cid").await;
     let r = client
         .post(format!(
             "http://{}/api/tracks/{track}/share?user_id=bob",
@@ -156,14 +132,7 @@ async fn two_nodes_on_one_redis_act_as_one_hub() {
             "node 2 never counted node 1's listener: {s}"
         );
     }
-    let stats: Value = client
-        .get(format!("http://{}/api/ws/stats", two.addr))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = two.json(&client, "/api/ws/stats").await;
     // Node 2 received the Play and the playlist change from node 1 (the share was its own).
     assert!(
         stats["broker"]["events_received"].as_u64().unwrap() >= 2,

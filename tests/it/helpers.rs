@@ -196,6 +196,28 @@ impl ServerProcess {
         panic!("the server at {} never became healthy", self.addr);
     }
 
+    /// `GET path` as JSON.
+    pub async fn json(&self, client: &reqwest::Client, path: &str) -> serde_json::Value {
+        client
+            .get(format!("http://{}{path}", self.addr))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// A WebSocket on `/api/ws?{query}`, once the hub has registered it (the 101 comes before).
+    pub async fn ws(&self, query: &str) -> crate::websocket::Ws {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://{}/api/ws?{query}", self.addr))
+                .await
+                .expect("websocket connects");
+        crate::websocket::ready(&mut ws).await;
+        ws
+    }
+
     /// Sends `signal` (a `kill` name: TERM, INT) to the process.
     pub fn signal(&self, signal: &str) {
         let ok = Command::new("kill")

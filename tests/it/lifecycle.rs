@@ -4,9 +4,7 @@
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt as _;
-use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
+use serde_json::json;
 
 use crate::fixtures::library;
 use crate::helpers::{start_process, ServerProcess};
@@ -30,14 +28,7 @@ async fn sigterm_drains_for_a_while_then_ends_playback_and_closes_clients() {
     let mut server = start_process(&library().root, &[], &[]);
     let client = reqwest::Client::new();
     server.wait_healthy(&client).await;
-    let tracks: Value = client
-        .get(format!("http://{}/api/tracks", server.addr))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tracks = server.json(&client, "/api/tracks").await;
     let track = tracks
         .as_array()
         .unwrap()
@@ -45,10 +36,7 @@ async fn sigterm_drains_for_a_while_then_ends_playback_and_closes_clients() {
         .find(|t| t["filename"] == "wav/low8k.wav")
         .unwrap()["id"]
         .clone();
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/api/ws?user_id=ann", server.addr))
-            .await
-            .unwrap();
+    let mut ws = server.ws("user_id=ann").await;
     crate::websocket::send(
         &mut ws,
         json!({"command": "Play", "command_id": "p", "track_id": track}),
@@ -62,16 +50,9 @@ async fn sigterm_drains_for_a_while_then_ends_playback_and_closes_clients() {
     let t0 = Instant::now();
     server.signal("TERM");
     // Clients hear "going away" (1001), not a dropped connection.
-    let close = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(Ok(m)) = ws.next().await {
-            if let Message::Close(frame) = m {
-                return frame.map(|f| u16::from(f.code));
-            }
-        }
-        None
-    })
-    .await
-    .expect("the WebSocket ends");
+    let close = crate::websocket::close_code(&mut ws, Duration::from_secs(30))
+        .await
+        .expect("the WebSocket ends");
     assert_eq!(close, Some(1001));
     let status = tokio::task::spawn_blocking(move || {
         let status = server.wait_exit(Duration::from_secs(30));

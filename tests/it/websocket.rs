@@ -54,6 +54,21 @@ pub(crate) async fn next(ws: &mut Ws, wait: Duration) -> Option<Value> {
     }
 }
 
+/// Reads `ws` to its end within `wait`: `Some(code)` of the close frame, `Some(None)` for a
+/// stream that ended without one, `None` if it was still open after `wait`.
+pub(crate) async fn close_code(ws: &mut Ws, wait: Duration) -> Option<Option<u16>> {
+    tokio::time::timeout(wait, async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Close(frame) = m {
+                return frame.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+}
+
 /// Every message of `event` arriving within `wait`.
 pub(crate) async fn events_named(ws: &mut Ws, event: &str, wait: Duration) -> Vec<Value> {
     let mut out = Vec::new();
@@ -386,16 +401,9 @@ async fn idle_and_slow_connections_are_dropped() {
     // The dropped reader's socket is closed by the server, not left open and silent: reading
     // what was already in flight ends with the close (1008) or the end of the stream.
     let mut slow = slow;
-    let close = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(Ok(m)) = slow.next().await {
-            if let Message::Close(frame) = m {
-                return frame.map(|f| u16::from(f.code));
-            }
-        }
-        None
-    })
-    .await
-    .expect("the slow reader's connection ends");
+    let close = close_code(&mut slow, Duration::from_secs(30))
+        .await
+        .expect("the slow reader's connection ends");
     assert!(matches!(close, Some(1008) | None), "{close:?}");
     fast_reader.abort();
 }
