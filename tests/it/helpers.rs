@@ -43,6 +43,16 @@ impl TestApp {
             .expect("request")
     }
 
+    /// `GET path` with one request header.
+    pub async fn get_with(&self, path: &str, name: &str, value: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header(name, value)
+            .send()
+            .await
+            .expect("request")
+    }
+
     pub async fn json(&self, path: &str) -> serde_json::Value {
         let r = self.get(path).await;
         assert!(r.status().is_success(), "GET {path}: {}", r.status());

@@ -284,24 +284,12 @@ async fn playlists_revalidate_with_etags() {
             format!("W/{etag}"),
             format!("\"other\", {etag}"),
         ] {
-            let r = app
-                .client
-                .get(app.url(&path))
-                .header("if-none-match", &candidate)
-                .send()
-                .await
-                .unwrap();
+            let r = app.get_with(&path, "if-none-match", &candidate).await;
             assert_eq!(r.status(), 304, "{path} with {candidate}");
             assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
             assert!(r.bytes().await.unwrap().is_empty());
         }
-        let r = app
-            .client
-            .get(app.url(&path))
-            .header("if-none-match", "\"stale\"")
-            .send()
-            .await
-            .unwrap();
+        let r = app.get_with(&path, "if-none-match", "\"stale\"").await;
         assert_eq!(r.status(), 200, "{path}");
     }
 }
@@ -318,13 +306,7 @@ async fn text_is_gzipped_on_request_and_audio_never() {
     let gzipped = |path: String| {
         let app = &app;
         async move {
-            let r = app
-                .client
-                .get(app.url(&path))
-                .header("accept-encoding", "gzip")
-                .send()
-                .await
-                .unwrap();
+            let r = app.get_with(&path, "accept-encoding", "gzip").await;
             assert_eq!(r.status(), 200, "{path}");
             let encoding = r
                 .headers()
