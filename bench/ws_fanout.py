@@ -2,8 +2,10 @@
 """WebSocket broadcast fan-out: N clients (default 10,000) connected to `GET /api/ws`, each
 subscribed to `ServerMessage`; events published with `POST /api/admin/message`, each delivered to
 every client. Against stream-server and against a Node.js `ws` server written to the same
-protocol subset (bench/wsload/node-server), in the same run, with the same load tool
-(bench/wsload).
+protocol subset (bench/wsload/node-server), and against the floor (bench/wsload's `wsfloor`: one
+thread writing each broadcast to each socket with one send(2) and doing nothing else, the lower
+bound of what any server's latency can be on this machine), in the same run, with the same load
+tool (bench/wsload).
 
 Measured for each server: server RSS per idle connection (VmRSS with the clients connected and
 idle, minus VmRSS before they connected, over the connections the server reports), delivered
@@ -18,10 +20,10 @@ wsload, a single-threaded runtime holding every client and the publisher, to cor
 set the pace.
 
 Builds nothing but the Node server's dependencies (`npm ci` when node_modules is missing): it
-expects target/release/stream-server and target/release/wsload, from
+expects target/release/stream-server, target/release/wsload and target/release/wsfloor, from
     cargo build --release -p stream-server -p wsload
 
-    python3 bench/ws_fanout.py                          # the full run (~6 min)
+    python3 bench/ws_fanout.py                          # the full run (~10 min)
     python3 bench/ws_fanout.py --connections 2000 --duration-secs 10 --idle-secs 5   # smoke
 """
 import argparse
@@ -42,6 +44,7 @@ from common import ROOT, free_port
 # Overridable, e.g. to try a debug build: STREAM_SERVER_BIN=target/debug/stream-server.
 STREAM_SERVER = os.environ.get("STREAM_SERVER_BIN") or os.path.join(ROOT, "target", "release", "stream-server")
 WSLOAD = os.environ.get("WSLOAD_BIN") or os.path.join(ROOT, "target", "release", "wsload")
+WSFLOOR = os.environ.get("WSFLOOR_BIN") or os.path.join(ROOT, "target", "release", "wsfloor")
 NODE_DIR = os.path.join(ROOT, "bench", "wsload", "node-server")
 BUILD_CMD = "cargo build --release -p stream-server -p wsload"
 
@@ -53,15 +56,18 @@ def parse_args():
     p.add_argument("--duration-secs", type=int, default=30, help="publishing time of each phase (default 30)")
     p.add_argument("--idle-secs", type=int, default=15,
                    help="clients held idle before publishing, RSS read meanwhile (default 15)")
-    p.add_argument("--rates", default="15,30",
-                   help="paced phases, events/s, each event to every client (default 15,30)")
+    p.add_argument("--rates", default="1,15,30",
+                   help="paced phases, events/s, each event to every client (default 1,15,30; "
+                        "at 1 event/s one event's sweep never overlaps the next)")
     p.add_argument("--no-max", action="store_true", help="skip the max-throughput phase")
     p.add_argument("--window", type=int, default=64,
                    help="max phase: undelivered events allowed per client (0: none; default 64)")
     p.add_argument("--pipeline", type=int, default=4, help="requests in flight per publisher connection")
     p.add_argument("--publisher-conns", type=int, default=2, help="publisher HTTP connections")
     p.add_argument("--ramp-batch", type=int, default=500, help="connections opened at once")
-    p.add_argument("--servers", default="ours,node", help="which servers, in order (ours,node)")
+    p.add_argument("--servers", default="ours,node,floor",
+                   help="which servers, in order (ours,node,floor; floor: bench/wsload's wsfloor, "
+                        "one send(2) per socket and nothing else, the lower bound of the latency)")
     p.add_argument("--server-cpus", default="0", help="taskset CPU list of the server (default 0)")
     p.add_argument("--load-cpus", default="1", help="taskset CPU list of wsload (default 1)")
     p.add_argument("--json", metavar="FILE", help="also write every result to FILE")
@@ -157,6 +163,9 @@ def start_server(kind, port, work, cpus):
         cmd = ["taskset", "-c", cpus, STREAM_SERVER, "serve", "--bind", f"127.0.0.1:{port}", "--demo",
                "--data-dir", data, "--live-stats-secs", "0"]
         env = {**os.environ, "RUST_LOG": "warn"}
+    elif kind == "floor":
+        cmd = ["taskset", "-c", cpus, WSFLOOR, "--bind", f"127.0.0.1:{port}"]
+        env = dict(os.environ)
     else:
         cmd = ["taskset", "-c", cpus, "node", os.path.join(NODE_DIR, "server.mjs"), "--port", str(port)]
         env = dict(os.environ)
@@ -274,8 +283,9 @@ def ratio(a, b):
 
 def report(results, args):
     kinds = [r["server"] for r in results]
-    names = {"ours": "stream-server", "node": f"node {node_version()} + ws {ws_version()}"}
-    both = kinds == ["ours", "node"]
+    names = {"ours": "stream-server", "node": f"node {node_version()} + ws {ws_version()}",
+             "floor": "floor (wsfloor)"}
+    both = "ours" in kinds and "node" in kinds
     header = "| | " + " | ".join(names[k] for k in kinds) + (" | ours / node |" if both else " |")
     rows = [header, "|---" * (len(kinds) + 1 + (1 if both else 0)) + "|"]
 
@@ -283,7 +293,8 @@ def report(results, args):
         cells = " | ".join(values)
         extra = ""
         if both:
-            extra = " | " + (ratio(*numeric) if with_ratio and numeric else "")
+            pair = numeric and (numeric[kinds.index("ours")], numeric[kinds.index("node")])
+            extra = " | " + (ratio(*pair) if with_ratio and pair else "")
         rows.append(f"| {label} | {cells}{extra} |")
 
     def mib(kib):
@@ -333,10 +344,24 @@ def report(results, args):
     print()
     print("\n".join(rows))
     if both and not args.no_max:
-        a = _dig(results[0], ("phases", "max", "delivered_per_sec"))
-        b = _dig(results[1], ("phases", "max", "delivered_per_sec"))
+        a = _dig(results[kinds.index("ours")], ("phases", "max", "delivered_per_sec"))
+        b = _dig(results[kinds.index("node")], ("phases", "max", "delivered_per_sec"))
         if a and b:
             print(f"\nmax throughput ratio: {a / b:.2f}x node (target ≥ 2×)")
+    if "floor" in kinds:
+        fl = results[kinds.index("floor")]
+        sweeps = _dig(fl, ("server_stats", "sweeps"))
+        if sweeps:
+            print(f"\nfloor: {sweeps} sweeps over the sockets, one send(2) each, "
+                  f"{fmt(_dig(fl, ('server_stats', 'sweep_ms_mean')))} ms mean, "
+                  f"{fmt(_dig(fl, ('server_stats', 'sweep_ms_max')))} ms max")
+        if "ours" in kinds:
+            ours = results[kinds.index("ours")]
+            for key in phase_keys:
+                a = _dig(ours, ("phases", key, "latency_at_socket_ms", "p99"))
+                b = _dig(fl, ("phases", key, "latency_at_socket_ms", "p99"))
+                if a and b:
+                    print(f"p99 at the socket, {key}: ours {a:.1f} ms, floor {b:.1f} ms ({a / b:.2f}x the floor)")
     for r in results:
         busy = [k for k in phase_keys if (_dig(r, ("phases", k, "client_cpu_pct")) or 0) >= 90]
         if busy:
@@ -372,10 +397,11 @@ def ws_version():
 def main():
     args = parse_args()
     kinds = [k.strip() for k in args.servers.split(",") if k.strip()]
-    if not kinds or any(k not in ("ours", "node") for k in kinds):
-        print("--servers takes ours and/or node", file=sys.stderr)
+    if not kinds or any(k not in ("ours", "node", "floor") for k in kinds):
+        print("--servers takes ours, node and/or floor", file=sys.stderr)
         return 2
-    missing = [p for p in (STREAM_SERVER if "ours" in kinds else None, WSLOAD) if p and not os.access(p, os.X_OK)]
+    missing = [p for p in (STREAM_SERVER if "ours" in kinds else None, WSFLOOR if "floor" in kinds else None,
+                           WSLOAD) if p and not os.access(p, os.X_OK)]
     if missing:
         print(f"missing {', '.join(os.path.relpath(m, ROOT) for m in missing)}: build them first with\n"
               f"    {BUILD_CMD}", file=sys.stderr)
