@@ -3,6 +3,7 @@
 //! offline optimum as the ceiling. See `bench/abr/README.md`.
 
 pub mod ceiling;
+pub mod foresight;
 pub mod ladder;
 pub mod ours;
 pub mod policy;

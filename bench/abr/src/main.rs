@@ -97,8 +97,18 @@ fn main() -> anyhow::Result<()> {
             if let Some(name) = &args.dump {
                 for t in traces.iter().filter(|t| &t.name == name) {
                     let model = model_for(t);
-                    for p in abr_sim::report::POLICIES {
-                        let mut pol = abr_sim::report::make_policy(p, &model, &tuning);
+                    let foresight = || -> Box<dyn abr_sim::policy::Policy> {
+                        Box::new(abr_sim::foresight::Foresight::new(
+                            t.clone(),
+                            model,
+                            abr_sim::report::FORESIGHT_HORIZON,
+                        ))
+                    };
+                    let policies = abr_sim::report::POLICIES
+                        .iter()
+                        .map(|p| (*p, abr_sim::report::make_policy(p, &model, &tuning)))
+                        .chain(std::iter::once(("foresight", foresight())));
+                    for (p, mut pol) in policies {
                         let recs = abr_sim::sim::simulate(pol.as_mut(), &ladder, t, &model);
                         let line: String = recs
                             .iter()
@@ -111,7 +121,7 @@ fn main() -> anyhow::Result<()> {
                                 }
                             })
                             .collect();
-                        println!("{p:>7} ×{scale}: {line}");
+                        println!("{p:>9} ×{scale}: {line}");
                     }
                 }
             }

@@ -1,6 +1,7 @@
 //! Runs every policy over every trace of a set and aggregates the results.
 
 use crate::ceiling::{ceiling, ceiling_detail, Ceiling};
+use crate::foresight::Foresight;
 use crate::ours::Ours;
 use crate::policy::{Ladder, Policy};
 use crate::reference::{Bola, HlsJs};
@@ -9,6 +10,9 @@ use crate::trace::Trace;
 use stream_server::streaming::adaptive::policy::AbrTuning;
 
 pub const POLICIES: [&str; 3] = ["ours", "bola", "hls.js"];
+
+/// Segments the perfect-foresight planner looks ahead (our controller's horizon).
+pub const FORESIGHT_HORIZON: usize = 5;
 
 pub fn make_policy(name: &str, model: &PlayerModel, tuning: &AbrTuning) -> Box<dyn Policy> {
     match name {
@@ -29,6 +33,8 @@ pub struct SetResult {
     pub policies: Vec<(String, Summary)>,
     pub ceiling: f64,
     pub ceiling_stall4: f64,
+    /// MPC with perfect prediction over [`FORESIGHT_HORIZON`] segments (with the ceiling).
+    pub foresight: Option<Summary>,
     /// Traces on which each policy rebuffered less than ours (per policy, same order).
     pub worse_rebuffer_traces: Vec<usize>,
     /// Per trace: name, each policy's summary (order of [`POLICIES`]), ceiling (w=1).
@@ -48,6 +54,7 @@ pub fn run_set(
     let top = ladder.bitrates_kbps[ladder.rungs() - 1];
     let mut sums = vec![Summary::default(); POLICIES.len()];
     let mut ceil = (0.0, 0.0);
+    let mut fore = Summary::default();
     let mut worse = vec![0; POLICIES.len()];
     let mut per_trace = Vec::new();
     for trace in traces {
@@ -71,6 +78,11 @@ pub fn run_set(
             ceil.0 += c.qoe;
             c1 = Some(c);
             ceil.1 += ceiling(ladder, trace, &model, 4.0);
+            let mut f = Foresight::new(trace.clone(), model, FORESIGHT_HORIZON);
+            add(
+                &mut fore,
+                &summarize(&simulate(&mut f, ladder, trace, &model), top),
+            );
         }
         per_trace.push((trace.name.clone(), row, c1));
     }
@@ -86,6 +98,7 @@ pub fn run_set(
             .collect(),
         ceiling: ceil.0 / n,
         ceiling_stall4: ceil.1 / n,
+        foresight: with_ceiling.then(|| scaled(&fore, 1.0 / n)),
         worse_rebuffer_traces: worse,
         per_trace,
     }
@@ -148,7 +161,13 @@ pub fn markdown(results: &[SetResult], with_ceiling: bool) -> String {
         "| set | scale | policy | QoE/seg (w=1) | QoE/seg (w=4) | rebuffer ratio | stalls/h | startup s | mean kbps | switches/min |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
-        for (name, s) in &r.policies {
+        let foresight = r.foresight.map(|s| {
+            (
+                format!("*MPC, perfect {FORESIGHT_HORIZON}-segment foresight*"),
+                s,
+            )
+        });
+        for (name, s) in r.policies.iter().chain(foresight.iter()) {
             out.push_str(&format!(
                 "| {} | ×{} | {} | {:.3} | {:.3} | {:.4} | {:.2} | {:.2} | {:.0} | {:.2} |\n",
                 r.set,
