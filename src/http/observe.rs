@@ -106,6 +106,13 @@ pub async fn fallback(State(state): State<Arc<AppState>>, req: Request) -> Respo
                 header::CACHE_CONTROL,
                 axum::http::HeaderValue::from_static(cache),
             );
+            if !immutable {
+                // The page asks for the network hints `/stream` chooses a profile from.
+                resp.headers_mut().insert(
+                    header::HeaderName::from_static("accept-ch"),
+                    axum::http::HeaderValue::from_static(super::stream::ACCEPT_CH),
+                );
+            }
             resp.into_response()
         }
         Err(e) => ApiError::new(

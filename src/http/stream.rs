@@ -126,8 +126,9 @@ struct ProgressiveQuery {
 
 /// A whole track in one profile, for players without HLS: full `Range` support (`206`,
 /// suffix ranges, `If-Range`), `ETag`, `HEAD`. The quality comes from `?quality=`, the
-/// session, or the client's capabilities (query, Client Hints `Downlink`/`ECT`/`Save-Data`,
-/// `User-Agent`); `X-Stream-Quality` says which was served.
+/// session (the profile its first download took, for the session's life), or the client's
+/// capabilities (query, Client Hints `Downlink`/`ECT`/`Save-Data`, `User-Agent`), answered
+/// with a `302` to the URL naming the choice; `X-Stream-Quality` says which.
 #[utoipa::path(
     method(get, head),
     path = "/stream/{filename}",
@@ -141,6 +142,11 @@ struct ProgressiveQuery {
             validator still matches"),
     ),
     responses(
+        (status = 302, description = "The profile chosen from the client's capabilities: \
+            the same URL with `quality=` added, whose bytes never change encoding (a download \
+            continued with range requests must not switch encoding midway)",
+            headers(("Location" = String, description = "The URL naming the chosen profile"),
+                ("X-Stream-Quality" = String, description = "The chosen profile"))),
         (status = 200, description = "The whole stream", content(
             (Vec<u8> = "audio/aac"),
             (Vec<u8> = "audio/mpeg"),
@@ -184,35 +190,35 @@ pub async fn progressive(
         )
     })?;
 
-    // A streaming session's current quality (the quality monitor's choice) comes next after an
-    // explicit `?quality=`.
-    // An unknown session (expired, ended, or held by another node) falls back to the usual
-    // choice: a player already streaming must not get a 404 on its next range request.
+    // One URL, one encoding: a player continues a download with range requests (without
+    // `If-Range`, most of them), so the bytes of one URL must never switch encoding between two
+    // requests. An explicit `?quality=` is that by itself. A session's download keeps the
+    // profile of its first `GET` (the monitor's later choices go to HLS and to the next
+    // session). A choice from capabilities can change with the next request's hints, so it is
+    // answered with a redirect to the URL that names it.
+    // An unknown session (expired, ended, or held by another node) falls back to the choice from
+    // capabilities: a player already streaming must not get a 404 on its next range request.
     let session_quality = match params.get("session_id") {
-        Some(id) => state
-            .streaming
-            .get_session(id)
-            .await
-            .map(|s| s.current_quality),
+        Some(id) => {
+            state
+                .streaming
+                .progressive_quality(id, method == Method::GET)
+                .await
+        }
         None => None,
     };
-    let (profile, varies) = match params.get("quality").or(session_quality.as_ref()) {
-        Some(q) => (
-            state.streaming.profile(q).cloned().ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "unknown_quality",
-                    format!("unknown quality {q:?}"),
-                )
-            })?,
-            false,
-        ),
+    let profile = match params.get("quality").or(session_quality.as_ref()) {
+        Some(q) => state.streaming.profile(q).cloned().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_quality",
+                format!("unknown quality {q:?}"),
+            )
+        })?,
         None => {
             let caps = client_hints(&params, &headers)?.into_capabilities();
-            (
-                select_progressive_profile(&caps, state.streaming.profiles()),
-                true,
-            )
+            let chosen = select_progressive_profile(&caps, state.streaming.profiles());
+            return Ok(pinned_redirect(&uri, &chosen.quality_id));
         }
     };
     let req = state
@@ -239,14 +245,15 @@ pub async fn progressive(
     set(header::ETAG, etag.clone());
     set(header::CACHE_CONTROL, "public, max-age=86400".into());
     set(
+        header::HeaderName::from_static("accept-ch"),
+        ACCEPT_CH.into(),
+    );
+    set(
         header::HeaderName::from_static("x-stream-quality"),
         profile.quality_id.clone(),
     );
     if let Some(m) = modified {
         set(header::LAST_MODIFIED, httpdate::fmt_http_date(m));
-    }
-    if varies {
-        set(header::VARY, "Downlink, ECT, Save-Data, User-Agent".into());
     }
 
     if headers
@@ -282,6 +289,35 @@ pub async fn progressive(
     }
     let body = body_stream(prefix, file, start, len).await?;
     Ok((status, response_headers, body).into_response())
+}
+
+/// What the client hints drive; a response chosen from them varies with them.
+const HINTS_VARY: &str = "Downlink, ECT, Save-Data, User-Agent";
+
+/// The Client Hints `/stream` reads, asked for with `Accept-CH` (on the player's page and on
+/// `/stream` itself): browsers send the network ones only to an origin that asked for them.
+pub const ACCEPT_CH: &str = "Downlink, ECT, Save-Data";
+
+/// `302` to this request's URL with `quality=` added: the choice made from this request's
+/// capabilities, under a URL whose bytes never change encoding.
+fn pinned_redirect(uri: &axum::http::Uri, quality: &str) -> Response {
+    let location = match uri.query() {
+        Some(q) if !q.is_empty() => format!("{}?{q}&quality={quality}", uri.path()),
+        _ => format!("{}?quality={quality}", uri.path()),
+    };
+    let mut headers = HeaderMap::new();
+    for (k, v) in [
+        (header::LOCATION, location.as_str()),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::VARY, HINTS_VARY),
+        (header::HeaderName::from_static("accept-ch"), ACCEPT_CH),
+        (header::HeaderName::from_static("x-stream-quality"), quality),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            headers.insert(k, v);
+        }
+    }
+    (StatusCode::FOUND, headers).into_response()
 }
 
 /// `If-Range` (RFC 9110 §13.1.5): the range applies only if the validator still matches.

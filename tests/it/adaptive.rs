@@ -86,16 +86,7 @@ async fn the_monitor_adapts_a_3g_session_and_tells_its_listener() {
         "latency_ms": 60, "packet_loss_percentage": 0.0, "rebuffer_count": 0});
     let n = report_until(&app, &sid, good.clone(), "high").await;
     assert!(n <= 3, "took {n} reports to step up");
-    let master = app
-        .get(&format!("/hls/{track}/master.m3u8?session_id={sid}"))
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(
-        master.lines().find(|l| !l.starts_with('#')),
-        Some("high/playlist.m3u8")
-    );
+    assert_eq!(app.first_variant(&track, &sid).await, "high/playlist.m3u8");
     assert_eq!(progressive_quality(&app, &track, &sid).await, "high");
     // Steady good reports: no further change (no oscillation).
     for _ in 0..3 {
@@ -221,4 +212,51 @@ async fn a_player_below_the_servers_choice_is_not_flooded() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "invalid_body");
+}
+
+/// A progressive download of a session keeps the encoding of its first `GET` while the monitor
+/// moves the session (HLS follows the monitor; one file cannot change encoding midway).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_download_keeps_its_first_encoding() {
+    let app = spawn_app(None).await;
+    let tracks = app.json("/api/tracks").await;
+    let track = tracks[0]["id"].as_str().unwrap().to_string();
+    let created = app
+        .post_json("/api/streaming/session", &json!({
+            "track_id": track,
+            "client_capabilities": {"estimated_bandwidth_kbps": 150, "buffer_duration_ms": 30000,
+                "connection_type": "Cellular3G", "device_type": "Mobile", "adaptive_enabled": true},
+        }))
+        .await;
+    let sid = created["session_id"].as_str().unwrap().to_string();
+    let range = |r: &'static str| {
+        app.client
+            .get(app.url(&format!("/stream/{track}?session_id={sid}")))
+            .header("Range", r)
+            .send()
+    };
+    let first = range("bytes=0-999").await.unwrap();
+    assert_eq!(first.status(), 206);
+    assert_eq!(first.headers()["x-stream-quality"], "mobile");
+    let etag = first.headers()["etag"].clone();
+    let total = first.headers()["content-range"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let total = total.rsplit('/').next().unwrap().to_string();
+
+    let good = json!({"buffer_health_percentage": 95.0, "download_speed_kbps": 2500,
+        "latency_ms": 60, "packet_loss_percentage": 0.0, "rebuffer_count": 0});
+    report_until(&app, &sid, good, "high").await;
+    assert_eq!(app.first_variant(&track, &sid).await, "high/playlist.m3u8");
+
+    let next = range("bytes=1000-1999").await.unwrap();
+    assert_eq!(next.status(), 206);
+    assert_eq!(next.headers()["x-stream-quality"], "mobile");
+    assert_eq!(next.headers()["etag"], etag);
+    assert_eq!(
+        next.headers()["content-range"],
+        format!("bytes 1000-1999/{total}").as_str()
+    );
+    assert_eq!(progressive_quality(&app, &track, &sid).await, "mobile");
 }

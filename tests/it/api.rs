@@ -249,6 +249,8 @@ async fn serves_the_web_player_and_keeps_api_errors_json() {
         let r = app.get(path).await;
         assert_eq!(r.status(), 200, "{path}");
         assert_eq!(r.headers()["cache-control"], "no-cache");
+        // The page asks for the network hints `/stream` chooses from.
+        assert_eq!(r.headers()["accept-ch"], "Downlink, ECT, Save-Data");
         assert!(r.text().await.unwrap().contains("<title>player</title>"));
     }
     let r = app.get("/assets/app-1234.js").await;

@@ -53,6 +53,20 @@ impl TestApp {
             .expect("request")
     }
 
+    /// The first variant URI of a session's master playlist (the rung it starts players on).
+    pub async fn first_variant(&self, track: &str, session_id: &str) -> String {
+        let text = self
+            .get(&format!("/hls/{track}/master.m3u8?session_id={session_id}"))
+            .await
+            .text()
+            .await
+            .expect("master playlist");
+        text.lines()
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .expect("a variant")
+            .to_string()
+    }
+
     pub async fn json(&self, path: &str) -> serde_json::Value {
         let r = self.get(path).await;
         assert!(r.status().is_success(), "GET {path}: {}", r.status());

@@ -210,16 +210,7 @@ async fn master_playlist() {
         .unwrap();
     assert_eq!(created["initial_profile"]["quality_id"], "high");
     let sid = created["session_id"].as_str().unwrap();
-    let text = app
-        .get(&format!("/hls/{id}/master.m3u8?session_id={sid}"))
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(
-        text.lines().find(|l| !l.starts_with('#')),
-        Some("high/playlist.m3u8")
-    );
+    assert_eq!(app.first_variant(&id, sid).await, "high/playlist.m3u8");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -225,3 +225,70 @@ async fn quality_follows_client_capabilities() {
         assert!(v["error"].is_string(), "{bad}");
     }
 }
+
+/// A choice made from the client's capabilities is a redirect to the URL naming it, so that a
+/// download continued with range requests can never get bytes of another encoding, whatever the
+/// next request's hints say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_choice_from_capabilities_redirects_to_a_url_whose_encoding_never_changes() {
+    let lib = library();
+    let app = spawn_app(Some(&lib.root)).await;
+    let id = app.track_id("flac/stereo44.flac").await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |path: String, hints: &'static [(&'static str, &'static str)]| {
+        let mut req = no_redirects.get(app.url(&path));
+        for (k, v) in hints {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+
+    let slow = get(format!("/stream/{id}?connection=Cellular3G"), &[])
+        .await
+        .unwrap();
+    assert_eq!(slow.status(), 302);
+    assert_eq!(
+        slow.headers()["location"],
+        format!("/stream/{id}?connection=Cellular3G&quality=mobile").as_str()
+    );
+    assert_eq!(slow.headers()["cache-control"], "no-store");
+    assert!(slow.headers()["vary"].to_str().unwrap().contains("ECT"));
+    assert_eq!(slow.headers()["accept-ch"], "Downlink, ECT, Save-Data");
+    let fast = get(format!("/stream/{id}"), &[("ECT", "4g")])
+        .await
+        .unwrap();
+    assert_eq!(fast.status(), 302);
+    assert_eq!(
+        fast.headers()["location"],
+        format!("/stream/{id}?quality=medium").as_str()
+    );
+
+    // The pinned URL: the same bytes whatever hints come with the next range request.
+    let pinned = slow.headers()["location"].to_str().unwrap().to_string();
+    let first = no_redirects
+        .get(app.url(&pinned))
+        .header("Range", "bytes=0-999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 206);
+    assert_eq!(first.headers()["x-stream-quality"], "mobile");
+    let etag = first.headers()["etag"].clone();
+    let total = first.headers()["content-range"].clone();
+    let first = first.bytes().await.unwrap();
+    let again = no_redirects
+        .get(app.url(&pinned))
+        .header("Range", "bytes=0-999")
+        .header("ECT", "4g")
+        .header("Downlink", "10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 206);
+    assert_eq!(again.headers()["etag"], etag);
+    assert_eq!(again.headers()["content-range"], total);
+    assert_eq!(again.bytes().await.unwrap(), first);
+}

@@ -96,6 +96,10 @@ struct SessionState {
     /// The quality the player last said it plays (initially the session's first profile).
     player_quality: String,
     pending_report: bool,
+    /// The profile of the session's progressive download (`/stream`), fixed by its first
+    /// `GET`: a download is one file, and a player that asks for the next byte range must get
+    /// bytes of the same encoding, whatever the monitor decided meanwhile.
+    progressive: Option<String>,
 }
 
 #[derive(Default)]
@@ -295,6 +299,7 @@ impl AdaptiveStreamingManager {
                 recommended: profile.quality_id.clone(),
                 rebuffers_seen: 0,
                 player_quality: profile.quality_id.clone(),
+                progressive: None,
                 pending_report: false,
             },
         );
@@ -411,6 +416,22 @@ impl AdaptiveStreamingManager {
     /// Ends a session; `false` if there was none.
     pub async fn end_session(&self, session_id: &str) -> bool {
         self.sessions.write().await.remove(session_id).is_some()
+    }
+
+    /// The profile a progressive download (`/stream`) of this session is served in: the one
+    /// its first download took, else the session's current quality, which `fix` (a `GET`, not
+    /// a `HEAD`) makes the download's for the session's life. `None` for an unknown session.
+    pub async fn progressive_quality(&self, session_id: &str, fix: bool) -> Option<String> {
+        let mut sessions = self.sessions.write().await;
+        let state = sessions.get_mut(session_id)?;
+        if let Some(q) = &state.progressive {
+            return Some(q.clone());
+        }
+        let q = state.session.current_quality.clone();
+        if fix {
+            state.progressive = Some(q.clone());
+        }
+        Some(q)
     }
 
     pub async fn get_session(&self, session_id: &str) -> Option<StreamingSession> {
