@@ -59,7 +59,7 @@ impl TranscodeRequest {
         (f64::from(self.profile.bitrate_kbps) * 125.0 * secs) as u64
     }
 
-    /// The profile's settings and the segment length are part of the key (and the pipeline's
+    /// The profile's settings, the segment length and the delay are part of the key (and the pipeline's
     /// revision is part of the version, see [`super::output_version`]): changing any of them
     /// must never serve bytes made the old way.
     fn key(&self) -> Key {
@@ -67,11 +67,12 @@ impl TranscodeRequest {
             track_id: self.track_id.clone(),
             version: self.version.clone(),
             quality: format!(
-                "{}-{}k-{}hz-{}f",
+                "{}-{}k-{}hz-{}f-{}d",
                 self.profile.quality_id,
                 self.profile.bitrate_kbps,
                 self.profile.sample_rate,
-                self.layout.segment_frames
+                self.layout.segment_frames,
+                self.layout.delay
             ),
         }
     }
@@ -912,6 +913,7 @@ impl FrameSink for FileSink {
 mod tests {
     use super::*;
     use crate::library::probe::probe;
+    use crate::media::encoder_delay::aligned_delay;
     use crate::media::layout::segment_frames;
     use crate::media::testutil::write_wav;
 
@@ -934,7 +936,13 @@ mod tests {
             source: path,
             source_samples: p.samples,
             source_rate: p.sample_rate,
-            layout: SegmentLayout::new(p.samples, p.sample_rate, &profile, frames),
+            layout: SegmentLayout::new(
+                p.samples,
+                p.sample_rate,
+                &profile,
+                frames,
+                aligned_delay(&profile, &ladder),
+            ),
             profile,
         }
     }

@@ -39,22 +39,28 @@ pub struct SegmentLayout {
     pub total_frames: u64,
     /// Frames per full segment.
     pub segment_frames: u64,
+    /// Where source sample 0 lands in the decoded frames (samples at `sample_rate`): the same
+    /// time in every variant of the ladder (see `media::encoder_delay`).
+    pub delay: u64,
 }
 
 impl SegmentLayout {
     /// Layout for a source of `source_samples` (per channel) at `source_rate`, encoded to
-    /// `profile`, whose segment length is `segment_frames` (see [`segment_frames`]).
+    /// `profile`, whose segment length is `segment_frames` (see [`segment_frames`]) and whose
+    /// frames start the source at `delay` (see `encoder_delay::aligned_delay`; at least the
+    /// codec's own delay).
     pub fn new(
         source_samples: u64,
         source_rate: u32,
         profile: &AdaptiveProfile,
         segment_frames: u64,
+        delay: u64,
     ) -> Self {
         let output_samples = resampled_len(source_samples, source_rate, profile.sample_rate);
         let frame_len = u64::from(profile.frame_len());
+        let delay = delay.max(encoder_delay::codec_delay(profile.codec_kind()));
         // Source sample i decodes at output position i + delay: keep every frame up to the one
         // holding the last source sample, and nothing after (trailing frames are only padding).
-        let delay = encoder_delay::served_delay(profile.codec_kind(), profile.sample_rate);
         let total_frames = (output_samples + delay).div_ceil(frame_len).max(1);
         Self {
             sample_rate: profile.sample_rate,
@@ -62,6 +68,7 @@ impl SegmentLayout {
             output_samples,
             total_frames,
             segment_frames: segment_frames.max(1),
+            delay,
         }
     }
 
@@ -245,7 +252,7 @@ mod tests {
     #[test]
     fn short_track_has_one_segment() {
         let p = AdaptiveProfile::mobile_quality();
-        let layout = SegmentLayout::new(100, 44100, &p, 147);
+        let layout = SegmentLayout::new(100, 44100, &p, 147, 0);
         assert_eq!(layout.segment_count(), 1);
         assert_eq!(layout.output_samples, 50);
     }
@@ -261,7 +268,9 @@ mod tests {
             let l = ladder();
             let p = &l[which];
             let n = segment_frames(p, &l, target);
-            let layout = SegmentLayout::new(samples, rate, p, n);
+            let delay = encoder_delay::aligned_delay(p, &l);
+            let layout = SegmentLayout::new(samples, rate, p, n, delay);
+            prop_assert_eq!(layout.delay, delay);
             let mut next = 0;
             let mut last_ticks = None;
             for s in layout.segments() {

@@ -18,7 +18,8 @@ pub mod resample;
 /// Bumped whenever the pipeline's output changes for the same settings (encoder options,
 /// downmix, decoding). 2: MP3 without bit reservoir, surround folded by channel mask. 3: MP3
 /// sources without a LAME tag decoded untrimmed (VBR files without a Xing header were cut).
-pub const PIPELINE_REVISION: u32 = 3;
+/// 4: every variant starts the source at the same time (leading silence, see `encoder_delay`).
+pub const PIPELINE_REVISION: u32 = 4;
 
 /// The version under which a source's encodes are cached and served (segment names, ETags):
 /// the source file's version followed by the pipeline's revision (still hex), so that bytes

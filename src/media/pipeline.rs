@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::aac::AacEncoder;
 use super::decode::{DecodeError, SourceDecoder};
-use super::encoder_delay::AAC_DROPPED_FRAMES;
+use super::encoder_delay::{lead_in, AAC_DROPPED_FRAMES};
 use super::layout::SegmentLayout;
 use super::mp3::Mp3Encoder;
 use super::resample::StereoResampler;
@@ -126,7 +126,7 @@ pub fn transcode(
             Codec::Aac => AAC_DROPPED_FRAMES,
             Codec::Mp3 => 0,
         };
-        let lane = Lane {
+        let mut lane = Lane {
             encoder,
             to_drop,
             next: 0,
@@ -134,6 +134,13 @@ pub fn transcode(
             sink: out.sink,
             scratch: Vec::new(),
         };
+        // Silence before the source, so that this variant starts the source at the same time
+        // as every other variant of the ladder (the layout's delay).
+        let lead = lead_in(&out.profile, out.layout.delay) as usize;
+        if lead > 0 {
+            lane.encoder.encode(&vec![0.0; lead * 2], &mut lane.scratch)?;
+            lane.deliver()?;
+        }
         let rate = out.profile.sample_rate;
         match groups.iter_mut().find(|g| g.0 == rate) {
             Some(g) => g.2.push(lane),

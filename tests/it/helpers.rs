@@ -173,6 +173,20 @@ pub fn decoded_samples(input: &str, rate: u32) -> (u64, String) {
     )
 }
 
+/// What ffmpeg decodes from `input` (a file or URL), mixed to mono at `rate`.
+pub fn decoded_mono(input: &str, rate: u32) -> Vec<f32> {
+    let out = run(Command::new("ffmpeg")
+        .args([
+            "-nostdin", "-v", "error", "-i", input, "-f", "f32le", "-ac", "1", "-ar",
+        ])
+        .arg(rate.to_string())
+        .arg("-"));
+    out.stdout
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
 /// `ffprobe` stream fields of the first audio stream.
 pub fn probe_stream(input: &str) -> serde_json::Value {
     let out = run(Command::new("ffprobe").args([

@@ -18,6 +18,7 @@ use super::{
 use crate::config::Config;
 use crate::library::{Library, Track};
 use crate::media::cache::TranscodeRequest;
+use crate::media::encoder_delay::aligned_delay;
 use crate::media::id3;
 use crate::media::layout::{segment_frames, SegmentLayout};
 use crate::streaming::hls;
@@ -611,6 +612,7 @@ impl AdaptiveStreamingManager {
             track.sample_rate,
             profile,
             self.segment_frames[&profile.quality_id],
+            aligned_delay(profile, &self.profiles),
         );
         Ok((track, profile, layout))
     }
