@@ -11,7 +11,6 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -21,36 +20,47 @@ use super::{ApiError, AppState};
 use crate::analytics::{Platform, SessionExtras};
 use crate::streaming::adaptive::{
     AdaptiveProfile, ClientCapabilities, PerformanceMetrics, StreamingError, StreamingSession,
+    StreamingStats,
 };
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// `POST /api/streaming/session`'s body (the spec's hook sends the first two).
+#[derive(Debug, Deserialize, ToSchema, ts_rs::TS)]
+#[ts(export)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     track_id: String,
     #[serde(default)]
+    #[ts(optional, as = "Option<ClientCapabilities>")]
     client_capabilities: ClientCapabilities,
     #[serde(default)]
+    #[ts(optional)]
     client_id: Option<String>,
     /// The listener, for analytics (optional: anonymous plays are recorded without it).
     #[serde(default)]
+    #[ts(optional)]
     user_id: Option<String>,
 }
 
 /// A player's report: the spec's `PerformanceMetrics`, plus what only the player knows.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema, ts_rs::TS)]
+#[ts(export)]
 pub struct MetricsReport {
     #[serde(flatten)]
     metrics: PerformanceMetrics,
-    /// Playback position now.
+    /// Playback position now (ms).
+    #[ts(optional, as = "Option<u32>")]
     position_ms: Option<u64>,
     /// The profile the player is actually playing (its own ABR may have switched).
+    #[ts(optional)]
     current_quality: Option<String>,
-    /// Time from pressing play to the first audio.
+    /// Time from pressing play to the first audio (ms).
+    #[ts(optional, as = "Option<u32>")]
     startup_ms: Option<u64>,
 }
 
 /// A new session: what the spec's `useAdaptiveStreaming` hook reads.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, ts_rs::TS)]
+#[ts(export)]
 pub struct SessionCreated {
     pub session_id: String,
     /// The profile to start with, chosen from the client's capabilities.
@@ -60,7 +70,8 @@ pub struct SessionCreated {
 }
 
 /// The answer to a report: the quality the server now recommends.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, ts_rs::TS)]
+#[ts(export)]
 pub struct MetricsAck {
     pub session_id: String,
     pub current_quality: String,
@@ -303,8 +314,8 @@ pub async fn end(
     get,
     path = "/api/streaming/stats",
     tag = "streaming",
-    responses((status = 200, description = "Streaming statistics", body = Object)),
+    responses((status = 200, description = "Streaming statistics", body = StreamingStats)),
 )]
-pub async fn stats(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(state.streaming.get_streaming_stats().await)
+pub async fn stats(State(state): State<Arc<AppState>>) -> Json<StreamingStats> {
+    Json(state.streaming.streaming_stats().await)
 }

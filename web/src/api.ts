@@ -11,51 +11,36 @@
 
 import type { AdaptiveProfile } from './generated/AdaptiveProfile';
 import type { ClientCapabilities } from './generated/ClientCapabilities';
+import type { CreateSession } from './generated/CreateSession';
 import type { EntryView } from './generated/EntryView';
+import type { MetricsAck } from './generated/MetricsAck';
+import type { MetricsReport } from './generated/MetricsReport';
 import type { PerformanceMetrics } from './generated/PerformanceMetrics';
 import type { PlaylistView } from './generated/PlaylistView';
+import type { SessionCreated } from './generated/SessionCreated';
+import type { StreamingSession } from './generated/StreamingSession';
+import type { StreamingStats } from './generated/StreamingStats';
 import type { Track } from './generated/Track';
 
-export type { AdaptiveProfile, ClientCapabilities, EntryView, PerformanceMetrics, PlaylistView, Track };
+export type {
+  AdaptiveProfile,
+  ClientCapabilities,
+  CreateSession,
+  EntryView,
+  MetricsReport,
+  PerformanceMetrics,
+  PlaylistView,
+  StreamingSession,
+  StreamingStats,
+  Track,
+};
 export type { ConnectionType } from './generated/ConnectionType';
 export type { DeviceType } from './generated/DeviceType';
 
-export interface CreateSessionResponse {
-  session_id: string;
-  initial_profile: AdaptiveProfile;
-  master_playlist: string;
-}
-
-/** A player's metrics report: PerformanceMetrics plus what only the player knows. Integers only
- * for the `_ms` fields. */
-export interface MetricsReport extends PerformanceMetrics {
-  /** Playback position now (ms). */
-  position_ms?: number;
-  /** The profile actually being played (`high`, `medium`, `mobile`, `low`). */
-  current_quality?: string;
-  /** From the listener's play action to the first `playing` event (ms); sent once. */
-  startup_ms?: number;
-}
-
-export interface MetricsResponse {
-  session_id: string;
-  current_quality: string;
-}
-
-export interface StreamingStats {
-  active_sessions: number;
-  sessions_by_quality: Record<string, number>;
-  sessions_by_connection?: Record<string, number>;
-  sessions_by_device?: Record<string, number>;
-  average_buffer_health?: number | null;
-  total_rebuffers?: number;
-  sessions_created?: number;
-  quality_changes?: number;
-  sessions_expired?: number;
-  profiles?: AdaptiveProfile[];
-  monitor_running?: boolean;
-  [key: string]: unknown;
-}
+/** `POST /api/streaming/session`'s answer (Rust: `SessionCreated`). */
+export type CreateSessionResponse = SessionCreated;
+/** A metrics report's answer: the quality the server now recommends (Rust: `MetricsAck`). */
+export type MetricsResponse = MetricsAck;
 
 /** The server's JSON error body: `{error, code}`. */
 export class ApiError extends Error {
@@ -118,7 +103,7 @@ export function createSession(
   signal?: AbortSignal,
   userId?: string | null,
 ): Promise<CreateSessionResponse> {
-  const body: Record<string, unknown> = { track_id: trackId, client_capabilities: capabilities };
+  const body: CreateSession = { track_id: trackId, client_capabilities: capabilities };
   if (userId) body.user_id = userId;
   return fetchJson<CreateSessionResponse>('/api/streaming/session', {
     method: 'POST',
@@ -173,18 +158,6 @@ export function hlsMasterPath(trackId: string, sessionId?: string | null): strin
 export function progressivePath(trackId: string, quality?: string | null): string {
   const base = `/stream/${encodeURIComponent(trackId)}`;
   return quality ? `${base}?quality=${encodeURIComponent(quality)}` : base;
-}
-
-/** `GET /api/streaming/session/{id}`. */
-export interface StreamingSession {
-  session_id: string;
-  track_id: string;
-  client_id: string;
-  current_quality: string;
-  client_capabilities: ClientCapabilities;
-  performance_metrics: PerformanceMetrics;
-  created_at: unknown;
-  last_updated: unknown;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use serde_json::json;
 use tokio::sync::{broadcast, RwLock};
 
 use super::policy::{AbrController, AbrInput};
 use super::{
     select_initial_profile, AdaptiveProfile, ClientCapabilities, HLSManifest, HLSSegment,
-    MasterPlaylist, PerformanceMetrics, StreamInfo, StreamingSession,
+    MasterPlaylist, PerformanceMetrics, StreamInfo, StreamingSession, StreamingStats,
 };
 use crate::config::Config;
 use crate::library::{Library, Track};
@@ -620,6 +619,12 @@ impl AdaptiveStreamingManager {
     /// The spec's streaming statistics: sessions now, by quality, by connection and device, and
     /// the totals since start.
     pub async fn get_streaming_stats(&self) -> serde_json::Value {
+        serde_json::to_value(self.streaming_stats().await)
+            .expect("streaming stats serialise to JSON")
+    }
+
+    /// [`Self::get_streaming_stats`], typed.
+    pub async fn streaming_stats(&self) -> StreamingStats {
         let sessions = self.sessions.read().await;
         let mut by_quality: HashMap<String, u64> = self
             .profiles
@@ -647,19 +652,19 @@ impl AdaptiveStreamingManager {
             }
             rebuffers += u64::from(s.performance_metrics.rebuffer_count);
         }
-        json!({
-            "active_sessions": sessions.len(),
-            "sessions_by_quality": by_quality,
-            "sessions_by_connection": by_connection,
-            "sessions_by_device": by_device,
-            "average_buffer_health": if reported > 0 { Some(buffer_sum / reported as f64) } else { None },
-            "total_rebuffers": rebuffers,
-            "sessions_created": self.stats.sessions_created.load(Ordering::Relaxed),
-            "quality_changes": self.stats.quality_changes.load(Ordering::Relaxed),
-            "sessions_expired": self.stats.sessions_expired.load(Ordering::Relaxed),
-            "profiles": self.profiles,
-            "monitor_running": self.monitor_started.load(Ordering::Relaxed),
-        })
+        StreamingStats {
+            active_sessions: sessions.len() as u64,
+            sessions_by_quality: by_quality,
+            sessions_by_connection: by_connection,
+            sessions_by_device: by_device,
+            average_buffer_health: (reported > 0).then(|| buffer_sum / reported as f64),
+            total_rebuffers: rebuffers,
+            sessions_created: self.stats.sessions_created.load(Ordering::Relaxed),
+            quality_changes: self.stats.quality_changes.load(Ordering::Relaxed),
+            sessions_expired: self.stats.sessions_expired.load(Ordering::Relaxed),
+            profiles: self.profiles.clone(),
+            monitor_running: self.monitor_started.load(Ordering::Relaxed),
+        }
     }
 }
 

@@ -15,4 +15,4 @@ pub use capabilities::{
 pub use manager::{AdaptiveStreamingManager, QualityChange, SegmentName, StreamingError};
 pub use playlist::{HLSManifest, HLSSegment, MasterPlaylist, StreamInfo};
 pub use profile::{AdaptiveProfile, Codec};
-pub use session::{PerformanceMetrics, StreamingSession};
+pub use session::{PerformanceMetrics, StreamingSession, StreamingStats};

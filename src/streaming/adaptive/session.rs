@@ -1,13 +1,15 @@
 //! Streaming sessions and the performance reports players send about them.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::ClientCapabilities;
+use super::{AdaptiveProfile, ClientCapabilities};
 
 /// One listener playing one track (the spec's `StreamingSession`).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS, utoipa::ToSchema)]
+#[ts(export)]
 pub struct StreamingSession {
     pub session_id: String,
     pub track_id: String,
@@ -16,15 +18,19 @@ pub struct StreamingSession {
     pub client_capabilities: ClientCapabilities,
     pub performance_metrics: PerformanceMetrics,
     #[schema(value_type = SystemTimeJson)]
+    #[ts(as = "SystemTimeJson")]
     pub created_at: SystemTime,
     #[schema(value_type = SystemTimeJson)]
+    #[ts(as = "SystemTimeJson")]
     pub last_updated: SystemTime,
 }
 
 /// A `SystemTime` as serde writes it (time since the Unix epoch).
-#[derive(utoipa::ToSchema)]
+#[derive(ts_rs::TS, utoipa::ToSchema)]
+#[ts(export)]
 #[allow(dead_code)] // schema only
 pub struct SystemTimeJson {
+    #[ts(type = "number")]
     secs_since_epoch: u64,
     nanos_since_epoch: u32,
 }
@@ -57,4 +63,32 @@ impl PerformanceMetrics {
         self.packet_loss_percentage = pct(self.packet_loss_percentage);
         self
     }
+}
+
+/// Sessions now and totals since start: what the spec's `get_streaming_stats` returns (as JSON).
+#[derive(Debug, Clone, Serialize, ts_rs::TS, utoipa::ToSchema)]
+#[ts(export)]
+pub struct StreamingStats {
+    #[ts(type = "number")]
+    pub active_sessions: u64,
+    /// Every profile of the ladder, with 0 when none plays it.
+    #[ts(type = "Record<string, number>")]
+    pub sessions_by_quality: HashMap<String, u64>,
+    #[ts(type = "Record<string, number>")]
+    pub sessions_by_connection: HashMap<String, u64>,
+    #[ts(type = "Record<string, number>")]
+    pub sessions_by_device: HashMap<String, u64>,
+    /// Mean buffer health (%) over sessions that reported; `null` before any report.
+    pub average_buffer_health: Option<f64>,
+    /// Rebuffers reported by the sessions open now.
+    #[ts(type = "number")]
+    pub total_rebuffers: u64,
+    #[ts(type = "number")]
+    pub sessions_created: u64,
+    #[ts(type = "number")]
+    pub quality_changes: u64,
+    #[ts(type = "number")]
+    pub sessions_expired: u64,
+    pub profiles: Vec<AdaptiveProfile>,
+    pub monitor_running: bool,
 }
