@@ -66,6 +66,9 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// `max_track_secs`: longest source accepted (untrusted media limit).
     pub max_track_secs: u64,
+    /// `library_rescan_secs`: how often the library folder is scanned again for added, changed
+    /// and removed files (0 = only at start and on demand). Unchanged files are not re-read.
+    pub library_rescan_secs: u64,
     /// `profiles`: extra quality profiles beyond the spec's four.
     pub profiles: Vec<ProfileConfig>,
     /// `web_dir`: the built web player served at `/` (default: `web/dist` when it exists).
@@ -132,6 +135,7 @@ impl Default for Config {
             segment_target_secs: 6.0,
             cors_origins: vec!["*".to_string()],
             max_track_secs: 6 * 3600,
+            library_rescan_secs: 300,
             profiles: Vec::new(),
             web_dir: None,
             analytics_url: None,
@@ -256,6 +260,9 @@ impl Config {
         }
         if let Some(v) = get("MAX_TRACK_SECS") {
             self.max_track_secs = parse("MAX_TRACK_SECS", &v)?;
+        }
+        if let Some(v) = get("LIBRARY_RESCAN_SECS") {
+            self.library_rescan_secs = parse("LIBRARY_RESCAN_SECS", &v)?;
         }
         Ok(())
     }

@@ -291,7 +291,7 @@ async fn transcode(args: TranscodeArgs) -> anyhow::Result<()> {
     }
     let config = load_config(&args.common)?;
     let state = server::build_state(config).await?;
-    server::scan_library(&state).await?;
+    state.scan_library().await?;
     let catalog = state.library.catalog();
     let tracks: Vec<_> = if args.all {
         catalog.tracks().to_vec()

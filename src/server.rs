@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::analytics::{AnalyticsEngine, AnalyticsError, IpPolicy};
 use crate::config::Config;
 use crate::http::{router, AppState};
-use crate::library::{demo, scan, Catalog, Library};
+use crate::library::{demo, Catalog, Library};
 use crate::media::cache::{CacheError, TranscodeCache};
 use crate::streaming::adaptive::AdaptiveStreamingManager;
 use crate::streaming::websocket::broker::Broker;
@@ -73,7 +73,7 @@ fn ip_policy(config: &Config) -> Result<IpPolicy, StartupError> {
 }
 
 /// Prepares the data directory, the library (the demo one if asked for or none given) and the
-/// cache. The library is not scanned yet: see [`scan_library`].
+/// cache. The library is not scanned yet: see `AppState::scan_library`.
 pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartupError> {
     let config = Arc::new(config);
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
@@ -135,21 +135,32 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartupError> 
     }))
 }
 
-/// Scans the library on a blocking thread and publishes the catalogue. Returns the number of
-/// tracks and of files skipped.
-pub async fn scan_library(state: &AppState) -> Result<(usize, usize), scan::ScanError> {
-    let root = state.library.root().to_path_buf();
-    let index = state.config.data_dir.join("library-index.json");
-    let max_secs = state.config.max_track_secs;
-    let threads = state.config.effective_workers();
-    let report =
-        tokio::task::spawn_blocking(move || scan::scan(&root, Some(&index), max_secs, threads))
-            .await
-            .expect("scan thread panicked")?;
-    let counts = (report.tracks.len(), report.problems.len());
-    state.library.set_catalog(Catalog::new(report.tracks));
-    tracing::info!(tracks = counts.0, skipped = counts.1, root = %state.library.root().display(), "library scanned");
-    Ok(counts)
+/// Scans the library again every `library_rescan_secs`, and at once when an encode finds its
+/// file changed since the last scan (so a replaced file is served again within seconds, under
+/// a new version). A failed rescan (the folder unmounted, say) keeps the catalogue it has.
+fn spawn_library_rescans(state: Arc<AppState>) {
+    let period = state.config.library_rescan_secs;
+    let changes = state.cache.source_changes();
+    let weak = Arc::downgrade(&state);
+    drop(state);
+    tokio::spawn(async move {
+        loop {
+            let timer = async {
+                if period == 0 {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(period)).await;
+            };
+            tokio::select! {
+                () = timer => {}
+                () = changes.notified() => {}
+            }
+            let Some(state) = weak.upgrade() else { break };
+            if let Err(e) = state.scan_library().await {
+                tracing::warn!(error = %e, "library rescan failed; keeping the current catalogue");
+            }
+        }
+    });
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish and stops encodes.
@@ -161,11 +172,12 @@ pub async fn run(
     state.streaming.start_quality_monitor().await;
     let scanner = state.clone();
     tokio::spawn(async move {
-        if let Err(e) = scan_library(&scanner).await {
+        if let Err(e) = scanner.scan_library().await {
             tracing::error!(error = %e, "library scan failed");
             scanner.library.set_catalog(Catalog::default());
         }
     });
+    spawn_library_rescans(state.clone());
     spawn_retention(state.clone());
     spawn_ws_cleanup(state.clone());
     spawn_quality_announcer(state.clone());

@@ -38,14 +38,23 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, error = %self.message, "request failed");
         }
-        (
+        let retry = self.status == StatusCode::SERVICE_UNAVAILABLE;
+        let mut response = (
             self.status,
             Json(super::openapi::ErrorBody {
                 error: self.message,
                 code: self.code.to_string(),
             }),
         )
-            .into_response()
+            .into_response();
+        // Every 503 of ours is passing (a scan, a shutdown, a changed file): say when to retry.
+        if retry {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("2"),
+            );
+        }
+        response
     }
 }
 
@@ -88,6 +97,13 @@ impl From<CacheError> for ApiError {
             CacheError::Io(_) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "cache_io", e.to_string())
             }
+            // Not the request's fault nor the file's: the catalogue is behind the disk, and the
+            // rescan this triggered will give the track its new version shortly.
+            CacheError::SourceChanged(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "source_changed",
+                format!("{e}; the library is being scanned again, retry shortly"),
+            ),
         }
     }
 }

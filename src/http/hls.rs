@@ -140,7 +140,7 @@ pub async fn media(
             older version of the track", body = ErrorBody),
         (status = 422, description = "The source cannot be transcoded", body = ErrorBody),
         (status = 500, description = "The transcode cache cannot be read or written", body = ErrorBody),
-        (status = 503, description = "No library yet, or shutting down", body = ErrorBody),
+        (status = 503, description = "No library yet, shutting down, or the file changed since the library was scanned (a rescan is under way); `Retry-After` says when to retry", body = ErrorBody),
     )
 )]
 pub async fn segment(

@@ -52,6 +52,21 @@ pub struct AppState {
     pub web_root: Option<std::path::PathBuf>,
 }
 
+impl AppState {
+    /// Scans the library folder again (see [`Library::rescan`]) with the configured limits.
+    pub async fn scan_library(
+        &self,
+    ) -> Result<(crate::library::CatalogChange, usize), crate::library::scan::ScanError> {
+        self.library
+            .rescan(
+                self.config.data_dir.join("library-index.json"),
+                self.config.max_track_secs,
+                self.config.effective_workers(),
+            )
+            .await
+    }
+}
+
 /// The whole HTTP API.
 pub fn router(state: Arc<AppState>) -> Router {
     let cors = cors_layer(&state.config.cors_origins);
@@ -102,6 +117,7 @@ fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(observe::metrics))
         .routes(routes!(tracks::list))
         .routes(routes!(tracks::one))
+        .routes(routes!(tracks::rescan))
         .routes(routes!(hls::master))
         .routes(routes!(hls::media))
         .routes(routes!(hls::segment))

@@ -161,7 +161,7 @@ struct ProgressiveQuery {
         (status = 416, description = "Range not satisfiable"),
         (status = 422, description = "The source cannot be transcoded", body = ErrorBody),
         (status = 500, description = "The transcode cache cannot be read or written", body = ErrorBody),
-        (status = 503, description = "No library yet, or shutting down", body = ErrorBody),
+        (status = 503, description = "No library yet, shutting down, or the file changed since the library was scanned (a rescan is under way); `Retry-After` says when to retry", body = ErrorBody),
     )
 )]
 pub async fn progressive(

@@ -1,18 +1,22 @@
 //! `/api/tracks`: the catalogue as JSON.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::error::Path;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use utoipa::{IntoParams, ToSchema};
 
-use super::openapi::ErrorBody;
+use super::auth::require_admin;
+use super::openapi::{ErrorBody, Identity};
 use super::{ApiError, AppState};
-use crate::library::Track;
+use crate::library::{CatalogChange, Track};
 
 /// A track as clients see it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -125,9 +129,51 @@ pub async fn one(
         .map(|t| Json(TrackDto::from(t.as_ref())))
         .ok_or_else(|| {
             ApiError::new(
-                axum::http::StatusCode::NOT_FOUND,
+                StatusCode::NOT_FOUND,
                 "unknown_track",
                 format!("unknown track {id:?}"),
             )
         })
+}
+
+/// What `POST /api/admin/rescan` found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RescanReport {
+    #[serde(flatten)]
+    pub change: CatalogChange,
+    /// Files that are not playable (each named, with the reason, in the server's log).
+    pub skipped: usize,
+}
+
+/// Scans the library folder again now (an admin token, or the operator on the server machine):
+/// new files become tracks, replaced ones get a new version (new segment names), removed ones
+/// leave the catalogue. The server also does this every `library_rescan_secs`.
+#[utoipa::path(
+    post,
+    path = "/api/admin/rescan",
+    tag = "library",
+    params(Identity),
+    responses(
+        (status = 200, description = "Scanned", body = RescanReport),
+        (status = 401, description = "Invalid token", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 503, description = "The library folder cannot be read (the catalogue is kept)", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("token_query" = []), ()),
+)]
+pub async fn rescan(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<RescanReport>, ApiError> {
+    require_admin(&state, peer, &headers, &q)?;
+    let (change, skipped) = state.scan_library().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "library_unreadable",
+            e.to_string(),
+        )
+    })?;
+    Ok(Json(RescanReport { change, skipped }))
 }

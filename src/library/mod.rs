@@ -16,7 +16,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
-pub use scan::{ScanProblem, ScanReport};
+pub use scan::{file_version, ScanProblem, ScanReport};
 
 /// One playable file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
@@ -97,6 +97,19 @@ pub struct Library {
     /// Readers take a snapshot (`Arc`) and never block a rescan for long.
     catalog: RwLock<Arc<Catalog>>,
     ready: AtomicBool,
+    /// One scan at a time (the periodic one, an operator's, one a changed file triggered).
+    scanning: tokio::sync::Mutex<()>,
+}
+
+/// What a new catalogue changed, by track id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct CatalogChange {
+    /// Tracks in the new catalogue.
+    pub tracks: usize,
+    pub added: usize,
+    pub removed: usize,
+    /// Same file name, another version (the file was replaced or edited).
+    pub changed: usize,
 }
 
 impl Library {
@@ -106,6 +119,7 @@ impl Library {
             root: root.to_path_buf(),
             catalog: RwLock::new(Arc::new(Catalog::default())),
             ready: AtomicBool::new(false),
+            scanning: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -124,10 +138,58 @@ impl Library {
         self.catalog.read().clone()
     }
 
-    pub fn set_catalog(&self, catalog: Catalog) {
+    /// Publishes a new catalogue; says what changed from the one it replaces.
+    pub fn set_catalog(&self, catalog: Catalog) -> CatalogChange {
         metrics::gauge!("library_tracks").set(catalog.len() as f64);
-        *self.catalog.write() = Arc::new(catalog);
+        let old = std::mem::replace(&mut *self.catalog.write(), Arc::new(catalog));
         self.ready.store(true, Ordering::SeqCst);
+        let new = self.catalog();
+        let mut change = CatalogChange {
+            tracks: new.len(),
+            ..CatalogChange::default()
+        };
+        for t in new.tracks() {
+            match old.get(&t.id) {
+                None => change.added += 1,
+                Some(o) if o.version != t.version => change.changed += 1,
+                Some(_) => {}
+            }
+        }
+        change.removed = old
+            .tracks()
+            .iter()
+            .filter(|t| new.get(&t.id).is_none())
+            .count();
+        change
+    }
+
+    /// Scans the folder (on a blocking thread; one scan at a time; files unchanged since the
+    /// last scan, as `index` records them, are not read again) and publishes the catalogue.
+    /// Returns what changed and the number of files skipped.
+    pub async fn rescan(
+        &self,
+        index: PathBuf,
+        max_secs: u64,
+        threads: usize,
+    ) -> Result<(CatalogChange, usize), scan::ScanError> {
+        let _one_at_a_time = self.scanning.lock().await;
+        let root = self.root.clone();
+        let report =
+            tokio::task::spawn_blocking(move || scan::scan(&root, Some(&index), max_secs, threads))
+                .await
+                .expect("scan thread panicked")?;
+        let skipped = report.problems.len();
+        let change = self.set_catalog(Catalog::new(report.tracks));
+        tracing::info!(
+            tracks = change.tracks,
+            added = change.added,
+            removed = change.removed,
+            changed = change.changed,
+            skipped,
+            root = %self.root.display(),
+            "library scanned"
+        );
+        Ok((change, skipped))
     }
 
     /// Whether a first scan has completed.

@@ -53,6 +53,18 @@ pub fn track_id(filename: &str) -> String {
     hex(&Sha256::digest(filename.as_bytes())[..8])
 }
 
+/// The version of the file at `path` now (its library-relative name is `filename`): what a
+/// scan would record for it. A change means the catalogue's entry no longer describes the file.
+pub fn file_version(filename: &str, path: &Path) -> std::io::Result<String> {
+    let meta = std::fs::metadata(path)?;
+    let mtime_ns = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Ok(version_of(filename, meta.len(), mtime_ns))
+}
+
 fn version_of(filename: &str, size: u64, mtime_ns: u128) -> String {
     let mut h = Sha256::new();
     h.update(filename.as_bytes());
@@ -217,13 +229,7 @@ fn probe_one(
     cached: &IndexFile,
     max_secs: u64,
 ) -> Result<Track, String> {
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    let mtime_ns = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    let version = version_of(filename, meta.len(), mtime_ns);
+    let version = file_version(filename, path).map_err(|e| e.to_string())?;
     if let Some(t) = cached
         .entries
         .get(filename)

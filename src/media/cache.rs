@@ -20,7 +20,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 
 use super::id3;
 use super::layout::SegmentLayout;
@@ -37,6 +37,10 @@ pub enum CacheError {
     Io(#[from] std::io::Error),
     #[error("server is shutting down")]
     ShuttingDown,
+    /// The file is not the one the library scanned: nothing is encoded from it until a rescan
+    /// has read it again (and given it a new version, so new names).
+    #[error("{0}")]
+    SourceChanged(String),
 }
 
 /// What to encode: one track (at one version of its file) in one profile.
@@ -46,6 +50,10 @@ pub struct TranscodeRequest {
     /// Changes whenever the source file changes, so stale encodes are never served.
     pub version: String,
     pub source: PathBuf,
+    /// The source's library-relative name and the version the library scanned it at
+    /// (`library::file_version`): an encode starts only from that very file.
+    pub source_name: String,
+    pub source_version: String,
     pub source_samples: u64,
     pub source_rate: u32,
     pub profile: AdaptiveProfile,
@@ -120,12 +128,22 @@ enum Progress {
         segment_offsets: Vec<u64>,
     },
     Done(Arc<Encoded>),
-    /// The encode failed; `ours` when the fault is the server's (writing the cache), not the
-    /// source's.
+    /// The encode failed, for the reason `fault` says.
     Failed {
         message: String,
-        ours: bool,
+        fault: Fault,
     },
+}
+
+/// Whose fault a failed encode was.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// The source's content (corrupt, unsupported).
+    Source,
+    /// The server's (writing the cache).
+    Cache,
+    /// The file changed since the library scanned it.
+    Changed,
 }
 
 enum Entry {
@@ -166,6 +184,8 @@ struct Inner {
     stopping: AtomicBool,
     /// Encode jobs started since open (one job may produce several profiles).
     jobs_started: AtomicU64,
+    /// Signalled when an encode finds its source changed since the library's scan.
+    source_changed: Arc<Notify>,
     /// Recently served segments, ready to send: a hot segment is then served with no disk
     /// access and no copy (the `Bytes` is shared with every response).
     memo: quick_cache::sync::Cache<(Key, usize), SegmentData, ByteWeight>,
@@ -305,6 +325,7 @@ impl TranscodeCache {
             head_starts: Arc::new(Semaphore::new(workers.max(1) * 4)),
             stopping: AtomicBool::new(false),
             jobs_started: AtomicU64::new(0),
+            source_changed: Arc::default(),
             // A segment is ~50-300 kB: size the index for that.
             memo: quick_cache::sync::Cache::with_weighter(
                 (memory_bytes / 100_000).max(16) as usize,
@@ -331,6 +352,12 @@ impl TranscodeCache {
     /// Encode jobs started since the cache was opened.
     pub fn jobs_started(&self) -> u64 {
         self.inner.jobs_started.load(Ordering::Relaxed)
+    }
+
+    /// Notified when an encode finds its source file changed since the library scanned it
+    /// (the library should be scanned again). One wake-up may stand for several such finds.
+    pub fn source_changes(&self) -> Arc<Notify> {
+        self.inner.source_changed.clone()
     }
 
     /// Whether `req` is fully encoded on disk.
@@ -614,6 +641,15 @@ impl Inner {
             })
             .collect();
         let source = &reqs[0].source;
+        // The catalogue's sample count, duration and version describe the file as scanned: a
+        // file replaced since would be encoded to the old length under the old names.
+        match crate::library::file_version(&reqs[0].source_name, source) {
+            Ok(v) if v == reqs[0].source_version => {}
+            _ => {
+                self.source_changed.notify_one();
+                return Err(TranscodeError::SourceChanged);
+            }
+        }
         let head_start = u64::from(reqs[0].source_rate) * HEAD_START_SECS;
         let mut checkpoint = |fed: u64| {
             if self.stopping.load(Ordering::Relaxed) {
@@ -687,9 +723,14 @@ impl Inner {
                     state.entries.remove(&key);
                     let _ = std::fs::remove_file(key.es_path(&self.dir));
                     let _ = std::fs::remove_file(key.idx_path(&self.dir));
+                    let fault = match err {
+                        TranscodeError::Sink(_) => Fault::Cache,
+                        TranscodeError::SourceChanged => Fault::Changed,
+                        _ => Fault::Source,
+                    };
                     tx.send_replace(Progress::Failed {
                         message: err.to_string(),
-                        ours: matches!(err, TranscodeError::Sink(_)),
+                        fault,
                     });
                 }
             }
@@ -788,11 +829,11 @@ async fn wait_progress<T>(
                     }
                 }
                 Progress::Done(e) => return Ok(Waited::Done(e.clone())),
-                Progress::Failed { message, ours } => {
-                    return Err(if *ours {
-                        CacheError::Io(std::io::Error::other(message.clone()))
-                    } else {
-                        CacheError::Transcode(message.clone())
+                Progress::Failed { message, fault } => {
+                    return Err(match fault {
+                        Fault::Cache => CacheError::Io(std::io::Error::other(message.clone())),
+                        Fault::Source => CacheError::Transcode(message.clone()),
+                        Fault::Changed => CacheError::SourceChanged(message.clone()),
                     })
                 }
             }
@@ -933,6 +974,8 @@ mod tests {
         TranscodeRequest {
             track_id: name.replace('.', "_"),
             version: "abc123".into(),
+            source_name: name.to_string(),
+            source_version: crate::library::file_version(name, &path).unwrap(),
             source: path,
             source_samples: p.samples,
             source_rate: p.sample_rate,

@@ -27,6 +27,8 @@ pub enum TranscodeError {
     ShortStream { got: u64, want: u64 },
     #[error("cancelled")]
     Cancelled,
+    #[error("the file changed since the library was scanned")]
+    SourceChanged,
 }
 
 /// Receives one profile's frames in order.
@@ -138,7 +140,8 @@ pub fn transcode(
         // as every other variant of the ladder (the layout's delay).
         let lead = lead_in(&out.profile, out.layout.delay) as usize;
         if lead > 0 {
-            lane.encoder.encode(&vec![0.0; lead * 2], &mut lane.scratch)?;
+            lane.encoder
+                .encode(&vec![0.0; lead * 2], &mut lane.scratch)?;
             lane.deliver()?;
         }
         let rate = out.profile.sample_rate;

@@ -8,6 +8,7 @@ mod broker;
 mod fixtures;
 mod helpers;
 mod hls;
+mod library;
 mod lifecycle;
 mod openapi;
 mod safety;

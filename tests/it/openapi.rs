@@ -291,6 +291,8 @@ async fn the_document_describes_every_answer_of_the_rest_api() {
     api.expect(post.clone(), msg, msg, body, 202).await;
     api.expect(post.clone(), msg, msg, Some(json!({ "message": " " })), 400)
         .await;
+    let rescan = "/api/admin/rescan";
+    api.expect(post.clone(), rescan, rescan, None, 200).await;
 
     // Analytics (from this machine: the operator).
     for report in [

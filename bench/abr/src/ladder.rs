@@ -22,7 +22,7 @@ pub async fn from_library(library: Option<PathBuf>, data_dir: PathBuf) -> anyhow
         ..Config::default()
     };
     let state = server::build_state(config).await?;
-    server::scan_library(&state).await?;
+    state.scan_library().await?;
     let mut rungs: Vec<_> = state
         .streaming
         .profiles()

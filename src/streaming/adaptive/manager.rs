@@ -587,6 +587,8 @@ impl AdaptiveStreamingManager {
             track_id: track.id.clone(),
             version: crate::media::output_version(&track.version),
             source: track.path.clone(),
+            source_name: track.filename.clone(),
+            source_version: track.version.clone(),
             source_samples: track.samples,
             source_rate: track.sample_rate,
             profile: profile.clone(),

@@ -1,0 +1,161 @@
+//! The library follows its folder while the server runs: files added, replaced and removed are
+//! picked up by a rescan (periodic, on an admin's request, or at once when an encode finds its
+//! file changed), and a replaced file is never encoded under the catalogue entry of the old one.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::helpers::{decoded_samples, run, spawn_app_with, TestApp};
+
+/// A `secs`-long stereo WAV of a tone at `hz`, written by ffmpeg.
+fn write_tone(path: &Path, hz: u32, secs: f64) {
+    run(Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency={hz}:duration={secs}:sample_rate=44100"
+        ))
+        .args(["-ac", "2"])
+        .arg(path));
+}
+
+async fn rescan(app: &TestApp) -> serde_json::Value {
+    let r = app
+        .client
+        .post(app.url("/api/admin/rescan"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// Polls the catalogue until `ok` holds for track `id` (its JSON, or `None` once gone).
+async fn wait_for_track(
+    app: &TestApp,
+    id: &str,
+    ok: impl Fn(Option<&serde_json::Value>) -> bool,
+) -> Option<serde_json::Value> {
+    for _ in 0..100 {
+        let r = app.get(&format!("/api/tracks/{id}")).await;
+        let t = (r.status() == 200).then_some(r.json::<serde_json::Value>().await.unwrap());
+        if ok(t.as_ref()) {
+            return t;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("track {id} never reached the expected state");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn added_replaced_and_removed_files_are_followed() {
+    let lib = tempfile::tempdir().unwrap();
+    write_tone(&lib.path().join("a.wav"), 440, 3.0);
+    let app = spawn_app_with(Some(lib.path()), |c| c.library_rescan_secs = 0).await;
+    let a = app.track_id("a.wav").await;
+
+    // Added: an operator's rescan catalogues it, and it plays.
+    write_tone(&lib.path().join("b.wav"), 660, 2.0);
+    let report = rescan(&app).await;
+    assert_eq!(
+        (
+            &report["tracks"],
+            &report["added"],
+            &report["removed"],
+            &report["changed"],
+            &report["skipped"]
+        ),
+        (&2.into(), &1.into(), &0.into(), &0.into(), &0.into()),
+        "{report}"
+    );
+    let b = app.track_id("b.wav").await;
+    let (samples, _) = decoded_samples(&app.url(&format!("/stream/{b}?quality=high")), 44100);
+    assert!((samples as f64 / 44100.0 - 2.0).abs() < 0.1, "{samples}");
+
+    // Replaced behind the server's back (3 s → 5 s): the first encode finds the file is not
+    // the one scanned and refuses, with a retry hint, instead of cutting the new file to the
+    // old length under the old names; the rescan it triggers gives the track its new length.
+    let old_playlist = app
+        .get(&format!("/hls/{a}/high/playlist.m3u8"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let first_segment = old_playlist
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.is_empty())
+        .unwrap()
+        .to_string();
+    write_tone(&lib.path().join("a.wav"), 550, 5.0);
+    let r = app.get(&format!("/hls/{a}/high/{first_segment}")).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "2");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "source_changed", "{body}");
+    wait_for_track(&app, &a, |t| {
+        t.is_some_and(|t| t["duration_ms"].as_u64().unwrap().abs_diff(5000) < 50)
+    })
+    .await;
+    let new_playlist = app
+        .get(&format!("/hls/{a}/high/playlist.m3u8"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_ne!(new_playlist, old_playlist, "new version, new segment names");
+    let (samples, _) = decoded_samples(&app.url(&format!("/hls/{a}/high/playlist.m3u8")), 44100);
+    assert!((samples as f64 / 44100.0 - 5.0).abs() < 0.1, "{samples}");
+    // The old names are gone with the old file.
+    assert_eq!(
+        app.get(&format!("/hls/{a}/high/{first_segment}"))
+            .await
+            .status(),
+        404
+    );
+
+    // Removed: gone from the catalogue at the next rescan.
+    std::fs::remove_file(lib.path().join("b.wav")).unwrap();
+    let report = rescan(&app).await;
+    assert_eq!(
+        (&report["removed"], &report["tracks"]),
+        (&1.into(), &1.into())
+    );
+    assert_eq!(app.get(&format!("/api/tracks/{b}")).await.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_library_is_rescanned_periodically() {
+    let lib = tempfile::tempdir().unwrap();
+    write_tone(&lib.path().join("a.wav"), 440, 1.0);
+    let app = spawn_app_with(Some(lib.path()), |c| c.library_rescan_secs = 1).await;
+    write_tone(&lib.path().join("late.wav"), 660, 1.0);
+    let id = stream_server::library::scan::track_id("late.wav");
+    wait_for_track(&app, &id, |t| t.is_some()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_admin_may_ask_for_a_rescan() {
+    let lib = tempfile::tempdir().unwrap();
+    write_tone(&lib.path().join("a.wav"), 440, 1.0);
+    let app = spawn_app_with(Some(lib.path()), |c| c.library_rescan_secs = 0).await;
+    let user = app
+        .state
+        .auth
+        .mint("ann", Duration::from_secs(60), false)
+        .unwrap();
+    let admin = app
+        .state
+        .auth
+        .mint("root", Duration::from_secs(60), true)
+        .unwrap();
+    let post = |token: &str| {
+        app.client
+            .post(app.url("/api/admin/rescan"))
+            .header("origin", "http://elsewhere.example")
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(post(&user).await.unwrap().status(), 403);
+    assert_eq!(post("forged.token.here").await.unwrap().status(), 401);
+    assert_eq!(post(&admin).await.unwrap().status(), 200);
+}
