@@ -1,5 +1,6 @@
-// Shared by the end-to-end script and the screenshot tool: start a real stream-server on a free
-// port, wait until it is healthy, launch Debian's Chromium through playwright-core.
+// Shared by the end-to-end script and the Vitest suites that need a server: start a real
+// stream-server on a free port, wait until it is healthy, mint tokens for it, launch Debian's
+// Chromium through playwright-core.
 
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
@@ -26,14 +27,27 @@ export function freePort() {
   });
 }
 
-/** Whether this build of the server knows `serve --web-dir`. */
-export function serverHasWebDir() {
+/**
+ * Throws unless this build of the server knows `serve --web-dir`: the end-to-end test drives the
+ * page the server itself serves at `/`, never a stand-in.
+ */
+export function requireWebDir() {
+  let help;
   try {
-    const help = execFileSync(SERVER_BIN, ['serve', '--help'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    return help.includes('--web-dir');
-  } catch {
-    return false;
+    help = execFileSync(SERVER_BIN, ['serve', '--help'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    throw new Error(`\`${SERVER_BIN} serve --help\` failed: ${err?.message ?? err}`);
   }
+  if (!help.includes('--web-dir')) {
+    throw new Error(`${SERVER_BIN} has no \`serve --web-dir\`: it cannot serve the player at / (rebuild it from this checkout)`);
+  }
+}
+
+/** A token for `user`, minted by `stream-server token` with the secret of `dataDir`. */
+export function mintToken(dataDir, user, { admin = false } = {}) {
+  const args = ['token', '--data-dir', dataDir, '--user', user, '--ttl', '1h'];
+  if (admin) args.push('--admin');
+  return execFileSync(SERVER_BIN, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
 }
 
 /** Status code of a GET, with node:http (not a test environment's fetch, which may log). */
@@ -66,15 +80,17 @@ export async function waitHealthy(base, timeoutMs = 90_000, proc) {
 }
 
 /**
- * Starts `stream-server serve --demo` on a free port with a fresh data dir.
- * Returns { base, port, proc, stop(), logs() }.
+ * Starts `stream-server serve` on a free port: the demo library, or `library` when given; a fresh
+ * data dir unless `dataDir` is given (then kept); `args` are passed on (`--auth-mode open`…).
+ * Returns { base, port, dataDir, proc, stop(), logs() }.
+ * @param {{ webDir?: string | null, dataDir?: string | null, library?: string | null, args?: string[] }} [opts]
  */
-export async function startServer({ webDir = null, dataDir = null } = {}) {
+export async function startServer({ webDir = null, dataDir = null, library = null, args: extra = [] } = {}) {
   if (!existsSync(SERVER_BIN)) throw new Error(`no stream-server binary at ${SERVER_BIN} (build it, or set STREAM_SERVER_BIN)`);
   const port = await freePort();
   const ownDataDir = !dataDir;
   const dir = dataDir ?? mkdtempSync(path.join(tmpdir(), 'stream-server-e2e-'));
-  const args = ['serve', '--demo', '--data-dir', dir, '--bind', `127.0.0.1:${port}`];
+  const args = ['serve', ...(library ? ['--library', library] : ['--demo']), '--data-dir', dir, '--bind', `127.0.0.1:${port}`, ...extra];
   if (webDir) args.push('--web-dir', webDir);
   const proc = spawn(SERVER_BIN, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -110,43 +126,7 @@ export async function startServer({ webDir = null, dataDir = null } = {}) {
     await stop();
     throw new Error(`${err.message}\n--- server output ---\n${output.slice(-4000)}`);
   }
-  return { base, port, proc, stop, logs: () => output };
-}
-
-/** Starts `vite preview` of web/dist, proxying the API to `target`. Returns { base, stop }. */
-export async function startPreview(target) {
-  const port = await freePort();
-  const vite = path.join(WEB_DIR, 'node_modules', 'vite', 'bin', 'vite.js');
-  const proc = spawn(process.execPath, [vite, 'preview', '--host', '127.0.0.1', '--port', String(port), '--strictPort'], {
-    cwd: WEB_DIR,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, STREAM_SERVER_URL: target },
-  });
-  let output = '';
-  proc.stdout.on('data', (c) => (output += c));
-  proc.stderr.on('data', (c) => (output += c));
-  const base = `http://127.0.0.1:${port}`;
-  const stop = async () => {
-    if (proc.exitCode === null) {
-      proc.kill('SIGTERM');
-      await new Promise((r) => proc.once('exit', r));
-    }
-  };
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      const res = await fetch(`${base}/`);
-      if (res.ok) break;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline || proc.exitCode !== null) {
-      await stop();
-      throw new Error(`vite preview did not start:\n${output}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return { base, stop };
+  return { base, port, dataDir: dir, proc, stop, logs: () => output };
 }
 
 export const CHROMIUM_ARGS = [

@@ -106,7 +106,7 @@ function Shell({ identity }: { identity: ReturnType<typeof useUserIdentity> }) {
           <QueuePanel queue={queue} />
         </div>
         <div className="area-panels panels">
-            <EventFeed events={ws.events} status={ws.connectionStatus} retryCount={ws.retryCount} nextRetryAt={ws.nextRetryAt} />
+            <EventFeed history={ws.history} status={ws.connectionStatus} retryCount={ws.retryCount} nextRetryAt={ws.nextRetryAt} />
             <LiveStatsPanel events={ws.events} />
             <ServerStatsPanel stats={stats} />
             {/* Playlists: REST for the changes (AddToPlaylist over the WebSocket for adding from

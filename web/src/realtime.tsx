@@ -9,6 +9,7 @@ const RealtimeContext = createContext<WebSocketApi | null>(null);
 const offline: WebSocketApi = {
   connectionStatus: 'disconnected',
   events: [],
+  history: [],
   connect: () => {},
   sendCommand: () => false,
   subscribe: () => () => {},

@@ -1,17 +1,24 @@
 // The playlists panel and the library's "add to playlist" menu, in two "tabs" of the same user
-// rendered side by side, against the test playlists server (tests/playlistServer.ts).
+// rendered side by side, against the real stream-server (tests/liveServer.ts).
+//
+// The server is started twice on one data dir: first with the demo library, to make playlists
+// of its tracks; then with a library holding only two of those files, so that the entries of the
+// other two are no longer in the library (`available: false`), as after a rescan without them.
 
 import { act, cleanup, fireEvent, render, waitFor, within } from '@testing-library/react';
+import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { useEffect } from 'react';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { WebSocket as NodeWebSocket } from 'ws';
-import { setApiBase, type Track } from '../src/api';
+import { setApiBase, type Playlist, type Track } from '../src/api';
 import { Library } from '../src/components/Library';
 import { PlaylistsPanel } from '../src/components/PlaylistsPanel';
+import { formatTime } from '../src/format';
 import { usePlaylists } from '../src/hooks/usePlaylists';
 import { useQueue, type Queue } from '../src/hooks/useQueue';
 import { useWebSocket } from '../src/hooks/useWebSocket';
-import { CATALOG, catalogEntry, startPlaylistServer, type PlaylistServer } from './playlistServer';
+import { freshUser, recordTraffic, restAs, startLiveServer, type LiveServer, type Traffic } from './liveServer';
 
 const FAST = { initialMs: 40, maxMs: 400, factor: 2, jitter: 0 };
 
@@ -53,7 +60,7 @@ async function openTab(userId: string, onQueue?: (q: Queue) => void) {
   const r = render(<Tab userId={userId} onQueue={onQueue} />);
   const ui = within(r.container);
   await waitFor(() => expect(r.container.firstElementChild?.getAttribute('data-ws')).toBe('connected'));
-  await waitFor(() => expect(ui.getAllByTestId('track-row')).toHaveLength(CATALOG.length));
+  await waitFor(() => expect(ui.getAllByTestId('track-row')).toHaveLength(library.length));
   await waitFor(() => expect(ui.getByTestId('playlists-status').textContent).not.toBe('loading…'));
   return { ...r, ui };
 }
@@ -61,33 +68,84 @@ async function openTab(userId: string, onQueue?: (q: Queue) => void) {
 const trackTitles = (ui: ReturnType<typeof within>) =>
   ui.queryAllByTestId('playlist-track').map((li: HTMLElement) => li.querySelector('.track-title')?.textContent);
 
-beforeAll(() => {
-  (globalThis as { WebSocket?: unknown }).WebSocket = NodeWebSocket;
-});
+const ids = (p: Playlist) => p.tracks.map((t) => t.track_id);
 
-let server: PlaylistServer;
-beforeEach(async () => {
-  server = await startPlaylistServer();
+let server: LiveServer;
+let traffic: Traffic;
+let dataDir = '';
+let libraryDir = '';
+/** The library of the second start: two of the demo tracks. */
+let library: Track[] = [];
+/** Two demo tracks left out of it. */
+let goneIds: string[] = [];
+/** The kept tracks, in the order they were put in the playlists. */
+let keptIds: string[] = [];
+const kept = (i: number) => library.find((t) => t.id === keptIds[i])!;
+/** Playlists made before, now with entries out of the library. */
+let trip: { owner: string; id: string };
+let lost: { owner: string; id: string };
+
+beforeAll(async () => {
+  dataDir = mkdtempSync(path.join(tmpdir(), 'stream-server-playlists-'));
+  libraryDir = mkdtempSync(path.join(tmpdir(), 'stream-server-library-'));
+  // 1. The demo library: playlists of four tracks.
+  const first = await startLiveServer({ dataDir });
+  let demo: Track[];
+  try {
+    demo = await restAs(first, 'setup').tracks();
+    expect(demo.length).toBeGreaterThanOrEqual(4);
+    const [a, b, x, y] = demo;
+    trip = { owner: freshUser('trip'), id: '' };
+    const t = await restAs(first, trip.owner).create('Trip');
+    for (const id of [a.id, x.id, b.id]) await restAs(first, trip.owner).add(t.id, id);
+    trip.id = t.id;
+    lost = { owner: freshUser('lost'), id: '' };
+    const l = await restAs(first, lost.owner).create('Lost');
+    for (const id of [x.id, y.id]) await restAs(first, lost.owner).add(l.id, id);
+    lost.id = l.id;
+    goneIds = [x.id, y.id];
+    keptIds = [a.id, b.id];
+    // 2. A library with only the first two files (same relative paths, so the same track ids).
+    for (const keep of [a, b]) {
+      const to = path.join(libraryDir, keep.filename);
+      mkdirSync(path.dirname(to), { recursive: true });
+      cpSync(path.join(dataDir, 'demo-library', keep.filename), to);
+    }
+  } finally {
+    await first.stop();
+  }
+  server = await startLiveServer({ dataDir, library: libraryDir });
+  library = await restAs(server, 'setup').tracks();
+  expect(library.map((t) => t.id).sort()).toEqual(demo.slice(0, 2).map((t) => t.id).sort());
+  traffic = recordTraffic();
   setApiBase(server.base);
-});
-afterEach(async () => {
+}, 180_000);
+beforeEach(() => traffic.reset());
+afterEach(() => {
   cleanup();
-  await server.close();
+  traffic.reset();
 });
-afterAll(() => setApiBase(''));
+afterAll(async () => {
+  traffic?.restore();
+  setApiBase('');
+  await server?.stop();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  if (libraryDir) rmSync(libraryDir, { recursive: true, force: true });
+});
 
 describe('PlaylistsPanel and the library menu', () => {
   it('creates, fills, reorders and empties a playlist in one tab while the other follows', async () => {
+    const ann = freshUser('ann');
     let queue: Queue | null = null;
-    const tab1 = await openTab('ann', (q) => {
+    const tab1 = await openTab(ann, (q) => {
       queue = q;
     });
-    const tab2 = await openTab('ann');
-    const [alpha, bravo] = CATALOG;
+    const tab2 = await openTab(ann);
+    const [alpha, bravo] = library;
 
     // No playlist yet: the library's menu is there but disabled.
     const menu = () => tab1.ui.getAllByTestId('playlist-add');
-    expect(menu()).toHaveLength(CATALOG.length);
+    expect(menu()).toHaveLength(library.length);
     expect((menu()[0] as HTMLSelectElement).disabled).toBe(true);
     expect(menu()[0].getAttribute('aria-label')).toBe(`Add ${alpha.title} to a playlist`);
 
@@ -110,7 +168,7 @@ describe('PlaylistsPanel and the library menu', () => {
     await waitFor(() => expect(tab1.ui.getByTestId('playlist-add-status').textContent).toBe(`Added “${alpha.title}” to “Road trip”.`));
     fireEvent.change(within(rowOf(bravo)).getByTestId('playlist-add'), { target: { value: id } });
     await waitFor(() => expect(tab1.ui.getByTestId('playlist-summary').textContent).toMatch(/^2 tracks/));
-    expect(server.commands.filter((c) => c.command.command === 'AddToPlaylist')).toHaveLength(2);
+    expect(traffic.commands.filter((c) => c.command.command === 'AddToPlaylist')).toHaveLength(2);
 
     // Tab 2 shows it without a reload; open it there.
     await waitFor(() => expect(tab2.ui.getByTestId('playlist-summary').textContent).toMatch(/^2 tracks/));
@@ -147,12 +205,13 @@ describe('PlaylistsPanel and the library menu', () => {
     // Remove in tab 2: tab 1 follows.
     fireEvent.click(tab2.ui.getByRole('button', { name: `Remove ${alpha.title} from the playlist` }));
     await waitFor(() => expect(trackTitles(tab1.ui)).toEqual([bravo.title]));
-    expect(server.playlists.get(id)!.tracks.map((t) => t.track_id)).toEqual([bravo.id]);
+    expect(ids(await restAs(server, ann).get(id))).toEqual([bravo.id]);
   });
 
   it('renames inline, deletes after a confirmation, and tells the other tab it is gone', async () => {
-    const tab1 = await openTab('ann');
-    const tab2 = await openTab('ann');
+    const ann = freshUser('ann');
+    const tab1 = await openTab(ann);
+    const tab2 = await openTab(ann);
     fireEvent.change(tab1.ui.getByTestId('playlist-create-name'), { target: { value: 'Focus' } });
     fireEvent.submit(tab1.ui.getByTestId('playlist-create-name').closest('form')!);
     await waitFor(() => expect(tab2.ui.queryAllByTestId('playlist-item')).toHaveLength(1));
@@ -171,11 +230,11 @@ describe('PlaylistsPanel and the library menu', () => {
     fireEvent.click(tab1.ui.getByRole('button', { name: 'Delete Deep focus' }));
     fireEvent.click(tab1.ui.getByRole('button', { name: 'Cancel' }));
     expect(tab1.ui.getAllByTestId('playlist-item')).toHaveLength(1);
-    expect(server.playlists.size).toBe(1);
+    expect(await restAs(server, ann).list()).toHaveLength(1);
     fireEvent.click(tab1.ui.getByRole('button', { name: 'Delete Deep focus' }));
     fireEvent.click(tab1.ui.getByTestId('playlist-delete-confirm'));
     expect(tab1.ui.queryAllByTestId('playlist-item')).toHaveLength(0);
-    await waitFor(() => expect(server.playlists.size).toBe(0));
+    await waitFor(async () => expect(await restAs(server, ann).list()).toHaveLength(0));
 
     // Tab 2 had it open: back to the list, with a word about it.
     await waitFor(() => expect(tab2.ui.getByRole('status').textContent).toContain('“Deep focus” is gone'));
@@ -184,10 +243,15 @@ describe('PlaylistsPanel and the library menu', () => {
   });
 
   it('shows a playlist shared by someone else read-only, and keeps it out of the library menu', async () => {
-    server.playlists.set('bobs', { id: 'bobs', name: 'Bob’s mix', owner: 'bob', tracks: [catalogEntry(CATALOG[0].id)], updated_at: 1, created_at: 1, shared_with: ['ann'] });
-    const tab = await openTab('ann');
+    const ann = freshUser('ann');
+    const bob = freshUser('bob');
+    const [alpha] = library;
+    const mix = await restAs(server, bob).create('Bob’s mix');
+    await restAs(server, bob).add(mix.id, alpha.id);
+    await restAs(server, bob).share(mix.id, [ann]);
+    const tab = await openTab(ann);
     await waitFor(() => expect(tab.ui.getAllByTestId('playlist-item')).toHaveLength(1));
-    expect(tab.ui.getByTestId('playlist-summary').textContent).toBe('1 track · 1:00 · shared by bob');
+    expect(tab.ui.getByTestId('playlist-summary').textContent).toBe(`1 track · ${formatTime(alpha.duration_ms / 1000)} · shared by ${bob}`);
     expect(tab.ui.queryByTestId('playlist-rename')).toBeNull();
     expect(tab.ui.queryByTestId('playlist-delete')).toBeNull();
     const menu = tab.ui.getAllByTestId('playlist-add')[0] as HTMLSelectElement;
@@ -197,24 +261,26 @@ describe('PlaylistsPanel and the library menu', () => {
     // Open: it plays, but offers no reordering or removal.
     fireEvent.click(tab.ui.getByTestId('playlist-open'));
     expect(tab.ui.getAllByTestId('playlist-track')).toHaveLength(1);
-    expect(tab.ui.getByText('Shared with you by bob: only they can change it.')).toBeTruthy();
+    expect(tab.ui.getByText(`Shared with you by ${bob}: only they can change it.`)).toBeTruthy();
     expect(tab.ui.queryByTestId('playlist-track-up')).toBeNull();
     expect(tab.ui.queryByTestId('playlist-track-remove')).toBeNull();
     expect(tab.ui.getByTestId('playlist-track').getAttribute('draggable')).toBe('false');
   });
 
   it('marks the entries no longer in the library, plays and queues around them, and still lets the owner move or remove them', async () => {
-    const [alpha, bravo] = CATALOG;
-    // A track deleted from the library since it was added: the server keeps the entry.
-    const gone = { track_id: 't-gone', title: 'Gone', artist: 'Nobody', duration_ms: 30_000, available: false };
-    server.playlists.set('trip', { id: 'trip', name: 'Trip', owner: 'ann', tracks: [catalogEntry(alpha.id), gone, catalogEntry(bravo.id)], updated_at: 1, created_at: 1, shared_with: [] });
+    const [alpha, bravo] = [kept(0), kept(1)];
+    // Trip is [alpha, gone, bravo]: the server keeps the entry of a track no longer in the library
+    // (titled by its id, as the server has nothing else to name it with).
+    const gone = goneIds[0];
+    const both = formatTime((alpha.duration_ms + bravo.duration_ms) / 1000);
+    expect(ids(await restAs(server, trip.owner).get(trip.id))).toEqual([alpha.id, gone, bravo.id]);
     let queue: Queue | null = null;
-    const tab = await openTab('ann', (q) => {
+    const tab = await openTab(trip.owner, (q) => {
       queue = q;
     });
     await waitFor(() => expect(tab.ui.getAllByTestId('playlist-item')).toHaveLength(1));
     // The count keeps the entry; the duration is what plays.
-    expect(tab.ui.getByTestId('playlist-summary').textContent).toBe('3 tracks · 1 unavailable · 2:01');
+    expect(tab.ui.getByTestId('playlist-summary').textContent).toBe(`3 tracks · 1 unavailable · ${both}`);
 
     // Play from the list: the queue skips it.
     fireEvent.click(tab.ui.getByRole('button', { name: 'Play Trip' }));
@@ -223,7 +289,7 @@ describe('PlaylistsPanel and the library menu', () => {
 
     // Open: shown in its place, struck and said to be unavailable, in words and to assistive tech.
     fireEvent.click(tab.ui.getByTestId('playlist-open'));
-    expect(trackTitles(tab.ui)).toEqual([alpha.title, 'Gone', bravo.title]);
+    expect(trackTitles(tab.ui)).toEqual([alpha.title, gone, bravo.title]);
     const rows = tab.ui.getAllByTestId('playlist-track');
     expect(rows.map((r) => r.getAttribute('data-available'))).toEqual(['true', 'false', 'true']);
     expect(rows[1].classList.contains('unavailable')).toBe(true);
@@ -235,8 +301,8 @@ describe('PlaylistsPanel and the library menu', () => {
     );
 
     // Not playable: its play button is disabled and named for what it is.
-    expect(tab.ui.queryByRole('button', { name: 'Play Gone from the playlist' })).toBeNull();
-    const dead = tab.ui.getByRole('button', { name: 'Gone: unavailable, no longer in the library' }) as HTMLButtonElement;
+    expect(tab.ui.queryByRole('button', { name: `Play ${gone} from the playlist` })).toBeNull();
+    const dead = tab.ui.getByRole('button', { name: `${gone}: unavailable, no longer in the library` }) as HTMLButtonElement;
     expect(dead.disabled).toBe(true);
     expect(dead).toBe(within(rows[1]).getByTestId('playlist-track-play'));
     fireEvent.click(dead);
@@ -257,34 +323,33 @@ describe('PlaylistsPanel and the library menu', () => {
     expect(queue!.current?.track.id).toBe(alpha.id);
 
     // The owner can still move it (its buttons say it is unavailable too)...
-    const up = tab.ui.getByRole('button', { name: 'Move Gone up' }) as HTMLButtonElement;
+    const up = tab.ui.getByRole('button', { name: `Move ${gone} up` }) as HTMLButtonElement;
     expect(up.disabled).toBe(false);
     expect(document.getElementById(up.getAttribute('aria-describedby')!)?.textContent).toBe('(unavailable)');
     fireEvent.click(up);
-    expect(trackTitles(tab.ui)).toEqual(['Gone', alpha.title, bravo.title]);
-    await waitFor(() => expect(server.playlists.get('trip')!.tracks.map((t) => t.track_id)).toEqual(['t-gone', alpha.id, bravo.id]));
+    expect(trackTitles(tab.ui)).toEqual([gone, alpha.title, bravo.title]);
+    await waitFor(async () => expect(ids(await restAs(server, trip.owner).get(trip.id))).toEqual([gone, alpha.id, bravo.id]));
     await waitFor(() => expect(tab.ui.getAllByTestId('playlist-track')[0].getAttribute('data-available')).toBe('false'));
 
     // ...and remove it: the playlist is whole again.
-    const remove = tab.ui.getByRole('button', { name: 'Remove Gone from the playlist' }) as HTMLButtonElement;
+    const remove = tab.ui.getByRole('button', { name: `Remove ${gone} from the playlist` }) as HTMLButtonElement;
     expect(remove.disabled).toBe(false);
     expect(document.getElementById(remove.getAttribute('aria-describedby')!)?.textContent).toBe('(unavailable)');
     expect(tab.ui.getByRole('button', { name: `Remove ${alpha.title} from the playlist` }).hasAttribute('aria-describedby')).toBe(false);
     fireEvent.click(remove);
     expect(trackTitles(tab.ui)).toEqual([alpha.title, bravo.title]);
-    await waitFor(() => expect(server.playlists.get('trip')!.tracks.map((t) => t.track_id)).toEqual([alpha.id, bravo.id]));
-    await waitFor(() => expect(tab.ui.getByTestId('playlist-summary').textContent).toBe('2 tracks · 2:01'));
+    await waitFor(async () => expect(ids(await restAs(server, trip.owner).get(trip.id))).toEqual([alpha.id, bravo.id]));
+    await waitFor(() => expect(tab.ui.getByTestId('playlist-summary').textContent).toBe(`2 tracks · ${both}`));
     expect(tab.ui.queryByTestId('playlist-unavailable-note')).toBeNull();
     expect(tab.ui.queryByText('(unavailable)')).toBeNull();
   });
 
   it('offers nothing to play when no entry is in the library any more, and still lets the owner clean up', async () => {
-    const [alpha, bravo] = CATALOG;
-    // The library was rescanned without these files.
-    const lost = [catalogEntry(alpha.id), catalogEntry(bravo.id)].map((e) => ({ ...e, available: false }));
-    server.playlists.set('lost', { id: 'lost', name: 'Lost', owner: 'ann', tracks: lost, updated_at: 1, created_at: 1, shared_with: [] });
+    // Lost is [x, y], both out of the library now.
+    const [x, y] = goneIds;
+    expect(ids(await restAs(server, lost.owner).get(lost.id))).toEqual([x, y]);
     let queue: Queue | null = null;
-    const tab = await openTab('ann', (q) => {
+    const tab = await openTab(lost.owner, (q) => {
       queue = q;
     });
     await waitFor(() => expect(tab.ui.getAllByTestId('playlist-item')).toHaveLength(1));
@@ -306,30 +371,37 @@ describe('PlaylistsPanel and the library menu', () => {
     expect(queue!.items).toEqual([]);
 
     // Reorder and remove still work.
-    fireEvent.click(tab.ui.getByRole('button', { name: `Move ${bravo.title} up` }));
-    await waitFor(() => expect(server.playlists.get('lost')!.tracks.map((t) => t.track_id)).toEqual([bravo.id, alpha.id]));
-    fireEvent.click(tab.ui.getByRole('button', { name: `Remove ${alpha.title} from the playlist` }));
-    await waitFor(() => expect(server.playlists.get('lost')!.tracks.map((t) => t.track_id)).toEqual([bravo.id]));
-    await waitFor(() => expect(trackTitles(tab.ui)).toEqual([bravo.title]));
+    fireEvent.click(tab.ui.getByRole('button', { name: `Move ${y} up` }));
+    await waitFor(async () => expect(ids(await restAs(server, lost.owner).get(lost.id))).toEqual([y, x]));
+    fireEvent.click(tab.ui.getByRole('button', { name: `Remove ${x} from the playlist` }));
+    await waitFor(async () => expect(ids(await restAs(server, lost.owner).get(lost.id))).toEqual([y]));
+    await waitFor(() => expect(trackTitles(tab.ui)).toEqual([y]));
     expect(tab.ui.getByTestId('playlist-summary').textContent).toBe('1 track · 1 unavailable');
   });
 
   it('says why a track could not be added', async () => {
-    server.playlists.set('mine', { id: 'mine', name: 'Mine', owner: 'ann', tracks: [], updated_at: 1, created_at: 1, shared_with: [] });
-    const tab = await openTab('ann');
+    const ann = freshUser('ann');
+    const mine = await restAs(server, ann).create('Mine');
+    const tab = await openTab(ann);
     const menu = () => tab.ui.getAllByTestId('playlist-add')[0] as HTMLSelectElement;
     await waitFor(() => expect(menu().disabled).toBe(false));
-    // Deleted on the server without telling this tab: the command, then REST, both refuse.
+    const first = tab.ui.getAllByTestId('track-row')[0].querySelector('.track-title')?.textContent;
+    // Deleted from another device; this tab picks it before its re-fetch (debounced) lands: the
+    // command, then REST, both refuse.
     await act(async () => {
-      server.playlists.delete('mine');
-      fireEvent.change(menu(), { target: { value: 'mine' } });
+      await restAs(server, ann).remove(mine.id);
+      fireEvent.change(menu(), { target: { value: mine.id } });
     });
     const status = await waitFor(() => {
       const el = tab.ui.getByTestId('playlist-add-status');
-      expect(el.textContent).toBe(`Could not add “${CATALOG[0].title}” to “Mine”: no playlist mine`);
+      expect(el.textContent).toMatch(/^Could not add/);
       return el;
     });
+    expect(status.textContent).toBe(`Could not add “${first}” to “Mine”: no playlist "${mine.id}"`);
     expect(status.getAttribute('role')).toBe('alert');
+    const add = traffic.commands.find((c) => c.command.command === 'AddToPlaylist');
+    expect(add?.command).toMatchObject({ playlist_id: mine.id });
+    expect(traffic.requests.filter((r) => r.method === 'POST' && r.path === `/api/playlists/${mine.id}/tracks`)).toHaveLength(1);
     // And the list catches up with the server.
     await waitFor(() => expect(tab.ui.queryAllByTestId('playlist-item')).toHaveLength(0));
   });

@@ -4,7 +4,7 @@ import { act, renderHook } from '@testing-library/react';
 import { describe, expect, it } from 'vitest';
 import { entryAsTrack, hlsMasterPath, identifiedPath, progressivePath, type Track } from '../src/api';
 import { detectCapabilities, detectConnectionType, detectDeviceType, estimateBandwidthKbps } from '../src/capabilities';
-import { bufferHealthPercent } from '../src/components/AdaptiveAudioPlayer';
+import { bufferHealthPercent, segmentLossPercent } from '../src/components/AdaptiveAudioPlayer';
 import { describeEvent } from '../src/components/EventFeed';
 import { formatKbps, formatTime, qualityFromUrl } from '../src/format';
 import { useQueue } from '../src/hooks/useQueue';
@@ -99,6 +99,14 @@ describe('helpers', () => {
     expect(bufferHealthPercent(2.5, 43, 48, 20)).toBe(50);
     expect(bufferHealthPercent(0, 47.8, 48, 20)).toBe(100);
     expect(bufferHealthPercent(10, 0, Number.NaN, 20)).toBe(50);
+  });
+
+  it('reports the share of failed segment requests as the loss proxy', () => {
+    expect(segmentLossPercent(0, 0)).toBe(0);
+    expect(segmentLossPercent(12, 0)).toBe(0);
+    expect(segmentLossPercent(3, 1)).toBe(25);
+    expect(segmentLossPercent(2, 1)).toBe(33.3);
+    expect(segmentLossPercent(0, 4)).toBe(100);
   });
 
   it('generates listener ids and command ids', () => {

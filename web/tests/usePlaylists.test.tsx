@@ -1,44 +1,55 @@
-// usePlaylists against a real server speaking the playlists contract (tests/playlistServer.ts:
-// node:http for REST, a `ws` WebSocketServer for the events and commands), each "tab" with its
-// own real WebSocket connection through useWebSocket.
+// usePlaylists against the real stream-server (tests/liveServer.ts: `serve --demo --auth-mode
+// open`, one server for the file, a fresh user per test), each "tab" with its own real WebSocket
+// connection through useWebSocket. Another device of the same user is played by REST calls of
+// the test's own; what the hooks send is recorded on the way (fetch and WebSocket pass through).
 
 import { act, cleanup, renderHook, waitFor } from '@testing-library/react';
 import { useEffect } from 'react';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { WebSocket as NodeWebSocket } from 'ws';
 import { setApiBase, type Playlist } from '../src/api';
 import { moveEntry, usePlaylists, type PlaylistsApi } from '../src/hooks/usePlaylists';
 import { useWebSocket, type WebSocketApi } from '../src/hooks/useWebSocket';
-import { CATALOG, catalogEntry, startPlaylistServer, type PlaylistServer } from './playlistServer';
+import { freshUser, recordTraffic, restAs, startLiveServer, tokenFor, type LiveServer, type Traffic } from './liveServer';
 
 const FAST = { initialMs: 40, maxMs: 400, factor: 2, jitter: 0 };
 const DEBOUNCE_MS = 60;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const [A, B, C] = CATALOG.map((t) => t.id);
 
 interface Tab {
   ws: WebSocketApi;
   pl: PlaylistsApi;
 }
 
+interface TabOptions {
+  token?: string;
+  /** No WebSocket at all. */
+  offline?: boolean;
+  /** The WebSocket connects without naming the user (the server lets it listen, not act). */
+  anonymousSocket?: boolean;
+  debounceMs?: number;
+}
+
 /** One browser tab: the app's WebSocket (connected unless `offline`) and the playlists hook. */
-function useTab(userId: string, token?: string, offline = false): Tab {
+function useTab(userId: string, { token, offline = false, anonymousSocket = false, debounceMs = DEBOUNCE_MS }: TabOptions): Tab {
   const ws = useWebSocket({ backoff: FAST });
   const { connect, disconnect } = ws;
   useEffect(() => {
-    if (!offline) connect(userId, token);
+    if (!offline) {
+      if (anonymousSocket) connect();
+      else connect(userId, token);
+    }
     return () => disconnect();
-  }, [connect, disconnect, userId, token, offline]);
-  const pl = usePlaylists(userId, token, { ws, debounceMs: DEBOUNCE_MS, commandTimeoutMs: 2000 });
+  }, [connect, disconnect, userId, token, offline, anonymousSocket]);
+  const pl = usePlaylists(userId, token, { ws, debounceMs, commandTimeoutMs: 4000 });
   return { ws, pl };
 }
 
-async function openTab(userId: string, { token, offline = false }: { token?: string; offline?: boolean } = {}) {
-  const r = renderHook(() => useTab(userId, token, offline));
+async function openTab(userId: string, opts: TabOptions = {}) {
+  const r = renderHook(() => useTab(userId, opts));
   await waitFor(() => expect(r.result.current.pl.loading).toBe(false));
-  if (!offline) await waitFor(() => expect(r.result.current.ws.connectionStatus).toBe('connected'));
+  if (!opts.offline) await waitFor(() => expect(r.result.current.ws.connectionStatus).toBe('connected'));
   // Let the re-fetch that follows the connection land.
-  await sleep(DEBOUNCE_MS * 2);
+  await sleep((opts.debounceMs ?? DEBOUNCE_MS) * 2);
   await waitFor(() => expect(r.result.current.pl.syncing).toBe(false));
   return r;
 }
@@ -46,63 +57,81 @@ async function openTab(userId: string, { token, offline = false }: { token?: str
 const names = (list: Playlist[]) => list.map((p) => p.name);
 const trackIds = (list: Playlist[], id: string) => list.find((p) => p.id === id)?.tracks.map((t) => t.track_id);
 
-beforeAll(() => {
-  // Node 20 has no WebSocket global; the `ws` client implements the browser API the hook uses.
-  (globalThis as { WebSocket?: unknown }).WebSocket = NodeWebSocket;
-});
+let server: LiveServer;
+let traffic: Traffic;
+let A: string, B: string, C: string;
 
-let server: PlaylistServer;
-beforeEach(async () => {
-  server = await startPlaylistServer();
+beforeAll(async () => {
+  server = await startLiveServer();
+  [A, B, C] = (await restAs(server, 'setup').tracks()).map((t) => t.id);
+  traffic = recordTraffic();
   setApiBase(server.base); // REST and the default WebSocket URL
-});
-afterEach(async () => {
+}, 120_000);
+beforeEach(() => traffic.reset());
+afterEach(() => {
   cleanup(); // unmounts what a failed test left mounted
-  await server.close();
+  traffic.reset();
 });
-afterAll(() => setApiBase(''));
+afterAll(async () => {
+  traffic?.restore();
+  setApiBase('');
+  await server?.stop();
+});
 
-describe('usePlaylists', () => {
+describe('usePlaylists against stream-server', () => {
   it('loads the user’s own and shared playlists, newest first, naming the user with ?user_id', async () => {
-    server.playlists.set('old', { id: 'old', name: 'Old', owner: 'ann', tracks: [catalogEntry(A)], updated_at: 1000, created_at: 1000, shared_with: [] });
-    server.playlists.set('new', { id: 'new', name: 'New', owner: 'bob', tracks: [], updated_at: 2000, created_at: 2000, shared_with: ['ann'] });
-    server.playlists.set('bobs', { id: 'bobs', name: 'Bob only', owner: 'bob', tracks: [], updated_at: 3000, created_at: 3000, shared_with: [] });
-    const { result, unmount } = await openTab('ann');
+    const ann = freshUser('ann');
+    const bob = freshUser('bob');
+    const old = await restAs(server, ann).create('Old');
+    await restAs(server, ann).add(old.id, A);
+    await sleep(5);
+    const fresh = await restAs(server, bob).create('New');
+    await restAs(server, bob).share(fresh.id, [ann]);
+    await sleep(5);
+    await restAs(server, bob).create('Bob only');
+    const { result, unmount } = await openTab(ann);
     expect(names(result.current.pl.playlists)).toEqual(['New', 'Old']);
+    expect(trackIds(result.current.pl.playlists, old.id)).toEqual([A]);
     expect(result.current.pl.error).toBeNull();
-    const gets = server.requests.filter((r) => r.method === 'GET' && r.path === '/api/playlists');
+    const gets = traffic.requests.filter((r) => r.method === 'GET' && r.path === '/api/playlists');
     expect(gets.length).toBeGreaterThanOrEqual(1);
     for (const r of gets) {
-      expect(r.query.get('user_id')).toBe('ann');
+      expect(r.query.get('user_id')).toBe(ann);
       expect(r.authorization).toBeNull();
     }
     unmount();
   });
 
   it('sends the token as a Bearer header instead of ?user_id', async () => {
-    server.playlists.set('x', { id: 'x', name: 'Mine', owner: 'cat', tracks: [], updated_at: 1, created_at: 1, shared_with: [] });
+    const cat = freshUser('cat');
+    const mine = await restAs(server, cat).create('Mine');
+    const token = tokenFor(server, cat);
     // The socket stays offline here: this is about the REST identity only.
-    const { result, unmount } = await openTab('cat', { token: 'tok-cat', offline: true });
+    const { result, unmount } = await openTab(cat, { token, offline: true });
     expect(names(result.current.pl.playlists)).toEqual(['Mine']);
     await act(async () => {
-      await result.current.pl.rename('x', 'Still mine');
+      await result.current.pl.rename(mine.id, 'Still mine');
     });
-    for (const r of server.requests.filter((q) => q.path.startsWith('/api/playlists'))) {
-      expect(r.authorization).toBe('Bearer tok-cat');
+    expect((await restAs(server, cat).get(mine.id)).name).toBe('Still mine');
+    const sent = traffic.requests.filter((q) => q.path.startsWith('/api/playlists'));
+    expect(sent.length).toBeGreaterThanOrEqual(2);
+    for (const r of sent) {
+      expect(r.authorization).toBe(`Bearer ${token}`);
       expect(r.query.has('user_id')).toBe(false);
     }
     unmount();
   });
 
   it('creates, adds, reorders, removes, renames and deletes; the list follows at once', async () => {
-    const { result, unmount } = await openTab('ann');
+    const ann = freshUser('ann');
+    const { result, unmount } = await openTab(ann);
     let created!: Playlist;
     await act(async () => {
       created = await result.current.pl.create('Road trip');
     });
-    expect(created).toMatchObject({ name: 'Road trip', owner: 'ann', tracks: [] });
+    expect(created).toMatchObject({ name: 'Road trip', owner: ann, tracks: [] });
     expect(names(result.current.pl.playlists)).toEqual(['Road trip']);
-    expect(server.requests.find((r) => r.method === 'POST' && r.path === '/api/playlists')?.body).toEqual({ name: 'Road trip' });
+    expect(traffic.requests.find((r) => r.method === 'POST' && r.path === '/api/playlists')?.body).toEqual({ name: 'Road trip' });
 
     await act(async () => {
       await result.current.pl.addTrack(created.id, A);
@@ -115,13 +144,15 @@ describe('usePlaylists', () => {
       await result.current.pl.move(created.id, 2, 0);
     });
     expect(trackIds(result.current.pl.playlists, created.id)).toEqual([B, C, A]);
-    expect(server.requests.find((r) => r.path.endsWith('/move'))?.body).toEqual({ from: 2, to: 0 });
+    expect(traffic.requests.find((r) => r.path.endsWith('/move'))?.body).toEqual({ from: 2, to: 0 });
 
     await act(async () => {
       await result.current.pl.removeAt(created.id, 1);
     });
     expect(trackIds(result.current.pl.playlists, created.id)).toEqual([B, A]);
-    expect(server.requests.some((r) => r.method === 'DELETE' && r.path === `/api/playlists/${created.id}/tracks/1`)).toBe(true);
+    expect(traffic.requests.some((r) => r.method === 'DELETE' && r.path === `/api/playlists/${created.id}/tracks/1`)).toBe(true);
+    // The server holds the same.
+    expect((await restAs(server, ann).get(created.id)).tracks.map((t) => t.track_id)).toEqual([B, A]);
 
     await act(async () => {
       await result.current.pl.rename(created.id, 'Long drive');
@@ -134,82 +165,88 @@ describe('usePlaylists', () => {
     expect(result.current.pl.playlists).toEqual([]);
     await sleep(DEBOUNCE_MS * 3);
     expect(result.current.pl.playlists).toEqual([]);
+    expect(await restAs(server, ann).list()).toEqual([]);
     unmount();
   });
 
   it('applies quick successive moves in order (each on the list as the previous one left it)', async () => {
-    server.playlists.set('q', { id: 'q', name: 'Q', owner: 'ann', tracks: [A, B, C].map(catalogEntry), updated_at: 1, created_at: 1, shared_with: [] });
-    const { result, unmount } = await openTab('ann');
-    // Three clicks on "up" for C without waiting: C goes to the top, then B down... as on screen.
+    const ann = freshUser('ann');
+    const q = await restAs(server, ann).create('Q');
+    for (const t of [A, B, C]) await restAs(server, ann).add(q.id, t);
+    const { result, unmount } = await openTab(ann);
+    // Two clicks on "up" for C without waiting: C goes to the top, as on screen.
     let p1!: Promise<unknown>, p2!: Promise<unknown>;
     act(() => {
-      p1 = result.current.pl.move('q', 2, 1);
+      p1 = result.current.pl.move(q.id, 2, 1);
     });
-    expect(trackIds(result.current.pl.playlists, 'q')).toEqual([A, C, B]); // at once, optimistically
+    expect(trackIds(result.current.pl.playlists, q.id)).toEqual([A, C, B]); // at once, optimistically
     act(() => {
-      p2 = result.current.pl.move('q', 1, 0);
+      p2 = result.current.pl.move(q.id, 1, 0);
     });
-    expect(trackIds(result.current.pl.playlists, 'q')).toEqual([C, A, B]);
+    expect(trackIds(result.current.pl.playlists, q.id)).toEqual([C, A, B]);
     await act(async () => {
       await Promise.all([p1, p2]);
     });
-    expect(server.playlists.get('q')!.tracks.map((t) => t.track_id)).toEqual([C, A, B]);
+    expect((await restAs(server, ann).get(q.id)).tracks.map((t) => t.track_id)).toEqual([C, A, B]);
     await waitFor(() => expect(result.current.pl.syncing).toBe(false));
-    expect(trackIds(result.current.pl.playlists, 'q')).toEqual([C, A, B]);
+    expect(trackIds(result.current.pl.playlists, q.id)).toEqual([C, A, B]);
     unmount();
   });
 
   it('re-fetches on PlaylistUpdated, and a burst of events costs one fetch', async () => {
-    server.playlists.set('p', { id: 'p', name: 'Mix', owner: 'ann', tracks: [], updated_at: 1, created_at: 1, shared_with: [] });
-    const { result, unmount } = await openTab('ann');
-    expect(trackIds(result.current.pl.playlists, 'p')).toEqual([]);
+    const ann = freshUser('ann');
+    const bob = freshUser('bob');
+    const other = restAs(server, ann); // another device of the same listener
+    const p = await other.create('Mix');
+    // A longer debounce than the others: the burst below must fit in it on a busy machine.
+    const debounceMs = 400;
+    const { result, unmount } = await openTab(ann, { debounceMs });
+    expect(trackIds(result.current.pl.playlists, p.id)).toEqual([]);
 
     // Another client changes it: the event alone brings the change here.
-    const before = server.listGets();
-    server.change('p', (p) => p.tracks.push(catalogEntry(A)), 'Added');
-    await waitFor(() => expect(trackIds(result.current.pl.playlists, 'p')).toEqual([A]));
-    expect(server.listGets()).toBe(before + 1);
+    const before = traffic.listGets();
+    await other.add(p.id, A);
+    await waitFor(() => expect(trackIds(result.current.pl.playlists, p.id)).toEqual([A]));
+    expect(traffic.listGets()).toBe(before + 1);
+    expect(result.current.ws.events.some((e) => e.event === 'PlaylistUpdated' && e.playlist_id === p.id)).toBe(true);
 
-    // Ten changes in a row: one re-fetch, and the list shows the last state.
-    const start = server.listGets();
-    for (let i = 0; i < 10; i++) {
-      server.change('p', (p) => {
-        p.name = `Mix ${i}`;
-      });
-    }
-    await waitFor(() => expect(names(result.current.pl.playlists)).toEqual(['Mix 9']));
-    await sleep(DEBOUNCE_MS * 4);
-    expect(server.listGets() - start).toBe(1);
+    // Ten changes at once: one re-fetch, and the list shows the last state.
+    const start = traffic.listGets();
+    const t0 = Date.now();
+    await Promise.all(Array.from({ length: 10 }, () => other.add(p.id, B)));
+    const burstMs = Date.now() - t0;
+    await waitFor(() => expect(trackIds(result.current.pl.playlists, p.id)).toHaveLength(11));
+    await sleep(debounceMs * 2);
+    if (burstMs < debounceMs / 2) expect(traffic.listGets() - start).toBe(1);
+    else expect(traffic.listGets() - start).toBeLessThanOrEqual(Math.ceil(burstMs / debounceMs) + 1);
 
     // A playlist shared with this user appears too (PlaylistShared).
-    server.playlists.set('s', { id: 's', name: 'From Bob', owner: 'bob', tracks: [], updated_at: Date.now() + 10_000, created_at: 1, shared_with: ['ann'] });
-    server.emitTo('ann', { event: 'PlaylistShared', playlist_id: 's', from_user: 'bob', to_users: ['ann'] });
-    await waitFor(() => expect(names(result.current.pl.playlists)).toEqual(['From Bob', 'Mix 9']));
+    await sleep(5);
+    const shared = await restAs(server, bob).create('From Bob');
+    await restAs(server, bob).share(shared.id, [ann]);
+    await waitFor(() => expect(names(result.current.pl.playlists)).toEqual(['From Bob', 'Mix']));
     unmount();
   });
 
   it('never shows a list that may predate an event: a slow, older answer is dropped', async () => {
-    server.playlists.set('p', { id: 'p', name: 'One', owner: 'ann', tracks: [], updated_at: 1, created_at: 1, shared_with: [] });
-    const { result, unmount } = await openTab('ann');
+    const ann = freshUser('ann');
+    const other = restAs(server, ann);
+    const p = await other.create('One');
+    const { result, unmount } = await openTab(ann);
     expect(names(result.current.pl.playlists)).toEqual(['One']);
 
-    // The next list answer is slow and says "Two"...
-    server.listDelayMs = 400;
-    const gets = server.listGets();
-    server.change('p', (p) => {
-      p.name = 'Two';
-    });
-    await waitFor(() => expect(server.listGets()).toBe(gets + 1)); // the slow request reached the server
-    // ...while it is on its way, "Three" happens: its re-fetch is fast (and aborts the slow one,
-    // which happy-dom, unlike a browser, reports as "socket hang up").
-    server.listDelayMs = 0;
-    server.change('p', (p) => {
-      p.name = 'Three';
-    });
+    // The next list answer is slow to come back and says "Two"...
+    traffic.listDelayMs = 600;
+    const gets = traffic.listGets();
+    await other.rename(p.id, 'Two');
+    await waitFor(() => expect(traffic.listGets()).toBe(gets + 1)); // the slow request went out
+    // ...while it is on its way, "Three" happens: its re-fetch is fast (and aborts the slow one).
+    traffic.listDelayMs = 0;
+    await other.rename(p.id, 'Three');
     await waitFor(() => expect(names(result.current.pl.playlists)).toEqual(['Three']));
-    // The slow "Two" arrives (or was aborted) after "Three": it must not be shown.
+    // The slow "Two" arrives after "Three": it must not be shown.
     const seen: string[][] = [];
-    for (let i = 0; i < 10; i++) {
+    for (let i = 0; i < 12; i++) {
       seen.push(names(result.current.pl.playlists));
       await sleep(60);
     }
@@ -218,10 +255,12 @@ describe('usePlaylists', () => {
   });
 
   it('keeps two tabs of the same user in step, and keeps other users out', async () => {
-    const tab1 = await openTab('ann');
-    const tab2 = await openTab('ann');
-    const other = await openTab('bob');
-    expect(server.connections('ann')).toBe(2);
+    const ann = freshUser('ann');
+    const bob = freshUser('bob');
+    const tab1 = await openTab(ann);
+    const tab2 = await openTab(ann);
+    const other = await openTab(bob);
+    expect(traffic.connections(ann)).toBe(2);
 
     // Tab 1 creates a playlist and adds two library tracks (over the WebSocket: AddToPlaylist).
     let id = '';
@@ -232,13 +271,13 @@ describe('usePlaylists', () => {
       await tab1.result.current.pl.addTrack(id, A);
       await tab1.result.current.pl.addTrack(id, B);
     });
-    const adds = server.commands.filter((c) => c.command.command === 'AddToPlaylist');
+    const adds = traffic.commands.filter((c) => c.command.command === 'AddToPlaylist');
     expect(adds.map((c) => c.command)).toEqual([
       expect.objectContaining({ playlist_id: id, track_id: A, position: null }),
       expect.objectContaining({ playlist_id: id, track_id: B, position: null }),
     ]);
-    expect(adds.every((c) => c.user === 'ann')).toBe(true);
-    expect(server.requests.some((r) => r.method === 'POST' && r.path.endsWith('/tracks'))).toBe(false);
+    expect(adds.every((c) => c.user === ann)).toBe(true);
+    expect(traffic.requests.some((r) => r.method === 'POST' && r.path.endsWith('/tracks'))).toBe(false);
     expect(trackIds(tab1.result.current.pl.playlists, id)).toEqual([A, B]);
 
     // Tab 2 follows, without being asked.
@@ -266,78 +305,99 @@ describe('usePlaylists', () => {
     await waitFor(() => expect(tab1.result.current.pl.playlists).toEqual([]));
     expect(tab2.result.current.pl.playlists).toEqual([]);
 
-    // Bob saw none of it.
+    // Bob saw none of it: no event about the playlist, and only reads of his own list.
     expect(other.result.current.pl.playlists).toEqual([]);
-    expect(server.requests.filter((r) => r.query.get('user_id') === 'bob').every((r) => r.method === 'GET')).toBe(true);
+    expect(other.result.current.ws.events.some((e) => e.event === 'PlaylistUpdated' && e.playlist_id === id)).toBe(false);
+    expect(tab2.result.current.ws.events.some((e) => e.event === 'PlaylistUpdated' && e.playlist_id === id)).toBe(true);
+    expect(traffic.requests.filter((r) => r.query.get('user_id') === bob).every((r) => r.method === 'GET')).toBe(true);
     tab1.unmount();
     tab2.unmount();
     other.unmount();
   });
 
   it('adds over REST when the socket is not connected, and re-fetches by itself', async () => {
-    server.playlists.set('p', { id: 'p', name: 'Mix', owner: 'ann', tracks: [], updated_at: 1, created_at: 1, shared_with: [] });
-    const { result, unmount } = await openTab('ann', { offline: true });
+    const ann = freshUser('ann');
+    const p = await restAs(server, ann).create('Mix');
+    const { result, unmount } = await openTab(ann, { offline: true });
     expect(result.current.ws.connectionStatus).toBe('disconnected');
     let answer!: Playlist;
     await act(async () => {
-      answer = await result.current.pl.addTrack('p', C, 0);
+      answer = await result.current.pl.addTrack(p.id, C, 0);
     });
     expect(answer.tracks.map((t) => t.track_id)).toEqual([C]);
-    expect(server.commands).toHaveLength(0);
-    const post = server.requests.find((r) => r.method === 'POST' && r.path === '/api/playlists/p/tracks');
+    expect(traffic.commands).toHaveLength(0);
+    const post = traffic.requests.find((r) => r.method === 'POST' && r.path === `/api/playlists/${p.id}/tracks`);
     expect(post?.body).toEqual({ track_id: C, position: 0 });
-    expect(trackIds(result.current.pl.playlists, 'p')).toEqual([C]);
+    expect(trackIds(result.current.pl.playlists, p.id)).toEqual([C]);
 
     // No events without a socket: after a change of its own, the hook re-fetches the list.
-    const before = server.listGets();
-    await waitFor(() => expect(server.listGets()).toBe(before + 1));
+    const before = traffic.listGets();
+    await waitFor(() => expect(traffic.listGets()).toBe(before + 1));
     unmount();
   });
 
   it('falls back to REST when the server refuses the AddToPlaylist command', async () => {
-    server.playlists.set('p', { id: 'p', name: 'Mix', owner: 'ann', tracks: [], updated_at: 1, created_at: 1, shared_with: [] });
-    server.refuseCommands = true;
-    const { result, unmount } = await openTab('ann');
+    const ann = freshUser('ann');
+    const p = await restAs(server, ann).create('Mix');
+    // The socket does not name the user: stream-server lets it listen, and refuses its commands.
+    const { result, unmount } = await openTab(ann, { anonymousSocket: true });
     await act(async () => {
-      await result.current.pl.addTrack('p', A);
+      await result.current.pl.addTrack(p.id, A);
     });
-    expect(server.commands.map((c) => c.command.command)).toEqual(['AddToPlaylist']);
-    expect(server.requests.filter((r) => r.method === 'POST' && r.path === '/api/playlists/p/tracks')).toHaveLength(1);
-    expect(server.playlists.get('p')!.tracks.map((t) => t.track_id)).toEqual([A]); // once
-    expect(trackIds(result.current.pl.playlists, 'p')).toEqual([A]);
+    expect(traffic.commands.map((c) => c.command.command)).toEqual(['AddToPlaylist']);
+    const refusal = result.current.ws.events.find((e) => e.event === 'CommandResponse' && e.command_id === traffic.commands[0].command.command_id);
+    expect(refusal).toMatchObject({ success: false });
+    expect(traffic.requests.filter((r) => r.method === 'POST' && r.path === `/api/playlists/${p.id}/tracks`)).toHaveLength(1);
+    expect((await restAs(server, ann).get(p.id)).tracks.map((t) => t.track_id)).toEqual([A]); // once
+    expect(trackIds(result.current.pl.playlists, p.id)).toEqual([A]);
     unmount();
   });
 
   it('rejects a refused change and puts the server’s state back', async () => {
-    server.playlists.set('bobs', { id: 'bobs', name: 'Bob’s', owner: 'bob', tracks: [], updated_at: 1, created_at: 1, shared_with: ['ann'] });
-    const { result, unmount } = await openTab('ann');
+    const ann = freshUser('ann');
+    const bob = freshUser('bob');
+    const bobs = await restAs(server, bob).create('Bob’s');
+    await restAs(server, bob).share(bobs.id, [ann]);
+    const { result, unmount } = await openTab(ann);
+    expect(names(result.current.pl.playlists)).toEqual(['Bob’s']);
     let failure: unknown = null;
     await act(async () => {
-      await result.current.pl.rename('bobs', 'Mine now').catch((err: unknown) => {
+      await result.current.pl.rename(bobs.id, 'Mine now').catch((err: unknown) => {
         failure = err;
       });
     });
     expect(failure).toMatchObject({ name: 'ApiError', status: 403, code: 'not_owner' });
     await waitFor(() => expect(names(result.current.pl.playlists)).toEqual(['Bob’s']));
+    expect((await restAs(server, bob).get(bobs.id)).name).toBe('Bob’s');
     unmount();
   });
 
   it('re-fetches after the socket reconnects (events missed while it was down)', async () => {
-    server.playlists.set('p', { id: 'p', name: 'Before', owner: 'ann', tracks: [], updated_at: 1, created_at: 1, shared_with: [] });
-    const { result, unmount } = await openTab('ann');
-    // Changed without an event (as if while this tab was away), then the connection drops.
-    server.playlists.get('p')!.name = 'While away';
-    const opened = server.connectionsOpened();
-    server.dropAll();
-    await waitFor(() => expect(server.connectionsOpened()).toBe(opened + 1));
+    const ann = freshUser('ann');
+    const p = await restAs(server, ann).create('Before');
+    const { result, unmount } = await openTab(ann);
+    // The connection drops and cannot come back for a while...
+    traffic.offline = true;
+    const opened = traffic.connectionsOpened();
+    traffic.dropAll();
+    await waitFor(() => expect(result.current.ws.connectionStatus).not.toBe('connected'));
+    // ...meanwhile it changes elsewhere (the event reaches no connection of this tab)...
+    await restAs(server, ann).rename(p.id, 'While away');
+    await sleep(DEBOUNCE_MS * 3);
+    expect(names(result.current.pl.playlists)).toEqual(['Before']);
+    // ...then the network is back: reconnected, and the list caught up.
+    traffic.offline = false;
+    await waitFor(() => expect(traffic.connectionsOpened()).toBe(opened + 1), { timeout: 5000 });
     await waitFor(() => expect(result.current.ws.connectionStatus).toBe('connected'));
     await waitFor(() => expect(names(result.current.pl.playlists)).toEqual(['While away']));
     unmount();
   });
 
   it('reports a list that cannot be loaded', async () => {
-    const { result, unmount } = await openTab(''); // no user id: the server answers 401
-    expect(result.current.pl.error).toBe('who are you?');
+    const { result, unmount } = await openTab('', { offline: true }); // no user: the server answers 401
+    const r = traffic.requests.find((q) => q.path === '/api/playlists');
+    expect(r?.query.has('user_id')).toBe(true);
+    expect(result.current.pl.error).toMatch(/who you are/);
     expect(result.current.pl.playlists).toEqual([]);
     unmount();
   });

@@ -199,6 +199,20 @@ describe('useWebSocket', () => {
     const ev = result.current.events;
     expect(ev).toHaveLength(100);
     expect(ev[0]).toMatchObject({ position_ms: 50 });
+    // The history holds the same events, each numbered in order of arrival: at the cap, the
+    // numbers go on (151, 152…) instead of being reused, so they can key a list.
+    const h = result.current.history;
+    expect(h.map((r) => r.event)).toEqual(ev);
+    expect(h.map((r) => r.seq)).toEqual(Array.from({ length: 100 }, (_, i) => 51 + i));
+    // ...and across a reconnection.
+    const attempts = server.attempts.length;
+    server.dropAll();
+    await waitFor(() => expect(server.attempts.length).toBe(attempts + 1));
+    await waitFor(() => expect(result.current.connectionStatus).toBe('connected'));
+    server.push({ event: 'ServerMessage', message: 'back', level: 'Info' });
+    await waitFor(() => expect(result.current.history.at(-1)?.event).toMatchObject({ message: 'back' }));
+    expect(result.current.history.at(-1)?.seq).toBe(151);
+    expect(result.current.history[0].seq).toBe(52);
     unmount();
   });
 

@@ -5,10 +5,13 @@
 // choice of starting profile (from the link and device) is the first variant played. The player
 // reports PerformanceMetrics every 5 s while playing (with the position, the profile actually
 // played and, once, the startup time) and tells the WebSocket what the listener does (Play,
-// Pause, Seek; progress as a Seek at most every 10 s). The session is ended (DELETE) when the
-// player moves to another track, and with a keepalive fetch on `pagehide`.
+// Pause, Seek; progress as a Seek at most every 10 s). Play and Pause go out only when the state
+// changes, and a burst of toggles (Space pressed repeatedly) sends at most the final state; a drag
+// of the seek slider moves the playhead once, when it is committed (released, or held still for
+// 300 ms), and sends one Seek. The session is ended (DELETE) when the player moves to another
+// track, and with a keepalive fetch on `pagehide`.
 
-import Hls, { Events, ErrorTypes, type ErrorData, type FragLoadedData, type Level } from 'hls.js/light';
+import Hls, { ErrorDetails, Events, ErrorTypes, type ErrorData, type FragLoadedData, type Level } from 'hls.js/light';
 import { useCallback, useEffect, useMemo, useRef, useState, type ChangeEvent } from 'react';
 import { apiUrl, endSession, progressivePath, type AdaptiveProfile, type MetricsReport, type Track } from '../api';
 import { BUFFER_TARGET_S } from '../capabilities';
@@ -36,6 +39,20 @@ export interface AdaptiveAudioPlayerProps {
   profiles?: AdaptiveProfile[];
 }
 
+type PlayState = 'Play' | 'Pause';
+
+/**
+ * The share of segment requests that failed in a report window, in percent: an application-level
+ * proxy for packet loss (the browser exposes no transport-level loss). Each failed attempt (an
+ * hls.js FRAG_LOAD_ERROR or FRAG_LOAD_TIMEOUT, retries included) counts as one request, each
+ * fragment loaded as another; 0 when nothing failed or nothing was requested.
+ */
+export function segmentLossPercent(fragmentsLoaded: number, fragmentsFailed: number): number {
+  const requests = fragmentsLoaded + fragmentsFailed;
+  if (requests <= 0 || fragmentsFailed <= 0) return 0;
+  return Math.round((fragmentsFailed / requests) * 1000) / 10;
+}
+
 interface LevelInfo {
   index: number;
   quality: string;
@@ -47,6 +64,10 @@ const PROGRESS_PERIOD_MS = 10_000;
 const SAMPLE_PERIOD_MS = 1000;
 const CHART_WINDOW_S = 120;
 const SEEK_STEP_S = 10;
+/** A slider held still this long (or released) commits the seek. */
+const SCRUB_COMMIT_MS = 300;
+/** Play/Pause toggles closer together than this are sent as one command: the final state. */
+const PLAY_PAUSE_COALESCE_MS = 250;
 const VOLUME_KEY = 'stream-server.volume';
 /** The server's profiles, when its ladder is not known yet. */
 const DEFAULT_QUALITIES = ['high', 'medium', 'mobile', 'low'];
@@ -140,6 +161,9 @@ export function AdaptiveAudioPlayer({
   const [samples, setSamples] = useState<ChartSample[]>([]);
   const [bandwidthKbps, setBandwidthKbps] = useState<number | null>(null);
   const [stats, setStats] = useState({ rebuffers: 0, rebufferMs: 0, switches: 0, latencyMs: 0 });
+  /** Where the seek slider's thumb is while the listener drags it (null otherwise). */
+  const [scrubTime, setScrubTime] = useState<number | null>(null);
+  const scrubRef = useRef<{ value: number | null; timer: ReturnType<typeof setTimeout> | null }>({ value: null, timer: null });
 
   // Per-track playback bookkeeping, read by timers and media events.
   const m = useRef({
@@ -154,6 +178,13 @@ export function AdaptiveAudioPlayer({
     measuredKbps: 0,
     lastProgressSent: 0,
     seekCommandTimer: null as ReturnType<typeof setTimeout> | null,
+    // Play/Pause as last sent to the server, as wanted now, and the timer that sends the latter.
+    sentState: null as PlayState | null,
+    wantState: null as PlayState | null,
+    stateTimer: null as ReturnType<typeof setTimeout> | null,
+    // Segment requests of the current metrics window (see segmentLossPercent).
+    fragmentsLoaded: 0,
+    fragmentsFailed: 0,
     reasonForLevel: new Map<number, string>(),
     sessionReported: true,
     trackId,
@@ -194,6 +225,12 @@ export function AdaptiveAudioPlayer({
     let cancelled = false;
     const book = m.current;
     if (book.seekCommandTimer) clearTimeout(book.seekCommandTimer);
+    if (book.stateTimer) clearTimeout(book.stateTimer);
+    const scrub = scrubRef.current;
+    if (scrub.timer) clearTimeout(scrub.timer);
+    scrub.timer = null;
+    scrub.value = null;
+    setScrubTime(null);
     m.current = {
       started: false,
       waitingSince: null,
@@ -206,6 +243,11 @@ export function AdaptiveAudioPlayer({
       measuredKbps: 0,
       lastProgressSent: 0,
       seekCommandTimer: null,
+      sentState: null,
+      wantState: null,
+      stateTimer: null,
+      fragmentsLoaded: 0,
+      fragmentsFailed: 0,
       reasonForLevel: new Map(),
       sessionReported: true,
       trackId,
@@ -321,6 +363,7 @@ export function AdaptiveAudioPlayer({
           const transfer = st.loading.end - st.loading.first;
           if (latency >= 0 && Number.isFinite(latency)) m.current.latencyMs = Math.round(latency);
           if (transfer > 0 && st.loaded > 0) m.current.measuredKbps = Math.round((st.loaded * 8) / transfer);
+          m.current.fragmentsLoaded += 1;
           lastBandwidthEstimate = hls.bandwidthEstimate;
           setBandwidthKbps(Math.round(hls.bandwidthEstimate / 1000));
           setStats((s) => ({ ...s, latencyMs: m.current.latencyMs }));
@@ -329,7 +372,12 @@ export function AdaptiveAudioPlayer({
         let networkRetries = 0;
         let mediaRecoveries = 0;
         hls.on(Events.ERROR, (_e, data: ErrorData) => {
-          if (cancelled || !data.fatal) return;
+          if (cancelled) return;
+          // Every failed segment attempt, retried by hls.js (non-fatal) or not: for the loss figure.
+          if (data.details === ErrorDetails.FRAG_LOAD_ERROR || data.details === ErrorDetails.FRAG_LOAD_TIMEOUT) {
+            m.current.fragmentsFailed += 1;
+          }
+          if (!data.fatal) return;
           if (data.type === ErrorTypes.NETWORK_ERROR && networkRetries < 3) {
             networkRetries += 1;
             setStatus(`Network error, retrying (${networkRetries}/3)…`);
@@ -369,7 +417,10 @@ export function AdaptiveAudioPlayer({
         });
         // The listener picked this track: that is their Play.
         m.current.lastProgressSent = Date.now();
-        sendCommandRef.current({ command: 'Play', command_id: newCommandId('play'), track_id: trackId, start_position_ms: 0 });
+        m.current.wantState = 'Play';
+        if (sendCommandRef.current({ command: 'Play', command_id: newCommandId('play'), track_id: trackId, start_position_ms: 0 })) {
+          m.current.sentState = 'Play';
+        }
       }
     };
 
@@ -473,6 +524,9 @@ export function AdaptiveAudioPlayer({
     const onDuration = () => setDuration(Number.isFinite(audio.duration) ? audio.duration : 0);
     const onEnd = () => {
       setIsPlaying(false);
+      // Played to the end: pressing play again is a new Play.
+      m.current.sentState = null;
+      m.current.wantState = null;
       setStatus('Ended');
       onEndedRef.current?.();
     };
@@ -568,7 +622,7 @@ export function AdaptiveAudioPlayer({
       const metrics: MetricsReport = {
         buffer_health_percentage: Math.round(bufferHealthPercent(ahead, audio.currentTime, audio.duration) * 10) / 10,
         download_speed_kbps: Math.max(0, Math.round(hls ? hls.bandwidthEstimate / 1000 : b.measuredKbps)),
-        packet_loss_percentage: 0,
+        packet_loss_percentage: segmentLossPercent(b.fragmentsLoaded, b.fragmentsFailed),
         latency_ms: Math.max(0, Math.round(b.latencyMs)),
         rebuffer_count: b.rebufferCount,
         rebuffer_duration_ms: Math.round(b.rebufferMs + stalledMs),
@@ -577,6 +631,9 @@ export function AdaptiveAudioPlayer({
         current_quality: playing && known.includes(playing) ? playing : undefined,
         startup_ms: sendStartup && b.startupMs !== null ? b.startupMs : undefined,
       };
+      // The next window starts now.
+      b.fragmentsLoaded = 0;
+      b.fragmentsFailed = 0;
       reportMetrics(metrics).then((res) => {
         if (res && sendStartup) b.startupSent = true;
       }).catch((err: unknown) => {
@@ -605,9 +662,35 @@ export function AdaptiveAudioPlayer({
   }, []);
 
   // ------------------------------------------------------------------ controls
+  /**
+   * The listener wants `want`: tell the server once the toggling settles, and only if it differs
+   * from what the server was last told (Space pressed three times quickly sends one Pause; twice,
+   * nothing).
+   */
+  const requestState = useCallback((want: PlayState) => {
+    const b = m.current;
+    b.wantState = want;
+    if (b.stateTimer) clearTimeout(b.stateTimer);
+    b.stateTimer = setTimeout(() => {
+      b.stateTimer = null;
+      if (m.current !== b || b.wantState === null || b.wantState === b.sentState) return;
+      const state = b.wantState;
+      const sent =
+        state === 'Play'
+          ? sendCommandRef.current({
+              command: 'Play',
+              command_id: newCommandId('play'),
+              track_id: b.trackId,
+              start_position_ms: Math.round((audioRef.current?.currentTime ?? 0) * 1000),
+            })
+          : sendCommandRef.current({ command: 'Pause', command_id: newCommandId('pause'), track_id: b.trackId });
+      if (sent) b.sentState = state;
+    }, PLAY_PAUSE_COALESCE_MS);
+  }, []);
+
   const play = useCallback(() => {
     const audio = audioRef.current;
-    if (!audio || !trackId) return;
+    if (!audio || !trackId || !audio.paused) return;
     // The listener's play action, for the startup time (first start of this track only).
     if (!m.current.started && m.current.playRequestedAt === null) m.current.playRequestedAt = performance.now();
     audio.play().catch((err: unknown) => {
@@ -615,20 +698,15 @@ export function AdaptiveAudioPlayer({
       setStatus(err instanceof Error && err.name === 'NotAllowedError' ? 'Press play' : 'Could not start playback');
     });
     m.current.lastProgressSent = Date.now();
-    sendCommand({
-      command: 'Play',
-      command_id: newCommandId('play'),
-      track_id: trackId,
-      start_position_ms: Math.round(audio.currentTime * 1000),
-    });
-  }, [sendCommand, trackId]);
+    requestState('Play');
+  }, [requestState, trackId]);
 
   const pause = useCallback(() => {
     const audio = audioRef.current;
-    if (!audio || !trackId) return;
+    if (!audio || !trackId || audio.paused) return;
     audio.pause();
-    sendCommand({ command: 'Pause', command_id: newCommandId('pause'), track_id: trackId });
-  }, [sendCommand, trackId]);
+    requestState('Pause');
+  }, [requestState, trackId]);
 
   const togglePlay = useCallback(() => {
     const audio = audioRef.current;
@@ -666,6 +744,31 @@ export function AdaptiveAudioPlayer({
     const audio = audioRef.current;
     if (audio) seekTo(audio.currentTime + delta);
   }, [seekTo]);
+
+  // The seek slider: while it is dragged only the shown position follows the thumb; the playhead
+  // moves once, when the drag is committed (released, or held still for SCRUB_COMMIT_MS).
+  const commitScrub = useCallback(() => {
+    const s = scrubRef.current;
+    if (s.timer) clearTimeout(s.timer);
+    s.timer = null;
+    if (s.value === null) return;
+    const t = s.value;
+    s.value = null;
+    setScrubTime(null);
+    seekTo(t);
+  }, [seekTo]);
+
+  const scrubTo = useCallback(
+    (seconds: number) => {
+      if (!Number.isFinite(seconds)) return;
+      const s = scrubRef.current;
+      s.value = seconds;
+      setScrubTime(seconds);
+      if (s.timer) clearTimeout(s.timer);
+      s.timer = setTimeout(commitScrub, SCRUB_COMMIT_MS);
+    },
+    [commitScrub],
+  );
 
   // Space = play/pause, arrows = ±10 s, anywhere on the page but in form fields.
   useEffect(() => {
@@ -758,6 +861,7 @@ export function AdaptiveAudioPlayer({
   const bufferSeconds = samples.length ? samples[samples.length - 1].bufferS : 0;
   const healthClass = bufferHealth >= 60 ? 'good' : bufferHealth >= 25 ? 'warn' : 'bad';
   const sliderMax = duration > 0 ? duration : (track?.duration_ms ?? 0) / 1000;
+  const shownTime = scrubTime ?? currentTime;
 
   return (
     <section className="adaptive-audio-player card" aria-label="Player" data-testid="player">
@@ -807,18 +911,21 @@ export function AdaptiveAudioPlayer({
       </div>
 
       <div className="seek-row">
-        <span className="time" data-testid="current-time">{formatTime(currentTime)}</span>
+        <span className="time" data-testid="current-time">{formatTime(shownTime)}</span>
         <input
           type="range"
           className="seek"
           min={0}
           max={sliderMax || 0}
           step={0.1}
-          value={Math.min(currentTime, sliderMax || 0)}
-          onChange={(e) => seekTo(Number(e.target.value))}
+          value={Math.min(shownTime, sliderMax || 0)}
+          onChange={(e) => scrubTo(Number(e.target.value))}
+          onPointerUp={commitScrub}
+          onPointerCancel={commitScrub}
+          onBlur={commitScrub}
           disabled={!hasTrack || !sliderMax}
           aria-label="Seek"
-          aria-valuetext={`${formatTime(currentTime)} of ${formatTime(sliderMax)}`}
+          aria-valuetext={`${formatTime(shownTime)} of ${formatTime(sliderMax)}`}
           data-testid="seek-slider"
         />
         <span className="time" data-testid="duration">{formatTime(sliderMax)}</span>

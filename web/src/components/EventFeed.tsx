@@ -1,7 +1,8 @@
-// The last events received over the WebSocket, newest first.
+// The last events received over the WebSocket, newest first; a separate polite live region
+// announces only the notable ones.
 
 import type { WebSocketEvent } from '../protocol';
-import type { ConnectionStatus } from '../hooks/useWebSocket';
+import type { ConnectionStatus, ReceivedEvent } from '../hooks/useWebSocket';
 
 export function describeEvent(e: WebSocketEvent): string {
   switch (e.event) {
@@ -42,20 +43,51 @@ export function describeEvent(e: WebSocketEvent): string {
   }
 }
 
+/**
+ * Events worth telling a screen-reader user about as they happen. The others (LiveStats every
+ * few seconds, everyone's PlaybackProgress, command acknowledgements…) stay in the list, which
+ * is not a live region: announcing them would drown the listener in chatter.
+ */
+export const ANNOUNCED_EVENTS: ReadonlySet<string> = new Set([
+  'QualityChanged',
+  'PlaylistUpdated',
+  'PlaylistShared',
+  'TrackShared',
+  'ServerMessage',
+  'RateLimitWarning',
+]);
+
+/** What the live region says for the newest notable event of `history` (empty if none). */
+export function announcement(history: readonly ReceivedEvent[]): { seq: number; text: string } | null {
+  for (let i = history.length - 1; i >= 0; i--) {
+    const r = history[i];
+    if (ANNOUNCED_EVENTS.has(r.event.event)) return { seq: r.seq, text: describeEvent(r.event) };
+  }
+  return null;
+}
+
 interface Props {
-  events: WebSocketEvent[];
+  /** The hook's history (oldest first); each entry's `seq` keys its row. */
+  history: readonly ReceivedEvent[];
   status: ConnectionStatus;
   retryCount: number;
   nextRetryAt: number | null;
 }
 
-export function EventFeed({ events, status, retryCount, nextRetryAt }: Props) {
-  const shown = events.slice(-30).reverse();
+const SHOWN = 30;
+
+export function EventFeed({ history, status, retryCount, nextRetryAt }: Props) {
+  const shown = history.slice(-SHOWN).reverse();
+  const latest = announcement(history);
   return (
     <section className="card events" aria-labelledby="events-title">
       <div className="card-head">
         <h2 id="events-title">Live events</h2>
-        <span className="muted small">{events.length} kept</span>
+        <span className="muted small">{history.length} kept</span>
+      </div>
+      {/* The only live part of the feed: the newest notable event, nothing else. */}
+      <div className="sr-only" role="status" aria-live="polite" aria-atomic="true" data-testid="event-announcer">
+        {latest ? latest.text : ''}
       </div>
       {shown.length === 0 ? (
         <p className="muted small" data-testid="events-empty">
@@ -64,11 +96,12 @@ export function EventFeed({ events, status, retryCount, nextRetryAt }: Props) {
             : `Real-time channel ${status}${retryCount > 0 ? `, retry #${retryCount}${nextRetryAt ? ` in ${Math.max(0, Math.round((nextRetryAt - Date.now()) / 1000))} s` : ''}` : ''}. Playback works without it.`}
         </p>
       ) : (
-        <ul className="event-list" data-testid="event-list" aria-live="polite">
-          {shown.map((e, i) => (
-            <li key={events.length - i} className={`event ev-${e.event}`}>
-              <span className="event-name">{e.event}</span>
-              <span className="event-text">{describeEvent(e)}</span>
+        // Not a live region (see ANNOUNCED_EVENTS); focusable so that it scrolls from the keyboard.
+        <ul className="event-list" data-testid="event-list" aria-live="off" aria-labelledby="events-title" tabIndex={0}>
+          {shown.map((r) => (
+            <li key={r.seq} className={`event ev-${r.event.event}`} data-seq={r.seq}>
+              <span className="event-name">{r.event.event}</span>
+              <span className="event-text">{describeEvent(r.event)}</span>
             </li>
           ))}
         </ul>

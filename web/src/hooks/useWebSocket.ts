@@ -1,12 +1,13 @@
 // The spec's `useWebSocket` hook, made robust: same-origin URL, reconnection with capped
-// exponential backoff and jitter (reset once a connection opens), the last 100 events kept,
-// non-JSON frames ignored, `sendCommand` telling whether the command went out, and `subscribe`
-// for listeners that must see every event.
+// exponential backoff and jitter (reset once a connection opens), the last 100 events kept
+// (each with a sequence number that only grows, a stable key for lists), non-JSON frames
+// ignored, `sendCommand` telling whether the command went out, and `subscribe` for listeners
+// that must see every event.
 //
 // The server's `/api/ws` may not exist (yet, or behind some proxy): the hook then stays
 // 'disconnected' and keeps retrying slowly; nothing else in the app depends on it.
 
-import { useCallback, useEffect, useRef, useState } from 'react';
+import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { getApiBase } from '../api';
 import { parseEvent, type WebSocketCommand, type WebSocketEvent } from '../protocol';
 
@@ -33,9 +34,21 @@ export interface UseWebSocketOptions {
   connectTimeoutMs?: number;
 }
 
+/** An event as kept in the hook's history. */
+export interface ReceivedEvent {
+  /** 1, 2, 3… in order of arrival for this hook, never reused (not even across reconnections). */
+  seq: number;
+  event: WebSocketEvent;
+  /** When it arrived, ms since epoch. */
+  receivedAt: number;
+}
+
 export interface WebSocketApi {
   connectionStatus: ConnectionStatus;
+  /** The last events, oldest first (the `event` of each `history` entry). */
   events: WebSocketEvent[];
+  /** The same events with their sequence numbers, oldest first. */
+  history: ReceivedEvent[];
   connect: (userId?: string, token?: string) => void;
   sendCommand: (command: WebSocketCommand) => boolean;
   /**
@@ -71,7 +84,9 @@ export function defaultWebSocketUrl(): string {
 
 export function useWebSocket(options: UseWebSocketOptions = {}): WebSocketApi {
   const [connectionStatus, setConnectionStatus] = useState<ConnectionStatus>('disconnected');
-  const [events, setEvents] = useState<WebSocketEvent[]>([]);
+  const [history, setHistory] = useState<ReceivedEvent[]>([]);
+  const events = useMemo(() => history.map((r) => r.event), [history]);
+  const seqRef = useRef(0);
   const [retryCount, setRetryCount] = useState(0);
   const [nextRetryAt, setNextRetryAt] = useState<number | null>(null);
 
@@ -167,8 +182,9 @@ export function useWebSocket(options: UseWebSocketOptions = {}): WebSocketApi {
       if (socketRef.current !== ws) return;
       const event = parseEvent(msg.data);
       if (!event) return; // Binary or non-JSON frames are not part of the protocol.
-      const max = optsRef.current.maxEvents ?? MAX_EVENTS;
-      setEvents((prev) => (prev.length >= max ? [...prev.slice(prev.length - max + 1), event] : [...prev, event]));
+      const max = Math.max(1, optsRef.current.maxEvents ?? MAX_EVENTS);
+      const entry: ReceivedEvent = { seq: ++seqRef.current, event, receivedAt: Date.now() };
+      setHistory((prev) => (prev.length >= max ? [...prev.slice(prev.length - max + 1), entry] : [...prev, entry]));
       for (const listener of [...listenersRef.current]) {
         try {
           listener(event);
@@ -240,5 +256,5 @@ export function useWebSocket(options: UseWebSocketOptions = {}): WebSocketApi {
     [],
   );
 
-  return { connectionStatus, events, connect, sendCommand, subscribe, disconnect, retryCount, nextRetryAt };
+  return { connectionStatus, events, history, connect, sendCommand, subscribe, disconnect, retryCount, nextRetryAt };
 }
