@@ -137,13 +137,18 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartupError> 
 
 /// Scans the library again every `library_rescan_secs`, and at once when an encode finds its
 /// file changed since the last scan (so a replaced file is served again within seconds, under
-/// a new version). A failed rescan (the folder unmounted, say) keeps the catalogue it has.
+/// a new version; such scans at most every 30 s). A failed rescan (the folder unmounted, say)
+/// keeps the catalogue it has.
 fn spawn_library_rescans(state: Arc<AppState>) {
     let period = state.config.library_rescan_secs;
     let changes = state.cache.source_changes();
     let weak = Arc::downgrade(&state);
     drop(state);
     tokio::spawn(async move {
+        // Scans a changed file asks for are at least this far apart: a file being copied or
+        // recorded keeps changing, and each request for it would otherwise start a full scan.
+        const TRIGGERED_GAP: std::time::Duration = std::time::Duration::from_secs(30);
+        let mut last_triggered: Option<tokio::time::Instant> = None;
         loop {
             let timer = async {
                 if period == 0 {
@@ -153,7 +158,12 @@ fn spawn_library_rescans(state: Arc<AppState>) {
             };
             tokio::select! {
                 () = timer => {}
-                () = changes.notified() => {}
+                () = changes.notified() => {
+                    if let Some(at) = last_triggered {
+                        tokio::time::sleep_until(at + TRIGGERED_GAP).await;
+                    }
+                    last_triggered = Some(tokio::time::Instant::now());
+                }
             }
             let Some(state) = weak.upgrade() else { break };
             if let Err(e) = state.scan_library().await {

@@ -13,6 +13,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds after which the same request should work (`Retry-After`): only for conditions
+    /// known to pass by themselves (a scan under way), never for an outage of unknown length.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -21,7 +24,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, with a `Retry-After` hint.
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     pub fn not_found(what: impl Into<String>) -> Self {
@@ -38,7 +48,7 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, error = %self.message, "request failed");
         }
-        let retry = self.status == StatusCode::SERVICE_UNAVAILABLE;
+        let retry = self.retry_after;
         let mut response = (
             self.status,
             Json(super::openapi::ErrorBody {
@@ -47,12 +57,10 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
-        // Every 503 of ours is passing (a scan, a shutdown, a changed file): say when to retry.
-        if retry {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("2"),
-            );
+        if let Some(secs) = retry {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         response
     }
@@ -67,6 +75,7 @@ impl From<StreamingError> for ApiError {
             StreamingError::UnknownSegment(_) => "unknown_segment",
             StreamingError::NoLibrary => {
                 return Self::new(StatusCode::SERVICE_UNAVAILABLE, "no_library", e.to_string())
+                    .retry_after(2)
             }
         };
         Self::new(StatusCode::NOT_FOUND, code, e.to_string())
@@ -103,7 +112,8 @@ impl From<CacheError> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "source_changed",
                 format!("{e}; the library is being scanned again, retry shortly"),
-            ),
+            )
+            .retry_after(2),
         }
     }
 }

@@ -141,9 +141,9 @@ impl Library {
     /// Publishes a new catalogue; says what changed from the one it replaces.
     pub fn set_catalog(&self, catalog: Catalog) -> CatalogChange {
         metrics::gauge!("library_tracks").set(catalog.len() as f64);
-        let old = std::mem::replace(&mut *self.catalog.write(), Arc::new(catalog));
+        let new = Arc::new(catalog);
+        let old = std::mem::replace(&mut *self.catalog.write(), new.clone());
         self.ready.store(true, Ordering::SeqCst);
-        let new = self.catalog();
         let mut change = CatalogChange {
             tracks: new.len(),
             ..CatalogChange::default()
@@ -166,30 +166,39 @@ impl Library {
     /// Scans the folder (on a blocking thread; one scan at a time; files unchanged since the
     /// last scan, as `index` records them, are not read again) and publishes the catalogue.
     /// Returns what changed and the number of files skipped.
+    ///
+    /// The scan runs to its end and is published even if the caller stops waiting (an HTTP
+    /// client that hangs up): the lock is held by the scan, not by the caller.
     pub async fn rescan(
-        &self,
+        self: &Arc<Self>,
         index: PathBuf,
         max_secs: u64,
         threads: usize,
     ) -> Result<(CatalogChange, usize), scan::ScanError> {
-        let _one_at_a_time = self.scanning.lock().await;
-        let root = self.root.clone();
-        let report =
-            tokio::task::spawn_blocking(move || scan::scan(&root, Some(&index), max_secs, threads))
-                .await
-                .expect("scan thread panicked")?;
-        let skipped = report.problems.len();
-        let change = self.set_catalog(Catalog::new(report.tracks));
-        tracing::info!(
-            tracks = change.tracks,
-            added = change.added,
-            removed = change.removed,
-            changed = change.changed,
-            skipped,
-            root = %self.root.display(),
-            "library scanned"
-        );
-        Ok((change, skipped))
+        let lib = self.clone();
+        tokio::spawn(async move {
+            let _one_at_a_time = lib.scanning.lock().await;
+            let root = lib.root.clone();
+            let report = tokio::task::spawn_blocking(move || {
+                scan::scan(&root, Some(&index), max_secs, threads)
+            })
+            .await
+            .expect("scan thread panicked")?;
+            let skipped = report.problems.len();
+            let change = lib.set_catalog(Catalog::new(report.tracks));
+            tracing::info!(
+                tracks = change.tracks,
+                added = change.added,
+                removed = change.removed,
+                changed = change.changed,
+                skipped,
+                root = %lib.root.display(),
+                "library scanned"
+            );
+            Ok((change, skipped))
+        })
+        .await
+        .expect("scan task panicked")
     }
 
     /// Whether a first scan has completed.

@@ -195,7 +195,16 @@ pub fn scan(
         }
     }
     report.tracks.sort_by(|a, b| a.filename.cmp(&b.filename));
-    if let Some(index) = index {
+    // Rewritten only when something changed: a periodic rescan of a still library reads
+    // metadata only and writes nothing.
+    let same_as_index = report.tracks.len() == cached.entries.len()
+        && report.tracks.iter().all(|t| {
+            cached
+                .entries
+                .get(&t.filename)
+                .is_some_and(|c| c.version == t.version)
+        });
+    if let Some(index) = index.filter(|_| !same_as_index) {
         let file = IndexFile {
             format: INDEX_FORMAT,
             entries: report

@@ -642,13 +642,19 @@ impl Inner {
             .collect();
         let source = &reqs[0].source;
         // The catalogue's sample count, duration and version describe the file as scanned: a
-        // file replaced since would be encoded to the old length under the old names.
-        match crate::library::file_version(&reqs[0].source_name, source) {
-            Ok(v) if v == reqs[0].source_version => {}
-            _ => {
+        // file replaced since would be encoded to the old length under the old names. Checked
+        // before decoding and again after (a file rewritten in place while being decoded); what
+        // was served of such an encode meanwhile cannot be taken back, but it is not kept.
+        let unchanged = || {
+            let same = crate::library::file_version(&reqs[0].source_name, source)
+                .is_ok_and(|v| v == reqs[0].source_version);
+            if !same {
                 self.source_changed.notify_one();
-                return Err(TranscodeError::SourceChanged);
             }
+            same
+        };
+        if !unchanged() {
+            return Err(TranscodeError::SourceChanged);
         }
         let head_start = u64::from(reqs[0].source_rate) * HEAD_START_SECS;
         let mut checkpoint = |fed: u64| {
@@ -667,6 +673,9 @@ impl Inner {
             Ok(())
         };
         pipeline::transcode(source, reqs[0].source_samples, outputs, &mut checkpoint)?;
+        if !unchanged() {
+            return Err(TranscodeError::SourceChanged);
+        }
         let secs = started.elapsed().as_secs_f64();
         metrics::histogram!("transcode_duration_seconds").record(secs);
         tracing::info!(track_id, ?qualities, secs, "transcode finished");
@@ -1099,8 +1108,14 @@ mod tests {
         let src = tempfile::tempdir().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let cache = TranscodeCache::open(dir.path(), 1 << 30, 2).unwrap();
-        let req = request(src.path(), "gone.wav", 44100, 3.0, "low");
+        let mut req = request(src.path(), "gone.wav", 44100, 3.0, "low");
+        // Broken as the library saw it (a changed file is another failure, see below).
+        let as_scanned = |req: &mut TranscodeRequest| {
+            req.source_version =
+                crate::library::file_version(&req.source_name, &req.source).unwrap();
+        };
         std::fs::write(&req.source, b"no longer audio").unwrap();
+        as_scanned(&mut req);
         let err = cache.segment(&req, 0).await.unwrap_err();
         assert!(matches!(err, CacheError::Transcode(_)), "{err}");
         assert!(
@@ -1109,8 +1124,27 @@ mod tests {
         );
         // Fixed file: the next request encodes again.
         write_wav(&req.source, 44100, 2, 3.0);
+        as_scanned(&mut req);
         cache.segment(&req, 0).await.unwrap();
         assert_eq!(cache.jobs_started(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_changed_since_the_scan_is_not_encoded() {
+        let src = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = TranscodeCache::open(dir.path(), 1 << 30, 2).unwrap();
+        let req = request(src.path(), "moved.wav", 44100, 3.0, "high");
+        let changes = cache.source_changes();
+        let woken = changes.notified();
+        write_wav(&req.source, 44100, 2, 4.0);
+        let err = cache.segment(&req, 0).await.unwrap_err();
+        assert!(matches!(err, CacheError::SourceChanged(_)), "{err}");
+        // The library is told, and nothing is left behind.
+        tokio::time::timeout(std::time::Duration::from_secs(5), woken)
+            .await
+            .expect("a rescan asked for");
+        assert!(!req.key().es_path(dir.path()).exists());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -156,22 +156,37 @@ async fn bad_files_are_skipped_and_a_file_broken_later_fails_cleanly() {
         assert_eq!(r.status(), 200);
     }
 
-    // Break the file behind the server's back: the transcode fails with a clean JSON error.
+    // Break the file behind the server's back: nothing is encoded from a file that is not the
+    // one scanned (a clean JSON error saying so), and the rescan this wakes drops it from the
+    // catalogue (it no longer probes as audio).
     let victim = app.track_id("victim.flac").await;
-    std::fs::write(dir.path().join("victim.flac"), vec![0u8; 50_000]).unwrap();
-    let r = app.get(&format!("/stream/{victim}?quality=high")).await;
-    assert!(r.status().is_client_error() || r.status().is_server_error());
-    let v: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(v["code"], "transcode_failed", "{v}");
     let playlist = app
         .get(&format!("/hls/{victim}/mobile/playlist.m3u8"))
         .await
         .text()
         .await
         .unwrap();
-    let seg = playlist.lines().find(|l| !l.starts_with('#')).unwrap();
+    let seg = playlist
+        .lines()
+        .find(|l| !l.starts_with('#'))
+        .unwrap()
+        .to_string();
+    std::fs::write(dir.path().join("victim.flac"), vec![0u8; 50_000]).unwrap();
+    let r = app.get(&format!("/stream/{victim}?quality=high")).await;
+    assert_eq!(r.status(), 503);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "source_changed", "{v}");
+    let mut gone = false;
+    for _ in 0..100 {
+        if app.get(&format!("/api/tracks/{victim}")).await.status() == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the broken file is still catalogued");
     let r = app.get(&format!("/hls/{victim}/mobile/{seg}")).await;
-    assert_eq!(r.status(), 422);
+    assert_eq!(r.status(), 404);
 
     // Everyone else is still served.
     let good = app.track_id("good.wav").await;
