@@ -3,6 +3,11 @@
 //!
 //! Only files the scanner put in the catalogue can be named, so no path can reach outside the
 //! library; hostile-looking names are refused up front all the same, with a 400 that says why.
+//!
+//! The first listener of a long track does not wait for its whole encode: while it runs, a
+//! download from the start of an AAC profile is streamed as the segments are written (chunked,
+//! no length yet; the very bytes the finished file will hold). Byte ranges, validators and MP3
+//! (whose gapless Info frame comes first and is known only at the end) wait for the file.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,8 +26,9 @@ use super::openapi::ErrorBody;
 use super::range::{none_match_holds, parse_range, RangeRequest};
 use super::{ApiError, AppState};
 use crate::library::Track;
+use crate::media::cache::{TranscodeCache, TranscodeRequest};
 use crate::streaming::adaptive::{
-    select_progressive_profile, ClientHints, ConnectionType, DeviceType,
+    select_progressive_profile, ClientHints, Codec, ConnectionType, DeviceType,
 };
 
 /// Why a library path is refused, if it is.
@@ -224,6 +230,13 @@ pub async fn progressive(
     let req = state
         .streaming
         .transcode_request(&track.id, &profile.quality_id)?;
+    if method == Method::GET
+        && profile.codec_kind() == Codec::Aac
+        && from_the_start(&headers)
+        && !state.cache.is_complete(&req)
+    {
+        return growing(&state.cache, req, &profile.quality_id, profile.codec_kind()).await;
+    }
     let (encoded, file) = state.cache.open_complete(&req).await?;
 
     let prefix = Bytes::from(encoded.info_tag.clone().unwrap_or_default());
@@ -289,6 +302,65 @@ pub async fn progressive(
     }
     let body = body_stream(prefix, file, start, len).await?;
     Ok((status, response_headers, body).into_response())
+}
+
+/// Whether a request asks for the whole stream from its first byte, with no validator: `Range:
+/// bytes=0-` is how browsers start every media download.
+fn from_the_start(headers: &HeaderMap) -> bool {
+    let plain = |name| !headers.contains_key(name);
+    plain(header::IF_NONE_MATCH)
+        && plain(header::IF_RANGE)
+        && headers
+            .get(header::RANGE)
+            .is_none_or(|r| r.to_str().is_ok_and(|r| r.trim() == "bytes=0-"))
+}
+
+/// A `200` streaming an encode still under way, segment by segment as each is written. The
+/// first segment is awaited before answering, so a source that cannot be encoded (or changed)
+/// gets its error status; a failure later cuts the transfer short, which the client sees as an
+/// incomplete body. Not cacheable (no length, no validator yet): the next request, once the
+/// encode is finished, gets the file with its length, `ETag` and ranges.
+async fn growing(
+    cache: &TranscodeCache,
+    req: TranscodeRequest,
+    quality: &str,
+    codec: Codec,
+) -> Result<Response, ApiError> {
+    let first = cache.segment_frames(&req, 0).await?;
+    let count = req.layout.segment_count();
+    let cache = cache.clone();
+    let req = Arc::new(req);
+    let rest = futures_util::stream::unfold(1, move |i| {
+        let (cache, req) = (cache.clone(), req.clone());
+        async move {
+            if i >= count {
+                return None;
+            }
+            match cache.segment_frames(&req, i).await {
+                Ok(frames) => Some((Ok(frames), i + 1)),
+                Err(e) => {
+                    tracing::warn!(track_id = %req.track_id, segment = i, error = %e, "progressive stream cut short");
+                    Some((Err(std::io::Error::other(e.to_string())), count))
+                }
+            }
+        }
+    });
+    let body =
+        futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(rest);
+    let headers = [
+        (header::CONTENT_TYPE, codec.mime_type().to_string()),
+        (header::ACCEPT_RANGES, "bytes".to_string()),
+        (header::CACHE_CONTROL, "no-store".to_string()),
+        (
+            header::HeaderName::from_static("accept-ch"),
+            ACCEPT_CH.to_string(),
+        ),
+        (
+            header::HeaderName::from_static("x-stream-quality"),
+            quality.to_string(),
+        ),
+    ];
+    Ok((StatusCode::OK, headers, Body::from_stream(body)).into_response())
 }
 
 /// What the client hints drive; a response chosen from them varies with them.

@@ -389,22 +389,49 @@ impl TranscodeCache {
             return Ok(hit);
         }
         let tag = id3::timestamp_tag(req.layout.frame_ticks(span.first_frame));
+        let data = self.read_segment(req, index, &tag).await?;
+        self.inner.memo.insert(memo_key, data.clone());
+        Ok(data)
+    }
+
+    /// The frames of segment `index` (no ID3 tag), waiting for them while the encode runs. Not
+    /// kept in memory: a progressive download reads each segment once, and must not push the
+    /// segments HLS listeners share out of memory.
+    pub async fn segment_frames(
+        &self,
+        req: &TranscodeRequest,
+        index: usize,
+    ) -> Result<Bytes, CacheError> {
+        req.layout
+            .segment(index)
+            .ok_or(CacheError::NoSuchSegment(index))?;
+        if let Some(hit) = self.inner.memo_hit(&(req.key(), index)) {
+            return Ok(hit.bytes.slice(hit.tag_len..));
+        }
+        self.read_segment(req, index, &[]).await.map(|d| d.bytes)
+    }
+
+    /// `tag` and the frames of segment `index`, read from the encode (started if need be).
+    async fn read_segment(
+        &self,
+        req: &TranscodeRequest,
+        index: usize,
+        tag: &[u8],
+    ) -> Result<SegmentData, CacheError> {
         let pick = |offsets: &[u64]| {
             (offsets.len() > index + 1).then(|| (offsets[index], offsets[index + 1]))
         };
         let mut attempt = 0;
         loop {
             let (path, (start, end)) = self.wait_for(req, pick).await?;
-            match read_range(&path, start, end, &tag).await {
+            match read_range(&path, start, end, tag).await {
                 Ok((file, bytes)) => {
-                    let data = SegmentData {
+                    return Ok(SegmentData {
                         bytes,
                         tag_len: tag.len(),
                         file,
                         offset: start,
-                    };
-                    self.inner.memo.insert(memo_key, data.clone());
-                    return Ok(data);
+                    });
                 }
                 // Evicted between lookup and read: encode again, once.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt == 0 => {

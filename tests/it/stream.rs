@@ -8,6 +8,16 @@ async fn ranges_are_byte_exact() {
     let lib = library();
     let app = spawn_app(Some(&lib.root)).await;
     let path = "/stream/flac/stereo44.flac?quality=medium";
+    // The first download streams while the encode runs (no length yet, see below); ranges and
+    // validators are those of the finished file.
+    let first = app.get(path).await.bytes().await.unwrap();
+    let id = app.track_id("flac/stereo44.flac").await;
+    let req = app
+        .state
+        .streaming
+        .transcode_request(&id, "medium")
+        .unwrap();
+    app.state.cache.complete(&req).await.unwrap();
     let full = app.get(path).await;
     assert_eq!(full.status(), 200);
     assert_eq!(full.headers()["accept-ranges"], "bytes");
@@ -20,6 +30,7 @@ async fn ranges_are_byte_exact() {
     let body = full.bytes().await.unwrap();
     let len = body.len();
     assert!(len > 100_000);
+    assert!(first == body, "the streamed download is not the file");
 
     let cases: Vec<(String, usize, usize)> = vec![
         ("bytes=0-0".into(), 0, 0),
@@ -291,4 +302,70 @@ async fn a_choice_from_capabilities_redirects_to_a_url_whose_encoding_never_chan
     assert_eq!(again.headers()["etag"], etag);
     assert_eq!(again.headers()["content-range"], total);
     assert_eq!(again.bytes().await.unwrap(), first);
+}
+
+/// A long track's first listener gets audio as soon as its first segment is encoded, not after
+/// the whole encode: the download streams while the encode runs, and holds exactly the bytes
+/// of the finished file. MP3, whose gapless Info frame comes first, waits for the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_tracks_download_starts_before_its_encode_ends() {
+    let lib = tempfile::tempdir().unwrap();
+    let long = lib.path().join("long.wav");
+    crate::helpers::run(
+        std::process::Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i"])
+            .arg("sine=frequency=330:duration=300:sample_rate=22050")
+            .args(["-ac", "1"])
+            .arg(&long),
+    );
+    std::fs::copy(&long, lib.path().join("long-mp3.wav")).unwrap();
+    let app = spawn_app(Some(lib.path())).await;
+    let id = app.track_id("long.wav").await;
+    let req = app.state.streaming.transcode_request(&id, "high").unwrap();
+
+    let mut r = app
+        .get_with("/stream/long.wav?quality=high", "range", "bytes=0-")
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-length").is_none());
+    assert!(r.headers().get("etag").is_none());
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let first = r.chunk().await.unwrap().expect("a first chunk");
+    assert_eq!(
+        (first[0], first[1] & 0xF0),
+        (0xFF, 0xF0),
+        "ADTS from byte 0"
+    );
+    assert!(
+        !app.state.cache.is_complete(&req),
+        "the first bytes came only after the whole encode"
+    );
+    let mut streamed = first.to_vec();
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        streamed.extend_from_slice(&chunk);
+    }
+
+    // Once finished, the same URL answers with the file, its length and validators, and the
+    // same bytes.
+    app.state.cache.complete(&req).await.unwrap();
+    let done = app.get("/stream/long.wav?quality=high").await;
+    assert_eq!(done.status(), 200);
+    assert!(done.headers().get("etag").is_some());
+    let file = done.bytes().await.unwrap();
+    assert_eq!(streamed.len(), file.len());
+    assert!(streamed == file, "streamed bytes differ from the file");
+    let tmp = tempfile::NamedTempFile::with_suffix(".aac").unwrap();
+    std::fs::write(tmp.path(), &streamed).unwrap();
+    let (samples, _) = decoded_samples(tmp.path().to_str().unwrap(), 44100);
+    assert!((samples as f64 / 44100.0 - 300.0).abs() < 0.1, "{samples}");
+
+    // MP3 waits for its Info frame: a length, and the tag first.
+    let mp3 = app.get("/stream/long-mp3.wav?quality=low").await;
+    assert_eq!(mp3.status(), 200);
+    assert!(mp3.headers().get("content-length").is_some());
+    let body = mp3.bytes().await.unwrap();
+    assert!(
+        body[..body.len().min(200)].windows(4).any(|w| w == b"Info"),
+        "LAME Info frame first"
+    );
 }
