@@ -40,7 +40,8 @@ pub enum ScanError {
 
 /// Bumped whenever probing changes what it records, so old index files are not trusted.
 /// 2: MP3 files without a LAME tag are counted untrimmed (a bitrate estimate cut VBR files).
-const INDEX_FORMAT: u32 = 2;
+/// 3: MP4 edit lists applied (M4A priming and padding are not counted).
+const INDEX_FORMAT: u32 = 3;
 
 #[derive(Serialize, Deserialize, Default)]
 struct IndexFile {

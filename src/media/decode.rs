@@ -9,7 +9,8 @@ use std::path::Path;
 
 use symphonia::core::audio::{Channels, SampleBuffer};
 use symphonia::core::codecs::{
-    DecoderOptions, CODEC_TYPE_MP1, CODEC_TYPE_MP2, CODEC_TYPE_MP3, CODEC_TYPE_NULL,
+    DecoderOptions, CODEC_TYPE_AAC, CODEC_TYPE_ALAC, CODEC_TYPE_MP1, CODEC_TYPE_MP2,
+    CODEC_TYPE_MP3, CODEC_TYPE_NULL,
 };
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::{FormatOptions, FormatReader};
@@ -62,6 +63,10 @@ pub struct SourceDecoder {
     layout: Channels,
     gains: Vec<(f32, f32)>,
     consecutive_errors: u32,
+    /// Decoded samples still to drop at the start, and samples still to give (MP4 edit lists,
+    /// which symphonia does not apply: see `media::mp4_edit`).
+    skip: u64,
+    keep: Option<u64>,
 }
 
 impl SourceDecoder {
@@ -120,6 +125,11 @@ impl SourceDecoder {
             .make(params, &DecoderOptions::default())
             .map_err(|e| DecodeError::Unsupported(e.to_string()))?;
         let track_id = track.id;
+        let edit = if [CODEC_TYPE_AAC, CODEC_TYPE_ALAC].contains(&params.codec) {
+            super::mp4_edit::presentation(path, sample_rate)
+        } else {
+            None
+        };
         Ok(Self {
             format,
             decoder,
@@ -132,12 +142,36 @@ impl SourceDecoder {
             layout: Channels::empty(),
             gains: Vec::new(),
             consecutive_errors: 0,
+            skip: edit.map_or(0, |e| e.skip),
+            keep: edit.map(|e| e.keep),
         })
     }
 
+    /// Applies the presentation window to the stereo frames appended to `out` from `start`.
+    fn present(&mut self, out: &mut Vec<f32>, start: usize) {
+        let frames = (out.len() - start) as u64 / 2;
+        let drop = self.skip.min(frames);
+        if drop > 0 {
+            out.drain(start..start + drop as usize * 2);
+            self.skip -= drop;
+        }
+        if let Some(keep) = &mut self.keep {
+            let frames = (out.len() - start) as u64 / 2;
+            let kept = (*keep).min(frames);
+            out.truncate(start + kept as usize * 2);
+            *keep -= kept;
+        }
+    }
+
     /// Counts the samples (per channel) the file decodes to, from packet durations (demuxing
-    /// only, with gapless trimming), without decoding.
+    /// only, with gapless trimming and the edit list), without decoding.
     pub fn count_samples(&mut self) -> Result<u64, DecodeError> {
+        let presented = self.packet_samples()?.saturating_sub(self.skip);
+        Ok(self.keep.map_or(presented, |k| presented.min(k)))
+    }
+
+    /// Sum of the track's packet durations (gapless-trimmed).
+    fn packet_samples(&mut self) -> Result<u64, DecodeError> {
         let mut total: u64 = 0;
         loop {
             match self.format.next_packet() {
@@ -168,6 +202,10 @@ impl SourceDecoder {
     /// of the stream.
     pub fn next_block(&mut self, out: &mut Vec<f32>) -> Result<bool, DecodeError> {
         loop {
+            if self.keep == Some(0) {
+                return Ok(false);
+            }
+            let start = out.len();
             let packet = match self.format.next_packet() {
                 Ok(p) => p,
                 Err(SymphoniaError::IoError(e))
@@ -202,6 +240,10 @@ impl SourceDecoder {
                         self.gains = stereo_gains(spec.channels);
                     }
                     to_stereo(buf.samples(), &self.gains, out);
+                    self.present(out, start);
+                    if out.len() == start {
+                        continue; // all priming
+                    }
                     return Ok(true);
                 }
                 Err(SymphoniaError::DecodeError(e)) => {
@@ -214,6 +256,7 @@ impl SourceDecoder {
                         .dur
                         .saturating_sub(u64::from(packet.trim_start) + u64::from(packet.trim_end));
                     out.extend(std::iter::repeat_n(0.0, dur.min(1 << 16) as usize * 2));
+                    self.present(out, start);
                     return Ok(true);
                 }
                 Err(e) => return Err(DecodeError::Corrupt(e.to_string())),

@@ -12,13 +12,15 @@ pub mod encoder_delay;
 pub mod id3;
 pub mod layout;
 pub mod mp3;
+pub mod mp4_edit;
 pub mod pipeline;
 pub mod resample;
 
 /// Bumped whenever the pipeline's output changes for the same settings (encoder options,
 /// downmix, decoding). 2: MP3 without bit reservoir, surround folded by channel mask. 3: MP3
 /// sources without a LAME tag decoded untrimmed (VBR files without a Xing header were cut).
-/// 4: every variant starts the source at the same time (leading silence, see `encoder_delay`).
+/// 4: every variant starts the source at the same time (leading silence, see `encoder_delay`);
+/// MP4 edit lists applied (M4A priming and padding no longer served).
 pub const PIPELINE_REVISION: u32 = 4;
 
 /// The version under which a source's encodes are cached and served (segment names, ETags):

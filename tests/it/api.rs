@@ -31,11 +31,23 @@ async fn tracks_carry_exact_facts_and_tags() {
         }
         assert_eq!(t["sample_rate"], f.rate, "{}", f.name);
         assert_eq!(t["channels"], f.channels, "{}", f.name);
-        // Exact duration: what ffmpeg decodes, to the millisecond (MP3/AAC priming trimmed).
-        let reference_ms = lib.reference_samples(f) as f64 * 1000.0 / f64::from(f.rate);
+        // Duration: what ffmpeg decodes (MP3/AAC priming trimmed), to the millisecond; for M4A
+        // the source's own length, which its edit list gives (ffmpeg drops the priming the
+        // edit list names, but keeps the last frame's padding). MP3 with a LAME tag and Vorbis
+        // lose up to ~11 ms at their end in symphonia (known, open).
+        let reference_ms = if f.name.ends_with(".m4a") {
+            f.secs * 1000.0
+        } else {
+            lib.reference_samples(f) as f64 * 1000.0 / f64::from(f.rate)
+        };
         let ms = t["duration_ms"].as_f64().unwrap();
+        let slack = if f.name.ends_with(".mp3") || f.name.ends_with(".ogg") {
+            30.0
+        } else {
+            1.0
+        };
         assert!(
-            (ms - reference_ms).abs() <= 30.0,
+            (ms - reference_ms).abs() <= slack,
             "{}: {ms} ms, ffmpeg decodes {reference_ms} ms",
             f.name
         );
