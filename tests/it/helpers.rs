@@ -61,10 +61,7 @@ impl TestApp {
             .text()
             .await
             .expect("master playlist");
-        text.lines()
-            .find(|l| !l.is_empty() && !l.starts_with('#'))
-            .expect("a variant")
-            .to_string()
+        first_uri(&text).to_string()
     }
 
     pub async fn json(&self, path: &str) -> serde_json::Value {
@@ -86,6 +83,24 @@ impl TestApp {
             .expect("json body")
     }
 
+    /// Polls the catalogue (for up to 10 s) until `ok` holds for track `id` (its JSON, or
+    /// `None` once it is gone), and returns what it saw last.
+    pub async fn wait_for_track(
+        &self,
+        id: &str,
+        ok: impl Fn(Option<&serde_json::Value>) -> bool,
+    ) -> Option<serde_json::Value> {
+        for _ in 0..100 {
+            let r = self.get(&format!("/api/tracks/{id}")).await;
+            let t = (r.status() == 200).then_some(r.json::<serde_json::Value>().await.unwrap());
+            if ok(t.as_ref()) {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("track {id} never reached the expected state");
+    }
+
     /// The id of the track whose library-relative name is `filename`.
     pub async fn track_id(&self, filename: &str) -> String {
         let tracks = self.json("/api/tracks").await;
@@ -99,6 +114,15 @@ impl TestApp {
             .unwrap()
             .to_string()
     }
+}
+
+/// The first URI line of an HLS playlist (a master's first variant, a media playlist's first
+/// segment).
+pub fn first_uri(playlist: &str) -> &str {
+    playlist
+        .lines()
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .expect("a URI in the playlist")
 }
 
 /// Starts the server over `library` (the demo library when `None`) and waits until it is ready.

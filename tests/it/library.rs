@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::helpers::{decoded_samples, run, spawn_app_with, TestApp};
+use crate::helpers::{decoded_samples, first_uri, run, spawn_app_with, TestApp};
 
 /// A `secs`-long stereo WAV of a tone at `hz`, written by ffmpeg.
 fn write_tone(path: &Path, hz: u32, secs: f64) {
@@ -28,23 +28,6 @@ async fn rescan(app: &TestApp) -> serde_json::Value {
         .unwrap();
     assert_eq!(r.status(), 200);
     r.json().await.unwrap()
-}
-
-/// Polls the catalogue until `ok` holds for track `id` (its JSON, or `None` once gone).
-async fn wait_for_track(
-    app: &TestApp,
-    id: &str,
-    ok: impl Fn(Option<&serde_json::Value>) -> bool,
-) -> Option<serde_json::Value> {
-    for _ in 0..100 {
-        let r = app.get(&format!("/api/tracks/{id}")).await;
-        let t = (r.status() == 200).then_some(r.json::<serde_json::Value>().await.unwrap());
-        if ok(t.as_ref()) {
-            return t;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("track {id} never reached the expected state");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,18 +64,14 @@ async fn added_replaced_and_removed_files_are_followed() {
         .text()
         .await
         .unwrap();
-    let first_segment = old_playlist
-        .lines()
-        .find(|l| !l.starts_with('#') && !l.is_empty())
-        .unwrap()
-        .to_string();
+    let first_segment = first_uri(&old_playlist).to_string();
     write_tone(&lib.path().join("a.wav"), 550, 5.0);
     let r = app.get(&format!("/hls/{a}/high/{first_segment}")).await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "2");
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["code"], "source_changed", "{body}");
-    wait_for_track(&app, &a, |t| {
+    app.wait_for_track(&a, |t| {
         t.is_some_and(|t| t["duration_ms"].as_u64().unwrap().abs_diff(5000) < 50)
     })
     .await;
@@ -130,7 +109,7 @@ async fn the_library_is_rescanned_periodically() {
     let app = spawn_app_with(Some(lib.path()), |c| c.library_rescan_secs = 1).await;
     write_tone(&lib.path().join("late.wav"), 660, 1.0);
     let id = stream_server::library::scan::track_id("late.wav");
-    wait_for_track(&app, &id, |t| t.is_some()).await;
+    app.wait_for_track(&id, |t| t.is_some()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
