@@ -5,8 +5,11 @@
 //! start at `media_time`, play `segment_duration`). Players (and ffmpeg) apply it; a decoder that
 //! does not plays ~23–45 ms of silence first and counts it in the duration. symphonia 0.5 parses
 //! `elst` but neither exposes nor applies it, so the few boxes needed are read here by hand.
-//! Anything unexpected (no edit list, several edits, a rate other than 1, truncated or
-//! oversized boxes) gives `None`: the track is then decoded whole, as before.
+//! Files made by iTunes and Apple's encoders say the same in a note instead
+//! (`moov/udta/meta/ilst/----` named `iTunSMPB`: priming, padding and the original length, in
+//! hex), read when the audio track has no edit list. Anything unexpected (several edits, a rate
+//! other than 1, a malformed note, truncated or oversized boxes) gives `None`: the track is
+//! then decoded whole, as before.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -25,7 +28,8 @@ pub struct Presentation {
 /// not a file we understand.
 const MAX_LEAF: u64 = 64 * 1024;
 
-/// The edit list of `path`'s first audio track, converted to samples at `sample_rate`.
+/// The edit list of `path`'s first audio track (or, without one, its `iTunSMPB` note),
+/// converted to samples at `sample_rate`.
 pub fn presentation(path: &Path, sample_rate: u32) -> Option<Presentation> {
     let mut file = File::open(path).ok()?;
     let len = file.metadata().ok()?.len();
@@ -40,8 +44,43 @@ pub fn presentation(path: &Path, sample_rate: u32) -> Option<Presentation> {
         if !is_audio(&mut file, start, end) {
             continue;
         }
-        // The first audio track has no usable edit list: nothing to apply.
-        return None;
+        // The first audio track has no usable edit list.
+        break;
+    }
+    itunes_smpb(&mut file, moov)
+}
+
+/// iTunes's gapless note: ` 00000000 PRIMING PADDING LENGTH …` (hex), in samples of the track.
+fn itunes_smpb(file: &mut File, moov: (u64, u64)) -> Option<Presentation> {
+    let udta = find_child(file, moov.0, moov.1, b"udta")?;
+    let meta = find_child(file, udta.0, udta.1, b"meta")?;
+    // `meta` is a full box in MP4 files (version and flags before its children), a plain box
+    // in QuickTime ones, whose first child is its `hdlr`.
+    let plain = box_header(file, meta.0, meta.1).is_some_and(|(kind, _, _)| &kind == b"hdlr");
+    let children = if plain { meta.0 } else { meta.0 + 4 };
+    let ilst = find_child(file, children, meta.1, b"ilst")?;
+    let mut at = ilst.0;
+    while let Some(item) = next_child(file, &mut at, ilst.1, b"----") {
+        let name = find_child(file, item.0, item.1, b"name")?;
+        if read_leaf(file, name)?.get(4..)? != b"iTunSMPB" {
+            continue;
+        }
+        let data = find_child(file, item.0, item.1, b"data")?;
+        let data = read_leaf(file, data)?;
+        let fields: Vec<u64> = std::str::from_utf8(data.get(8..)?)
+            .ok()?
+            .split_whitespace()
+            .take(4)
+            .map(|f| u64::from_str_radix(f, 16))
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let [_, priming, _padding, length] = fields[..] else {
+            return None;
+        };
+        return (length > 0).then_some(Presentation {
+            skip: priming,
+            keep: length,
+        });
     }
     None
 }
@@ -223,9 +262,45 @@ mod tests {
     }
 
     fn file_with(tracks: &[Vec<u8>], moov_last: bool) -> tempfile::NamedTempFile {
+        file_with_udta(tracks, &[], moov_last)
+    }
+
+    /// iTunes's `udta/meta/ilst` holding one `----` note, `meta` as a full box or (QuickTime)
+    /// a plain one.
+    fn smpb_udta(value: &str, full_meta: bool) -> Vec<u8> {
+        let mut name = vec![0u8; 4];
+        name.extend_from_slice(b"iTunSMPB");
+        let mut data = vec![0, 0, 0, 1, 0, 0, 0, 0];
+        data.extend_from_slice(value.as_bytes());
+        let note = boxed(
+            b"----",
+            &[
+                boxed(b"mean", b"\0\0\0\0com.apple.iTunes"),
+                boxed(b"name", &name),
+                boxed(b"data", &data),
+            ]
+            .concat(),
+        );
+        let other = boxed(b"\xa9nam", &boxed(b"data", b"\0\0\0\x01\0\0\0\0Song"));
+        let hdlr = boxed(b"hdlr", &[0u8; 25]);
+        let ilst = boxed(b"ilst", &[other, note].concat());
+        let meta = if full_meta {
+            boxed(b"meta", &[vec![0u8; 4], hdlr, ilst].concat())
+        } else {
+            boxed(b"meta", &[hdlr, ilst].concat())
+        };
+        boxed(b"udta", &meta)
+    }
+
+    fn file_with_udta(tracks: &[Vec<u8>], udta: &[u8], moov_last: bool) -> tempfile::NamedTempFile {
         let moov = boxed(
             b"moov",
-            &[boxed(b"mvhd", &header_v0(1000)), tracks.concat()].concat(),
+            &[
+                boxed(b"mvhd", &header_v0(1000)),
+                tracks.concat(),
+                udta.to_vec(),
+            ]
+            .concat(),
         );
         let ftyp = boxed(b"ftyp", b"M4A \0\0\0\0");
         let mdat = boxed(b"mdat", &[0x55; 300]);
@@ -274,6 +349,37 @@ mod tests {
         ] {
             let f = file_with(&[track(b"soun", 48000, elst)], false);
             assert_eq!(presentation(f.path(), 48000), None);
+        }
+    }
+
+    #[test]
+    fn an_itunes_note_stands_in_for_a_missing_edit_list() {
+        let note = " 00000000 00000840 000001CC 00000000000A3B3F4 00000000 00000000";
+        for full_meta in [true, false] {
+            let f = file_with_udta(
+                &[track(b"soun", 44100, None)],
+                &smpb_udta(note, full_meta),
+                false,
+            );
+            assert_eq!(
+                presentation(f.path(), 44100),
+                Some(Presentation {
+                    skip: 2112,
+                    keep: 0xA3B3F4
+                })
+            );
+        }
+        // An edit list, when there is one, is what players follow.
+        let f = file_with_udta(
+            &[track(b"soun", 44100, Some(elst_v0(&[(10_000, 1024, 1)])))],
+            &smpb_udta(note, true),
+            false,
+        );
+        assert_eq!(presentation(f.path(), 44100).map(|p| p.skip), Some(1024));
+        // A malformed note is ignored.
+        for bad in ["", " 00000000 zz 000001CC 00A3B3F4", " 0 840 1CC 0"] {
+            let f = file_with_udta(&[track(b"soun", 44100, None)], &smpb_udta(bad, true), false);
+            assert_eq!(presentation(f.path(), 44100), None, "{bad:?}");
         }
     }
 
