@@ -9,5 +9,6 @@ pub mod ours;
 pub mod policy;
 pub mod reference;
 pub mod report;
+pub mod room;
 pub mod sim;
 pub mod trace;

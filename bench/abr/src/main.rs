@@ -47,6 +47,11 @@ struct Args {
     /// Our controller's parameters, `key=value,…` over the server's defaults.
     #[arg(long, value_name = "SETTINGS", default_value = "")]
     ours: String,
+    /// Also locate the room between our controller and the perfect-foresight planner: our
+    /// controller taking the planner's rung in one situation at a time, and hedges an online
+    /// rule could make (`src/room.rs`).
+    #[arg(long)]
+    room: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         args.rtt_ms
     );
     let mut results = Vec::new();
+    let mut rooms = Vec::new();
     for dir in &args.sets {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .with_context(|| format!("reading {}", dir.display()))?
@@ -136,12 +142,20 @@ fn main() -> anyhow::Result<()> {
             );
             eprintln!("{set} ×{scale}: done ({} traces)", traces.len());
             results.push(r);
+            if args.room {
+                rooms.push(abr_sim::room::room(
+                    &set, scale, &traces, &ladder, model_for, &tuning,
+                ));
+            }
         }
     }
     println!("{}", markdown(&results, !args.no_ceiling));
     println!("{}", gains(&results));
     if args.per_trace {
         println!("{}", per_trace(&results));
+    }
+    if args.room {
+        println!("{}", abr_sim::room::markdown(&rooms));
     }
     Ok(())
 }
