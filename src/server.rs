@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use crate::analytics::{AnalyticsEngine, AnalyticsError, IpPolicy};
 use crate::config::Config;
 use crate::http::{router, AppState};
+use crate::library::scan::ScanError;
 use crate::library::{demo, Catalog, Library};
 use crate::media::cache::{CacheError, TranscodeCache};
 use crate::streaming::adaptive::AdaptiveStreamingManager;
@@ -166,8 +167,12 @@ fn spawn_library_rescans(state: Arc<AppState>) {
                 }
             }
             let Some(state) = weak.upgrade() else { break };
-            if let Err(e) = state.scan_library().await {
-                tracing::warn!(error = %e, "library rescan failed; keeping the current catalogue");
+            match state.scan_library().await {
+                Ok(_) => {}
+                Err(ScanError::Cancelled) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "library rescan failed; keeping the current catalogue");
+                }
             }
         }
     });
@@ -182,9 +187,12 @@ pub async fn run(
     state.streaming.start_quality_monitor().await;
     let scanner = state.clone();
     tokio::spawn(async move {
-        if let Err(e) = scanner.scan_library().await {
-            tracing::error!(error = %e, "library scan failed");
-            scanner.library.set_catalog(Catalog::default());
+        match scanner.scan_library().await {
+            Ok(_) | Err(ScanError::Cancelled) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "library scan failed");
+                scanner.library.set_catalog(Catalog::default());
+            }
         }
     });
     spawn_library_rescans(state.clone());
@@ -196,6 +204,8 @@ pub async fn run(
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let hot = Arc::new(crate::http::hot::HotSegments::new(state.clone()).await);
     let result = crate::http::connections::serve(listener, app, Some(hot), shutdown).await;
+    // A scan reading a large library stops between two files rather than hold the exit.
+    state.library.stop_scans();
     // Before the broker and analytics stop: playbacks still open are ended and recorded.
     state
         .websocket

@@ -16,6 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::require_admin;
 use super::openapi::{ErrorBody, Identity};
 use super::{ApiError, AppState};
+use crate::library::scan::ScanError;
 use crate::library::{CatalogChange, Track};
 
 /// A track as clients see it.
@@ -157,7 +158,7 @@ pub struct RescanReport {
         (status = 200, description = "Scanned", body = RescanReport),
         (status = 401, description = "Invalid token", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
-        (status = 503, description = "The library folder cannot be read (the catalogue is kept)", body = ErrorBody),
+        (status = 503, description = "The library folder cannot be read (the catalogue is kept), or the server is shutting down", body = ErrorBody),
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -169,11 +170,11 @@ pub async fn rescan(
 ) -> Result<Json<RescanReport>, ApiError> {
     require_admin(&state, peer, &headers, &q)?;
     let (change, skipped) = state.scan_library().await.map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "library_unreadable",
-            e.to_string(),
-        )
+        let code = match e {
+            ScanError::Cancelled => "shutting_down",
+            ScanError::Root { .. } => "library_unreadable",
+        };
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, e.to_string())
     })?;
     Ok(Json(RescanReport { change, skipped }))
 }

@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 
 pub use scan::{file_version, ScanProblem, ScanReport};
 
+/// How often a scan in progress lists what it has found so far.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One playable file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[ts(export)]
@@ -99,6 +102,8 @@ pub struct Library {
     ready: AtomicBool,
     /// One scan at a time (the periodic one, an operator's, one a changed file triggered).
     scanning: tokio::sync::Mutex<()>,
+    /// Set at shutdown: a scan in progress stops between two files.
+    stopping: AtomicBool,
 }
 
 /// What a new catalogue changed, by track id.
@@ -120,6 +125,7 @@ impl Library {
             catalog: RwLock::new(Arc::new(Catalog::default())),
             ready: AtomicBool::new(false),
             scanning: tokio::sync::Mutex::new(()),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -178,9 +184,16 @@ impl Library {
         let lib = self.clone();
         tokio::spawn(async move {
             let _one_at_a_time = lib.scanning.lock().await;
-            let root = lib.root.clone();
+            let scanner = lib.clone();
             let report = tokio::task::spawn_blocking(move || {
-                scan::scan(&root, Some(&index), max_secs, threads)
+                let before = scanner.catalog();
+                let publish = |found: &[Track]| scanner.publish_progress(&before, found);
+                let control = scan::ScanControl {
+                    cancel: &scanner.stopping,
+                    on_progress: Some(&publish),
+                    progress_every: PROGRESS_EVERY,
+                };
+                scan::scan_with(&scanner.root, Some(&index), max_secs, threads, &control)
             })
             .await
             .expect("scan thread panicked")?;
@@ -201,6 +214,37 @@ impl Library {
         .expect("scan task panicked")
     }
 
+    /// Lists the tracks a scan in progress has found that `before` (the catalogue when it
+    /// started) lacks or has in another version, beside `before`'s: tracks appear as they are
+    /// read, none disappears until the scan ends (removals are known only then), and readiness
+    /// (`/healthz`) still waits for the end of the first scan.
+    fn publish_progress(&self, before: &Catalog, found: &[Track]) {
+        let news: Vec<&Track> = found
+            .iter()
+            .filter(|t| before.get(&t.id).is_none_or(|o| o.version != t.version))
+            .collect();
+        if news.is_empty() {
+            return;
+        }
+        let mut tracks: HashMap<&str, Track> = before
+            .tracks()
+            .iter()
+            .map(|t| (t.id.as_str(), (**t).clone()))
+            .collect();
+        for t in news {
+            tracks.insert(&t.id, t.clone());
+        }
+        let catalog = Arc::new(Catalog::new(tracks.into_values().collect()));
+        metrics::gauge!("library_tracks").set(catalog.len() as f64);
+        *self.catalog.write() = catalog;
+    }
+
+    /// Asks a scan in progress to stop between two files (at shutdown; it keeps what it read in
+    /// the index for the next start) and any later one not to start reading.
+    pub fn stop_scans(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
     /// Whether a first scan has completed.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
@@ -208,5 +252,53 @@ impl Library {
 
     pub fn get(&self, id: &str) -> Option<Arc<Track>> {
         self.catalog.read().get(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn track(name: &str, version: &str) -> Track {
+        Track {
+            id: scan::track_id(name),
+            filename: name.into(),
+            title: name.into(),
+            artist: None,
+            album: None,
+            genre: None,
+            duration_ms: 1000,
+            sample_rate: 8000,
+            channels: 1,
+            codec: "pcm".into(),
+            samples: 8000,
+            version: version.into(),
+            path: PathBuf::from(name),
+        }
+    }
+
+    #[test]
+    fn a_scan_in_progress_adds_and_updates_tracks_but_removes_none_and_is_not_ready() {
+        let lib = Library::new(Path::new("/music"));
+        *lib.catalog.write() = Arc::new(Catalog::new(vec![track("a", "1"), track("b", "1")]));
+        let before = lib.catalog();
+        // So far the scan has seen `a` changed and `c` new; `b` not yet (it may be gone).
+        lib.publish_progress(&before, &[track("a", "2"), track("c", "1")]);
+        let now = lib.catalog();
+        let versions: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|n| now.by_filename(n).map(|t| t.version.clone()))
+            .collect();
+        assert_eq!(
+            versions,
+            [Some("2".into()), Some("1".into()), Some("1".into())]
+        );
+        assert!(
+            !lib.is_ready(),
+            "readiness waits for the end of the first scan"
+        );
+        // Nothing new: the catalogue is left as it is (the same Arc).
+        lib.publish_progress(&now, &[track("a", "2")]);
+        assert!(Arc::ptr_eq(&now, &lib.catalog()));
     }
 }
