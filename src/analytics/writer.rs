@@ -14,6 +14,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::mpsc;
 
 use super::event::{Event, SessionStart};
+use super::now_ms;
 use super::store::{values_placeholders, Backend};
 
 /// Events applied in one transaction at most.
@@ -45,6 +46,36 @@ struct Live {
     rebuffer_count: i64,
     rebuffer_ms: i64,
     switches: i64,
+    /// When the session started (server clock).
+    started_at: i64,
+    /// The track's length; 0 when unknown.
+    track_ms: u64,
+}
+
+/// Slack for a player's own clock when its reports are checked against the session's life.
+const CLOCK_SLACK_MS: i64 = 10_000;
+
+impl Live {
+    /// A position the player reported, within the track.
+    fn position(&self, reported: u64) -> u64 {
+        if self.track_ms > 0 {
+            reported.min(self.track_ms)
+        } else {
+            reported
+        }
+    }
+
+    /// The most time a player can have spent in anything (stalling, starting) by `at`: the
+    /// session's life so far, plus slack for its clock.
+    fn life_ms(&self, at: i64) -> i64 {
+        (at - self.started_at).max(0) + CLOCK_SLACK_MS
+    }
+
+    /// The most stalls or switches a session can have had by `at`: one per second of its life.
+    /// Players detect a stall over a fraction of a second and switch at most once a segment.
+    fn events_by(&self, at: i64) -> i64 {
+        self.life_ms(at) / 1000 + 1
+    }
 }
 
 /// A session's place in the roll-ups.
@@ -155,7 +186,7 @@ impl Writer {
         }
         let row = sqlx::query(
             "SELECT position_ms, max_position_ms, updated_at, current_quality, rebuffer_count, rebuffer_ms, quality_switches, \
-             started_at, track_id, platform, COALESCE(connection_type, 'Unknown'), startup_ms FROM play_sessions WHERE id = $1",
+             started_at, track_id, platform, COALESCE(connection_type, 'Unknown'), startup_ms, track_duration_ms FROM play_sessions WHERE id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&mut **tx)
@@ -178,6 +209,8 @@ impl Writer {
             rebuffer_count: row.get(4),
             rebuffer_ms: row.get(5),
             switches: row.get(6),
+            started_at: row.get(7),
+            track_ms: row.get::<i64, _>(12).max(0) as u64,
         };
         self.live.insert(id.to_string(), live);
         true
@@ -213,6 +246,8 @@ impl Writer {
                             last_at: s.at,
                             kbps: s.quality_kbps,
                             quality: s.quality.clone(),
+                            started_at: s.at,
+                            track_ms: s.track_duration_ms,
                             ..Live::default()
                         },
                     );
@@ -230,6 +265,7 @@ impl Writer {
                         continue;
                     }
                     let live = self.live.get_mut(&session).expect("ensured");
+                    let position_ms = live.position(position_ms);
                     let d = delta(&mut deltas, &session);
                     advance(live, d, at, position_ms);
                     if let Some(b) = buffer_health.filter(|b| b.is_finite()) {
@@ -247,7 +283,12 @@ impl Writer {
                     session,
                     startup_ms,
                 } => {
-                    delta(&mut deltas, &session).startup_ms = Some(startup_ms as i64);
+                    if !self.ensure_live(&mut tx, &session).await {
+                        continue;
+                    }
+                    // A start-up cannot have lasted longer than the session so far.
+                    let most = self.live[&session].life_ms(now_ms());
+                    delta(&mut deltas, &session).startup_ms = Some((startup_ms as i64).min(most));
                 }
                 Event::QualitySwitch {
                     session,
@@ -275,22 +316,32 @@ impl Writer {
                 } => {
                     if self.ensure_live(&mut tx, &session).await {
                         let live = self.live.get_mut(&session).expect("ensured");
+                        // No more stalling in all than the session has lived.
+                        let duration_ms = (duration_ms as i64)
+                            .min(live.life_ms(at) - live.rebuffer_ms)
+                            .max(0);
                         let d = delta(&mut deltas, &session);
                         d.rebuffer_count += 1;
-                        d.rebuffer_ms += duration_ms as i64;
+                        d.rebuffer_ms += duration_ms;
                         d.updated_at = d.updated_at.max(at);
                         live.rebuffer_count += 1;
-                        live.rebuffer_ms += duration_ms as i64;
-                        rebuffers.push((session, at, duration_ms as i64));
+                        live.rebuffer_ms += duration_ms;
+                        rebuffers.push((session, at, duration_ms));
                     }
                 }
                 Event::Performance {
                     session,
                     at,
-                    sample,
+                    mut sample,
                 } => {
                     if self.ensure_live(&mut tx, &session).await {
                         let live = self.live.get_mut(&session).expect("ensured");
+                        // Cumulative counters no session could have reached by now are cut
+                        // to what it could (one bad report must not skew every QoE report).
+                        let events = live.events_by(at);
+                        sample.rebuffer_count = sample.rebuffer_count.min(events);
+                        sample.quality_switches = sample.quality_switches.min(events);
+                        sample.rebuffer_ms = sample.rebuffer_ms.min(live.life_ms(at));
                         // Players report cumulative counters: count only what is new.
                         let d = delta(&mut deltas, &session);
                         let new_rebuffers = (sample.rebuffer_count - live.rebuffer_count).max(0);
@@ -317,6 +368,7 @@ impl Writer {
                         let live = self.live.get_mut(&session).expect("ensured");
                         let d = delta(&mut deltas, &session);
                         if let Some(p) = position_ms {
+                            let p = live.position(p);
                             advance(live, d, at, p);
                         }
                         d.ended_at = Some(at);

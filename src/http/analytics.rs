@@ -132,13 +132,14 @@ pub struct Erased {
 }
 
 impl Window {
+    /// Start of the window in ms since the epoch; a window reaching before 1970 starts then.
     fn since(&self) -> i64 {
-        now_ms()
-            - (self
-                .window_secs
-                .unwrap_or(DEFAULT_WINDOW_SECS)
-                .min(100 * 365 * 86_400)
-                * 1000) as i64
+        let back = self
+            .window_secs
+            .unwrap_or(DEFAULT_WINDOW_SECS)
+            .min(100 * 365 * 86_400)
+            * 1000;
+        (now_ms() - back as i64).max(0)
     }
     fn limit(&self) -> i64 {
         self.limit.unwrap_or(20).clamp(1, 10_000)

@@ -80,6 +80,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             async move { ([(header::CONTENT_TYPE, "application/json")], doc) }
         }),
     )
+    // After every route: it is set on the routes registered so far.
+    .method_not_allowed_fallback(observe::method_not_allowed)
     .fallback(observe::fallback)
     .layer(compression())
     .layer(axum::middleware::from_fn(observe::refuse_oversized_bodies))

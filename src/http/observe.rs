@@ -62,6 +62,16 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// A route that exists, asked with a method it does not take: the JSON error every other
+/// failure has (axum adds `Allow`).
+pub async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on this route"),
+    )
+}
+
 /// Unmatched requests: the web player's files (with `index.html` for client-side routes), or a
 /// JSON 404 under the API prefixes and when no player is built.
 pub async fn fallback(State(state): State<Arc<AppState>>, req: Request) -> Response {

@@ -653,6 +653,12 @@ async fn streaming_sessions_feed_the_reports_over_http() {
     assert_eq!(top["tracks"][0]["track_id"], id.as_str());
     assert_eq!(top["tracks"][0]["title"], "stereo44");
     assert_eq!(top["tracks"][0]["listening_ms"], 13_300);
+    // A window reaching before 1970 starts then, and still finds the play.
+    let all = app
+        .json("/api/analytics/top-tracks?window_secs=99999999999999")
+        .await;
+    assert_eq!(all["since"], 0);
+    assert_eq!(all["tracks"][0]["listening_ms"], 13_300);
     let sessions = app.json("/api/analytics/qoe/sessions").await;
     let s = &sessions["sessions"][0];
     assert_eq!(s["session_id"], sid.as_str());
@@ -693,6 +699,62 @@ async fn streaming_sessions_feed_the_reports_over_http() {
     assert_eq!(
         r.json::<serde_json::Value>().await.unwrap()["sessions_deleted"],
         1
+    );
+}
+
+/// One report with counters no session could reach (QA: 4,294,967,295 stalls, switches and
+/// stall milliseconds in a session of a fraction of a second, a position far past the track)
+/// is cut to what the session could have lived, so it cannot skew the QoE of everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impossible_reports_are_cut_to_what_the_session_could_have_lived() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = sqlite_engine(&dir).await;
+    let id = a
+        .start_play_session(
+            Some("evil".into()),
+            "t".into(),
+            "::1".into(),
+            None,
+            3000,
+            "high".into(),
+            Platform::Web,
+            None,
+        )
+        .await;
+    a.record_startup(id, u64::from(u32::MAX)).await;
+    let huge = PerformanceMetrics {
+        rebuffer_count: u32::MAX,
+        rebuffer_duration_ms: u32::MAX,
+        quality_switches: u32::MAX,
+        ..PerformanceMetrics::default()
+    };
+    a.record_performance(id, &huge).await;
+    a.update_play_progress(id, 1_000_000_000, None).await;
+    a.end_play_session(id, Some(u64::MAX)).await;
+    a.flush().await.unwrap();
+    let row = sqlx::query(
+        "SELECT startup_ms, rebuffer_count, rebuffer_ms, quality_switches, max_position_ms \
+         FROM play_sessions WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_one(a.pool())
+    .await
+    .unwrap();
+    // The session lived well under a minute here: ten seconds of clock slack, one stall or
+    // switch per second of that.
+    let startup: i64 = row.get(0);
+    let (stalls, stalled_ms, switches): (i64, i64, i64) = (row.get(1), row.get(2), row.get(3));
+    assert!((0..=60_000).contains(&startup), "start-up {startup}");
+    assert!((1..=60).contains(&stalls), "stalls {stalls}");
+    assert!(
+        (0..=60_000).contains(&stalled_ms),
+        "stalled {stalled_ms} ms"
+    );
+    assert!((1..=60).contains(&switches), "switches {switches}");
+    assert_eq!(
+        row.get::<i64, _>(4),
+        3000,
+        "the position stays within the track"
     );
 }
 

@@ -223,4 +223,21 @@ async fn unknown_routes_and_bodies_get_json_errors() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+    // A route that exists, with a method it does not take: 405, what it takes, and JSON.
+    for (method, path, allow) in [
+        (reqwest::Method::DELETE, "/api/tracks", "GET,HEAD"),
+        (reqwest::Method::POST, "/healthz", "GET,HEAD"),
+        (reqwest::Method::PUT, "/api/streaming/session", "POST"),
+    ] {
+        let r = app
+            .client
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method} {path}");
+        assert_eq!(r.headers()["allow"], allow, "{method} {path}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["code"], "method_not_allowed", "{method} {path}: {v}");
+    }
 }
