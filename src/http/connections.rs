@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use axum::response::Response;
 use axum::Router;
 use futures_util::future::Either;
+use futures_util::FutureExt as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -89,7 +91,7 @@ async fn serve_connection(
             return Either::Left(std::future::ready(Ok(answer)));
         }
         req.extensions_mut().insert(files.clone());
-        Either::Right(router.clone().oneshot(req))
+        Either::Right(router.clone().oneshot(req).map(|r| r.map(no_length_on_304)))
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .serve_connection(io, service)
@@ -110,4 +112,16 @@ async fn serve_connection(
     if let Err(e) = result {
         tracing::trace!(error = %e, %addr, "connection ended with an error");
     }
+}
+
+/// A `304` carries no `Content-Length`: RFC 9110 §8.6 lets it only repeat the `200`'s, and axum
+/// sets `0` from the empty body of an answer to `HEAD` (after every layer, so it is taken off
+/// here), which a cache could take for the resource's new length.
+fn no_length_on_304(mut response: Response) -> Response {
+    if response.status() == axum::http::StatusCode::NOT_MODIFIED {
+        response
+            .headers_mut()
+            .remove(axum::http::header::CONTENT_LENGTH);
+    }
+    response
 }

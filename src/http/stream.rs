@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::error::Path;
 use axum::body::Body;
@@ -269,11 +270,7 @@ pub async fn progressive(
         set(header::LAST_MODIFIED, httpdate::fmt_http_date(m));
     }
 
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| none_match_holds(v, &etag))
-    {
+    if not_modified(&headers, &etag, modified) {
         return Ok((StatusCode::NOT_MODIFIED, response_headers).into_response());
     }
 
@@ -302,6 +299,22 @@ pub async fn progressive(
     }
     let body = body_stream(prefix, file, start, len).await?;
     Ok((status, response_headers, body).into_response())
+}
+
+/// RFC 9110 §13.1: `If-None-Match` decides when present; otherwise `If-Modified-Since`, compared
+/// at the one-second precision of `Last-Modified`.
+fn not_modified(headers: &HeaderMap, etag: &str, modified: Option<SystemTime>) -> bool {
+    if let Some(v) = headers.get(header::IF_NONE_MATCH) {
+        return v.to_str().is_ok_and(|v| none_match_holds(v, etag));
+    }
+    let since = headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    match (modified, since) {
+        (Some(m), Some(since)) => httpdate::HttpDate::from(m) <= httpdate::HttpDate::from(since),
+        _ => false,
+    }
 }
 
 /// Whether a request asks for the whole stream from its first byte, with no validator: `Range:

@@ -126,6 +126,43 @@ async fn ranges_are_byte_exact() {
         .await
         .unwrap();
     assert_eq!(r.status(), 304);
+    // HEAD too, and a 304 never claims a length (HEAD's empty body is not the file's).
+    let r = app
+        .client
+        .head(app.url(path))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert!(!r.headers().contains_key("content-length"), "{r:?}");
+    // Last-Modified validates too (RFC 9110 §13.1.3), unless If-None-Match is there to decide.
+    let r = app.client.get(app.url(path)).send().await.unwrap();
+    let modified = r.headers()["last-modified"].to_str().unwrap().to_string();
+    let since = |date: &str| {
+        app.client
+            .get(app.url(path))
+            .header("If-Modified-Since", date)
+            .send()
+    };
+    assert_eq!(since(&modified).await.unwrap().status(), 304);
+    assert_eq!(
+        since("Sun, 06 Nov 1994 08:49:37 GMT")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(since("not a date").await.unwrap().status(), 200);
+    let r = app
+        .client
+        .get(app.url(path))
+        .header("If-Modified-Since", &modified)
+        .header("If-None-Match", "\"other\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "If-None-Match decides");
     let r = app.client.head(app.url(path)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-length"], len.to_string().as_str());
