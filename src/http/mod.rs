@@ -183,5 +183,7 @@ pub(crate) fn cors_layer(origins: &[String]) -> CorsLayer {
             header::CONTENT_LENGTH,
             header::ACCEPT_RANGES,
             header::ETAG,
+            // `/stream`'s choice, for a web player on another origin to show.
+            header::HeaderName::from_static("x-stream-quality"),
         ])
 }

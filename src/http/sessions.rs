@@ -47,8 +47,9 @@ pub struct CreateSession {
 pub struct MetricsReport {
     #[serde(flatten)]
     metrics: PerformanceMetrics,
-    /// Playback position now (ms).
+    /// Playback position now (ms; a fraction is rounded).
     #[ts(optional, as = "Option<u32>")]
+    #[serde(default, deserialize_with = "crate::streaming::millis::optional")]
     position_ms: Option<u64>,
     /// The profile the player is actually playing (its own ABR may have switched).
     #[ts(optional)]
@@ -127,6 +128,21 @@ pub async fn create(
         .library
         .get(&body.track_id)
         .ok_or_else(|| StreamingError::UnknownTrack(body.track_id.clone()))?;
+    // A field of the body naming no profile: the body is malformed (as in a metrics report),
+    // rather than a session quietly started on another profile than the one asked for.
+    if let Some(q) = body.client_capabilities.preferred_quality.as_deref() {
+        if state.streaming.profile(q).is_none() {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                StreamingError::UnknownQuality(q.to_string()).to_string(),
+            ));
+        }
+    }
+    // What the body leaves unknown, the request may say (Client Hints, User-Agent), and
+    // `Save-Data: on` holds as for `/stream`.
+    body.client_capabilities = body
+        .client_capabilities
+        .with_hints(&super::stream::request_hints(&headers));
     let session = Uuid::new_v4();
     let connection = format!("{:?}", body.client_capabilities.connection_type);
     let profile = state

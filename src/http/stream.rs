@@ -65,46 +65,49 @@ pub fn encoded_separator(raw_path: &str) -> bool {
         .any(|w| w[0] == b'%' && matches!(&w[1..], b"2f" | b"2F" | b"5c" | b"5C"))
 }
 
-/// Reads what the request says about its client: query parameters first, then Client Hints,
-/// then the `User-Agent`.
+/// Reads what the request says about its client: query parameters first, then what the
+/// request itself says ([`request_hints`]).
 fn client_hints(
     params: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> Result<ClientHints, ApiError> {
-    let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let bandwidth_kbps = match params.get("bandwidth_kbps") {
-        Some(v) => Some(v.trim().parse::<u32>().map_err(|_| {
+    let mut hints = request_hints(headers);
+    if let Some(v) = params.get("bandwidth_kbps") {
+        hints.bandwidth_kbps = Some(v.trim().parse::<u32>().map_err(|_| {
             ApiError::bad_request(
                 "invalid_query",
                 format!("bandwidth_kbps {v:?} is not a number"),
             )
-        })?),
+        })?);
+    }
+    if let Some(v) = params.get("connection") {
+        hints.connection = Some(ConnectionType::parse(v).ok_or_else(|| {
+            ApiError::bad_request("invalid_query", format!("unknown connection {v:?}"))
+        })?);
+    }
+    if let Some(v) = params.get("device") {
+        hints.device = Some(DeviceType::parse(v).ok_or_else(|| {
+            ApiError::bad_request("invalid_query", format!("unknown device {v:?}"))
+        })?);
+    }
+    Ok(hints)
+}
+
+/// What a request's headers say about its client: Client Hints (`Downlink`, `ECT`,
+/// `Save-Data`) and the `User-Agent`'s device class. Malformed hints are ignored.
+pub(crate) fn request_hints(headers: &HeaderMap) -> ClientHints {
+    let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    ClientHints {
         // Client Hint `Downlink` is in Mbit/s.
-        None => header_str("downlink")
+        bandwidth_kbps: header_str("downlink")
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|v| v.is_finite() && *v > 0.0)
             .map(|mbps| (mbps * 1000.0).min(f64::from(u32::MAX)) as u32),
-    };
-    let connection = match params.get("connection") {
-        Some(v) => Some(ConnectionType::parse(v).ok_or_else(|| {
-            ApiError::bad_request("invalid_query", format!("unknown connection {v:?}"))
-        })?),
-        None => header_str("ect").and_then(ConnectionType::from_ect),
-    };
-    let device = match params.get("device") {
-        Some(v) => Some(DeviceType::parse(v).ok_or_else(|| {
-            ApiError::bad_request("invalid_query", format!("unknown device {v:?}"))
-        })?),
-        None => header_str("user-agent").map(DeviceType::from_user_agent),
-    };
-    let save_data = header_str("save-data").is_some_and(|v| v.trim().eq_ignore_ascii_case("on"));
-    Ok(ClientHints {
-        bandwidth_kbps,
-        connection,
-        device,
-        save_data,
+        connection: header_str("ect").and_then(ConnectionType::from_ect),
+        device: header_str("user-agent").map(DeviceType::from_user_agent),
+        save_data: header_str("save-data").is_some_and(|v| v.trim().eq_ignore_ascii_case("on")),
         preferred_quality: None,
-    })
+    }
 }
 
 fn find_track(state: &AppState, name: &str) -> Option<Arc<Track>> {

@@ -3,4 +3,5 @@
 
 pub mod adaptive;
 pub mod hls;
+pub mod millis;
 pub mod websocket;

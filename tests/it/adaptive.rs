@@ -260,3 +260,55 @@ async fn a_session_download_keeps_its_first_encoding() {
     );
     assert_eq!(progressive_quality(&app, &track, &sid).await, "mobile");
 }
+
+/// A session starts as a progressive download of the same client would: what the body leaves
+/// unknown comes from the request (`Save-Data`, `Downlink`, the `User-Agent`), and a
+/// `preferred_quality` naming no profile is refused rather than quietly replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_starts_from_the_requests_hints_too() {
+    let app = spawn_app(None).await;
+    let tracks = app.json("/api/tracks").await;
+    let track = tracks[0]["id"].as_str().unwrap().to_string();
+    let create = |headers: Vec<(&'static str, &'static str)>, body: Value| {
+        let app = &app;
+        async move {
+            let mut req = app
+                .client
+                .post(app.url("/api/streaming/session"))
+                .json(&body);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let wifi = json!({"track_id": track, "client_capabilities": {"estimated_bandwidth_kbps": 5000,
+        "buffer_duration_ms": 10000, "connection_type": "Wifi", "device_type": "Desktop"}});
+    let (status, fast) = create(vec![], wifi.clone()).await;
+    assert_eq!(
+        (status, fast["initial_profile"]["quality_id"].as_str()),
+        (201, Some("high"))
+    );
+    // The listener asked to save data: planned as a slow link, as /stream does.
+    let (_, saving) = create(vec![("save-data", "on")], wifi).await;
+    assert_eq!(saving["initial_profile"]["quality_id"], "mobile");
+    // No capabilities in the body: the Downlink hint (0.2 Mbit/s) is the estimate.
+    let bare = json!({"track_id": track});
+    let (_, unknown) = create(vec![], bare.clone()).await;
+    let (_, slow) = create(vec![("downlink", "0.2")], bare).await;
+    assert_ne!(
+        unknown["initial_profile"]["quality_id"],
+        slow["initial_profile"]["quality_id"]
+    );
+    assert_eq!(slow["initial_profile"]["quality_id"], "mobile");
+    let (status, err) = create(
+        vec![],
+        json!({"track_id": track, "client_capabilities": {"estimated_bandwidth_kbps": 100,
+            "buffer_duration_ms": 10000, "connection_type": "Wifi", "device_type": "Desktop",
+            "preferred_quality": "ultra", "adaptive_enabled": false}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["code"], "invalid_body");
+}

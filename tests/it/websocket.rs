@@ -125,11 +125,11 @@ async fn the_spec_client_scenario() {
     assert_eq!(r["error"], Value::Null);
     assert!((r["data"]["track_duration_ms"].as_u64().unwrap() as i64 - 11_000).abs() < 50);
     assert_eq!(r["data"]["quality"], "medium");
-    send(&mut ws, json!({"command": "Seek", "command_id": "seek_001", "track_id": track, "position_ms": 6000})).await;
-    assert_eq!(
-        response(&mut ws, "seek_001", &mut seen).await["success"],
-        true
-    );
+    // As the spec's player sends it (`currentTime * 1000`, a float): rounded to the ms.
+    send(&mut ws, json!({"command": "Seek", "command_id": "seek_001", "track_id": track, "position_ms": 5999.5678})).await;
+    let r = response(&mut ws, "seek_001", &mut seen).await;
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(r["data"]["position_ms"], 6000, "{r}");
     send(
         &mut ws,
         json!({"command": "GetStatus", "command_id": "status_001"}),

@@ -12,6 +12,10 @@
 //! | device | `SmartSpeaker` and `CarAudio` start one rung lower unless the link has twice the room (they cannot show a spinner and are often on the move); phones on cellular never start above `medium` |
 //! | nothing fits | the smallest profile |
 //!
+//! What a client leaves unknown is completed from its request (Client Hints, `User-Agent`)
+//! and `Save-Data` plans a slow link, for sessions and progressive downloads alike
+//! ([`ClientCapabilities::with_hints`]).
+//!
 //! Only AAC profiles are chosen for adaptive clients (the MP3 rung cannot be switched to by
 //! hls.js, see `design.md`); a client that asks for `low` by name gets it.
 
@@ -186,19 +190,40 @@ pub struct ClientHints {
 
 impl ClientHints {
     pub fn into_capabilities(self) -> ClientCapabilities {
-        let mut caps = ClientCapabilities {
-            estimated_bandwidth_kbps: self.bandwidth_kbps.unwrap_or(0),
-            connection_type: self.connection.unwrap_or(ConnectionType::Unknown),
-            device_type: self.device.unwrap_or(DeviceType::Unknown),
-            preferred_quality: self.preferred_quality,
+        ClientCapabilities {
+            estimated_bandwidth_kbps: 0,
+            connection_type: ConnectionType::Unknown,
+            device_type: DeviceType::Unknown,
+            preferred_quality: None,
             ..ClientCapabilities::default()
-        };
-        if self.save_data {
-            // The user asked to spend less data: plan as if on the slowest link we know.
-            caps.connection_type = ConnectionType::Cellular2G;
-            caps.estimated_bandwidth_kbps = caps.estimated_bandwidth_kbps.clamp(1, 150);
         }
-        caps
+        .with_hints(&self)
+    }
+}
+
+impl ClientCapabilities {
+    /// Completes what a client said of itself with what its request says (what it left
+    /// unknown: bandwidth, connection, device, preferred quality), and applies `Save-Data`,
+    /// so a session and a progressive download of the same client start alike.
+    pub fn with_hints(mut self, hints: &ClientHints) -> Self {
+        if self.estimated_bandwidth_kbps == 0 {
+            self.estimated_bandwidth_kbps = hints.bandwidth_kbps.unwrap_or(0);
+        }
+        if self.connection_type == ConnectionType::Unknown {
+            self.connection_type = hints.connection.unwrap_or(ConnectionType::Unknown);
+        }
+        if self.device_type == DeviceType::Unknown {
+            self.device_type = hints.device.unwrap_or(DeviceType::Unknown);
+        }
+        if self.preferred_quality.is_none() {
+            self.preferred_quality.clone_from(&hints.preferred_quality);
+        }
+        if hints.save_data {
+            // The user asked to spend less data: plan as if on the slowest link we know.
+            self.connection_type = ConnectionType::Cellular2G;
+            self.estimated_bandwidth_kbps = self.estimated_bandwidth_kbps.clamp(1, 150);
+        }
+        self
     }
 }
 

@@ -685,6 +685,11 @@ fn monitor_decision(
         state.controller.observe_stall();
     }
     state.rebuffers_seen = state.rebuffers_seen.max(metrics.rebuffer_count);
+    // A client that turned adaptation off keeps the profile it has: the server only watches
+    // (the controller stays current, should the client be switched by the application).
+    if !state.session.client_capabilities.adaptive_enabled {
+        return None;
+    }
     let mut family = family_of(profiles, &state.session.current_quality);
     family.sort_by_key(|p| p.bitrate_kbps);
     let current = family
@@ -836,6 +841,56 @@ mod tests {
         assert_eq!(
             stepped_down, n,
             "a link of 60 kbps with a stall leaves the top rung"
+        );
+    }
+
+    /// `adaptive_enabled: false` (the spec's "adaptation automatique" off): the monitor never
+    /// moves the session, whatever the player reports; an adaptive one beside it does move.
+    #[tokio::test(start_paused = true)]
+    async fn a_session_with_adaptation_off_keeps_its_profile() {
+        let m = AdaptiveStreamingManager::new(Arc::new(Config::default()));
+        let pinned = ClientCapabilities {
+            estimated_bandwidth_kbps: 5000,
+            connection_type: crate::streaming::adaptive::ConnectionType::Wifi,
+            preferred_quality: Some("high".into()),
+            adaptive_enabled: false,
+            ..ClientCapabilities::default()
+        };
+        let adaptive = ClientCapabilities {
+            adaptive_enabled: true,
+            ..pinned.clone()
+        };
+        for (id, caps) in [("pinned", pinned), ("adaptive", adaptive)] {
+            let p = m
+                .create_session_with_capabilities(id.into(), "any".into(), String::new(), caps)
+                .await;
+            assert_eq!(p.quality_id, "high");
+        }
+        m.start_quality_monitor().await;
+        for round in 1..=5 {
+            for id in ["pinned", "adaptive"] {
+                m.report_metrics(
+                    id,
+                    PerformanceMetrics {
+                        buffer_health_percentage: 5.0,
+                        download_speed_kbps: 30,
+                        rebuffer_count: round,
+                        rebuffer_duration_ms: 2_000 * round,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            }
+            tokio::time::sleep(MONITOR_PERIOD + Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            m.get_session("pinned").await.unwrap().current_quality,
+            "high"
+        );
+        assert_ne!(
+            m.get_session("adaptive").await.unwrap().current_quality,
+            "high"
         );
     }
 

@@ -192,6 +192,7 @@ pub enum WebSocketCommand {
         command_id: String,
         track_id: String,
         #[ts(type = "number | null")]
+        #[serde(default, deserialize_with = "crate::streaming::millis::optional")]
         start_position_ms: Option<u64>,
     },
     Pause {
@@ -206,6 +207,7 @@ pub enum WebSocketCommand {
         command_id: String,
         track_id: String,
         #[ts(type = "number")]
+        #[serde(deserialize_with = "crate::streaming::millis::deserialize")]
         position_ms: u64,
     },
     AddToPlaylist {

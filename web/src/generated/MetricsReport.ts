@@ -5,7 +5,7 @@
  */
 export type MetricsReport = { 
 /**
- * Playback position now (ms).
+ * Playback position now (ms; a fraction is rounded).
  */
 position_ms?: number, 
 /**
