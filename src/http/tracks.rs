@@ -62,7 +62,9 @@ pub struct ListQuery {
     limit: Option<usize>,
 }
 
-/// The catalogue, in file-name order, optionally searched and paged.
+/// The catalogue, optionally searched and paged.
+///
+/// Ordered by artist, then album, then file name; tracks without an artist tag come first.
 #[utoipa::path(
     get,
     path = "/api/tracks",

@@ -186,7 +186,11 @@ impl SourceDecoder {
                 {
                     return Ok(total)
                 }
-                Err(SymphoniaError::ResetRequired) => return Ok(total),
+                Err(SymphoniaError::ResetRequired) => {
+                    if !self.next_chain()? {
+                        return Ok(total);
+                    }
+                }
                 Err(SymphoniaError::DecodeError(e)) => {
                     self.consecutive_errors += 1;
                     if self.consecutive_errors > MAX_CONSECUTIVE_ERRORS {
@@ -196,6 +200,31 @@ impl SourceDecoder {
                 Err(e) => return Err(DecodeError::Corrupt(e.to_string())),
             }
         }
+    }
+
+    /// Moves on to the next stream of a chained file (RFC 3533: Ogg streams one after the other,
+    /// as `cat a.ogg b.ogg` or a recorded radio stream makes), which symphonia announces by
+    /// asking for a reset. `false` when no audio follows. A chain at another sample rate is
+    /// refused: the whole file is one track at one rate downstream, and cutting it short
+    /// silently (as before) loses everything after the first chain.
+    fn next_chain(&mut self) -> Result<bool, DecodeError> {
+        let Some(track) = self.format.tracks().iter().find(|t| {
+            t.codec_params.codec != CODEC_TYPE_NULL && t.codec_params.sample_rate.is_some()
+        }) else {
+            return Ok(false);
+        };
+        let rate = track.codec_params.sample_rate.unwrap_or(0);
+        if rate != self.sample_rate {
+            return Err(DecodeError::Unsupported(format!(
+                "a chained stream changes the sample rate ({} Hz, then {rate} Hz)",
+                self.sample_rate
+            )));
+        }
+        self.decoder = symphonia::default::get_codecs()
+            .make(&track.codec_params, &DecoderOptions::default())
+            .map_err(|e| DecodeError::Unsupported(e.to_string()))?;
+        self.track_id = track.id;
+        Ok(true)
     }
 
     /// Appends the next block of interleaved stereo samples to `out`. Returns `false` at the end
@@ -213,7 +242,12 @@ impl SourceDecoder {
                 {
                     return Ok(false)
                 }
-                Err(SymphoniaError::ResetRequired) => return Ok(false),
+                Err(SymphoniaError::ResetRequired) => {
+                    if self.next_chain()? {
+                        continue;
+                    }
+                    return Ok(false);
+                }
                 Err(e) => return Err(DecodeError::Corrupt(e.to_string())),
             };
             if packet.track_id() != self.track_id {

@@ -138,3 +138,49 @@ async fn only_an_admin_may_ask_for_a_rescan() {
     assert_eq!(post("forged.token.here").await.unwrap().status(), 401);
     assert_eq!(post(&admin).await.unwrap().status(), 200);
 }
+
+/// An Ogg file of chained streams (RFC 3533: `cat a.ogg b.ogg`, a recorded radio stream) is
+/// played to its end, not cut after its first stream; a chain that changes the sample rate is
+/// skipped at the scan with a reason rather than listed and then cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chained_ogg_streams_play_to_the_end() {
+    let lib = tempfile::tempdir().unwrap();
+    let vorbis = |name: &str, hz: u32, rate: u32, secs: u32| {
+        let path = lib.path().join(name);
+        run(Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!(
+                "sine=frequency={hz}:duration={secs}:sample_rate={rate}"
+            ))
+            .args(["-ac", "2", "-c:a", "libvorbis"])
+            .arg(&path));
+        std::fs::read(&path).unwrap()
+    };
+    let a = vorbis("a.ogg", 440, 44100, 3);
+    let b = vorbis("b.ogg", 660, 44100, 4);
+    let c = vorbis("c.ogg", 660, 48000, 4);
+    std::fs::write(lib.path().join("same.ogg"), [a.clone(), b].concat()).unwrap();
+    std::fs::write(lib.path().join("rate.ogg"), [a, c].concat()).unwrap();
+    for part in ["a.ogg", "b.ogg", "c.ogg"] {
+        std::fs::remove_file(lib.path().join(part)).unwrap();
+    }
+    let app = spawn_app_with(Some(lib.path()), |c| c.library_rescan_secs = 0).await;
+    let tracks = app.json("/api/tracks").await;
+    let names: Vec<&str> = tracks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["filename"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["same.ogg"], "the rate change is skipped");
+    let ms = tracks[0]["duration_ms"].as_u64().unwrap();
+    assert!(
+        ms.abs_diff(7000) <= 30,
+        "{ms} ms: both chains are catalogued"
+    );
+    let id = tracks[0]["id"].as_str().unwrap();
+    let (samples, log) = decoded_samples(&app.url(&format!("/stream/{id}?quality=low")), 22050);
+    let secs = samples as f64 / 22050.0;
+    assert!((secs - 7.0).abs() < 0.05, "{secs} s served: {log}");
+    assert_eq!(rescan(&app).await["skipped"], 1);
+}
