@@ -65,7 +65,8 @@ pub struct ScanControl<'a> {
 /// Bumped whenever probing changes what it records, so old index files are not trusted.
 /// 2: MP3 files without a LAME tag are counted untrimmed (a bitrate estimate cut VBR files).
 /// 3: MP4 edit lists applied (M4A priming and padding are not counted).
-const INDEX_FORMAT: u32 = 3;
+/// 4: MP3 (LAME tag) and Ogg Vorbis lengths no longer lose their gapless trims a second time.
+const INDEX_FORMAT: u32 = 4;
 
 #[derive(Serialize, Deserialize, Default)]
 struct IndexFile {

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -189,14 +189,19 @@ struct Inner {
     /// Recently served segments, ready to send: a hot segment is then served with no disk
     /// access and no copy (the `Bytes` is shared with every response).
     memo: quick_cache::sync::Cache<(Key, usize), SegmentData, ByteWeight>,
+    /// One open handle per encode file, shared by all of its memoised segments. Each segment
+    /// used to open its own: a thousand hot segments (under the memory budget) were a thousand
+    /// descriptors, and the server ran out of them. Weak: a handle closes when the last segment
+    /// holding it leaves memory.
+    handles: Mutex<HashMap<PathBuf, Weak<std::fs::File>>>,
 }
 
 /// One segment's bytes (ID3 tag, then frames) and where the frames came from: `bytes[tag_len..]`
 /// is exactly the content of `file` from `offset`, read through that very handle. The HTTP layer
 /// uses this to send the frames with `sendfile(2)` instead of copying them from memory; the
 /// handle keeps those bytes readable even if the encode is evicted (its file is then unlinked)
-/// or encoded again into a new file meanwhile. Each memoised segment thus holds one descriptor
-/// (about 800 at the default 128 MB; the server lifts its open file limit at start).
+/// or encoded again into a new file meanwhile. The segments of one file share one handle
+/// (`Inner::handles`), so memoised segments hold one descriptor per encode file, not per segment.
 #[derive(Clone)]
 pub struct SegmentData {
     pub bytes: Bytes,
@@ -332,6 +337,7 @@ impl TranscodeCache {
                 memory_bytes,
                 ByteWeight,
             ),
+            handles: Mutex::default(),
         });
         inner.evict(None);
         Ok(Self { inner })
@@ -424,8 +430,10 @@ impl TranscodeCache {
         let mut attempt = 0;
         loop {
             let (path, (start, end)) = self.wait_for(req, pick).await?;
-            match read_range(&path, start, end, tag).await {
+            let shared = self.inner.handles.lock().get(&path).and_then(Weak::upgrade);
+            match read_range(&path, start, end, tag, shared).await {
                 Ok((file, bytes)) => {
+                    self.inner.share_handle(&path, &file);
                     return Ok(SegmentData {
                         bytes,
                         tag_len: tag.len(),
@@ -536,6 +544,15 @@ impl TranscodeCache {
 }
 
 impl Inner {
+    /// Keeps `file` as the handle later reads of `path` share (while a segment holds it).
+    fn share_handle(&self, path: &Path, file: &Arc<std::fs::File>) {
+        let mut handles = self.handles.lock();
+        if handles.len() >= 1024 {
+            handles.retain(|_, h| h.strong_count() > 0);
+        }
+        handles.insert(path.to_path_buf(), Arc::downgrade(file));
+    }
+
     /// A memoised segment, counted as a use of its encode (so the disk entry does not look
     /// stale while it is served from memory).
     fn memo_hit(&self, key: &(Key, usize)) -> Option<SegmentData> {
@@ -881,22 +898,34 @@ async fn wait_progress<T>(
     }
 }
 
-/// `tag` followed by bytes `start..end` of the file at `path`, and the file's open handle.
+/// `tag` followed by bytes `start..end` of the file at `path`, and the file's open handle:
+/// `shared` when it is still the file at `path` (same inode; after an eviction and a new encode
+/// it is not), else a new one.
 async fn read_range(
     path: &Path,
     start: u64,
     end: u64,
     tag: &[u8],
+    shared: Option<Arc<std::fs::File>>,
 ) -> std::io::Result<(Arc<std::fs::File>, Bytes)> {
-    use std::os::unix::fs::FileExt as _;
+    use std::os::unix::fs::{FileExt as _, MetadataExt as _};
     let path = path.to_path_buf();
     let mut out = BytesMut::zeroed(tag.len() + (end - start) as usize);
     out[..tag.len()].copy_from_slice(tag);
     let tag_len = tag.len();
     tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(path)?;
+        let on_disk = std::fs::metadata(&path)?;
+        let file = match shared {
+            Some(f)
+                if f.metadata()
+                    .is_ok_and(|m| m.ino() == on_disk.ino() && m.dev() == on_disk.dev()) =>
+            {
+                f
+            }
+            _ => Arc::new(std::fs::File::open(&path)?),
+        };
         file.read_exact_at(&mut out[tag_len..], start)?;
-        Ok((Arc::new(file), out.freeze()))
+        Ok((file, out.freeze()))
     })
     .await
     .map_err(std::io::Error::other)?
@@ -1059,6 +1088,46 @@ mod tests {
             cache.segment(&req, 99).await,
             Err(CacheError::NoSuchSegment(99))
         ));
+    }
+
+    /// Descriptors of this process open on `path`.
+    fn open_on(path: &Path) -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| target == path)
+            .count()
+    }
+
+    /// Memoised segments of one encode share one descriptor (each held its own: a thousand hot
+    /// segments under the memory budget exhausted the process's descriptors), and the segments
+    /// still read back exactly.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hot_segments_of_one_file_share_one_descriptor() {
+        let src = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = TranscodeCache::open(dir.path(), 1 << 30, 2).unwrap();
+        let req = request(src.path(), "a.wav", 22050, 60.0, "mobile");
+        let whole = cache.complete(&req).await.unwrap();
+        let n = req.layout.segment_count();
+        assert!(n >= 8, "{n} segments");
+        let mut held = Vec::new();
+        for i in 0..n {
+            held.push(cache.segment_data(&req, i).await.unwrap());
+        }
+        let data = std::fs::read(&whole.path).unwrap();
+        for d in &held {
+            let frames = &d.bytes[d.tag_len..];
+            let at = d.offset as usize;
+            assert_eq!(frames, &data[at..at + frames.len()]);
+            assert!(Arc::ptr_eq(&d.file, &held[0].file));
+        }
+        let path = whole.path.canonicalize().unwrap();
+        assert_eq!(open_on(&path), 1, "{n} hot segments");
+        // The handle closes with the last segment holding it.
+        drop(held);
+        cache.inner.memo.clear();
+        assert_eq!(open_on(&path), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

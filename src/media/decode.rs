@@ -170,16 +170,16 @@ impl SourceDecoder {
         Ok(self.keep.map_or(presented, |k| presented.min(k)))
     }
 
-    /// Sum of the track's packet durations (gapless-trimmed).
+    /// Sum of the track's packet durations (gapless-trimmed: symphonia's `dur` is after the
+    /// trims).
     fn packet_samples(&mut self) -> Result<u64, DecodeError> {
         let mut total: u64 = 0;
         loop {
             match self.format.next_packet() {
-                Ok(p) if p.track_id() == self.track_id => {
-                    total += p
-                        .dur
-                        .saturating_sub(u64::from(p.trim_start) + u64::from(p.trim_end));
-                }
+                // `dur` is after gapless trimming already (symphonia's `trim_packet` takes the
+                // trims out of it); subtracting them again lost up to a frame at each end of
+                // every MP3 with a LAME tag and every Ogg Vorbis file.
+                Ok(p) if p.track_id() == self.track_id => total += p.dur,
                 Ok(_) => {}
                 Err(SymphoniaError::IoError(e))
                     if e.kind() == std::io::ErrorKind::UnexpectedEof =>
@@ -285,11 +285,11 @@ impl SourceDecoder {
                     if self.consecutive_errors > MAX_CONSECUTIVE_ERRORS {
                         return Err(DecodeError::Corrupt(e.to_string()));
                     }
-                    // Keep timing: a lost packet is heard as silence of its length.
-                    let dur = packet
-                        .dur
-                        .saturating_sub(u64::from(packet.trim_start) + u64::from(packet.trim_end));
-                    out.extend(std::iter::repeat_n(0.0, dur.min(1 << 16) as usize * 2));
+                    // Keep timing: a lost packet is heard as silence of its (trimmed) length.
+                    out.extend(std::iter::repeat_n(
+                        0.0,
+                        packet.dur.min(1 << 16) as usize * 2,
+                    ));
                     self.present(out, start);
                     return Ok(true);
                 }

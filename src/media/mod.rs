@@ -20,8 +20,9 @@ pub mod resample;
 /// downmix, decoding). 2: MP3 without bit reservoir, surround folded by channel mask. 3: MP3
 /// sources without a LAME tag decoded untrimmed (VBR files without a Xing header were cut).
 /// 4: every variant starts the source at the same time (leading silence, see `encoder_delay`);
-/// MP4 edit lists applied (M4A priming and padding no longer served).
-pub const PIPELINE_REVISION: u32 = 4;
+/// MP4 edit lists applied (M4A priming and padding no longer served). 5: the ends of MP3 files
+/// with a LAME tag and of Ogg Vorbis files are no longer cut (gapless trims were counted twice).
+pub const PIPELINE_REVISION: u32 = 5;
 
 /// The version under which a source's encodes are cached and served (segment names, ETags):
 /// the source file's version followed by the pipeline's revision (still hex), so that bytes
