@@ -206,13 +206,14 @@ pub async fn progressive(
     // profile of its first `GET` (the monitor's later choices go to HLS and to the next
     // session). A choice from capabilities can change with the next request's hints, so it is
     // answered with a redirect to the URL that names it.
-    // An unknown session (expired, ended, or held by another node) falls back to the choice from
-    // capabilities: a player already streaming must not get a 404 on its next range request.
+    // An unknown session (expired, ended, held by another node, or another track's) falls back
+    // to the choice from capabilities: a player already streaming must not get a 404 on its
+    // next range request.
     let session_quality = match params.get("session_id") {
         Some(id) => {
             state
                 .streaming
-                .progressive_quality(id, method == Method::GET)
+                .progressive_quality(id, &track.id, method == Method::GET)
                 .await
         }
         None => None,

@@ -21,7 +21,8 @@ pub mod resample;
 /// sources without a LAME tag decoded untrimmed (VBR files without a Xing header were cut).
 /// 4: every variant starts the source at the same time (leading silence, see `encoder_delay`);
 /// MP4 edit lists applied (M4A priming and padding no longer served). 5: the ends of MP3 files
-/// with a LAME tag and of Ogg Vorbis files are no longer cut (gapless trims were counted twice).
+/// with a LAME tag and of Ogg Vorbis files are no longer cut (gapless trims were counted twice);
+/// a progressive MP3's Info tag declares the variant's lead-in as priming.
 pub const PIPELINE_REVISION: u32 = 5;
 
 /// The version under which a source's encodes are cached and served (segment names, ETags):

@@ -117,6 +117,19 @@ impl Mp3Encoder {
         })
     }
 
+    /// [`Self::info_tag`], declaring `extra` more samples of priming: silence fed before the
+    /// source (a variant's lead-in, `encoder_delay::lead_in`) is, to a gapless decoder of the
+    /// progressive file, priming to drop like LAME's own. LAME cannot be told, so the tag's
+    /// delay field is rewritten and its CRC recomputed; a tag that does not check out as LAME
+    /// wrote it, or a delay past the field's 12 bits, is left as it was.
+    pub fn info_tag_with_priming(&self, extra: u64) -> Option<Vec<u8>> {
+        let mut tag = self.info_tag()?;
+        if extra > 0 && !add_priming(&mut tag, extra) {
+            tracing::warn!(extra, "cannot declare the lead-in in LAME's Info tag");
+        }
+        Some(tag)
+    }
+
     fn take(&mut self, n: c_int, frames: &mut Vec<Vec<u8>>) -> Result<(), EncodeError> {
         if n < 0 {
             return Err(EncodeError::Codec(format!("LAME encode failed ({n})")));
@@ -184,10 +197,124 @@ pub fn frame_len(data: &[u8]) -> Option<usize> {
     Some(coef * kbps * 1000 / rate + padding)
 }
 
+/// Adds `extra` samples to the encoder delay of a LAME Info frame (the LAME extension of the
+/// Xing/Info tag, as LAME's `VbrTag.c` writes it) and refreshes the tag's CRC-16. Written by
+/// hand: no crate edits LAME tags. `false` (nothing changed) if the frame is not one LAME's
+/// CRC vouches for, or the delay would not fit its 12 bits.
+fn add_priming(frame: &mut [u8], extra: u64) -> bool {
+    let Some(xing) = frame.windows(4).position(|w| w == b"Info" || w == b"Xing") else {
+        return false;
+    };
+    let Some(flags) = frame.get(xing + 4..xing + 8) else {
+        return false;
+    };
+    let flags = u32::from_be_bytes([flags[0], flags[1], flags[2], flags[3]]);
+    // Frames, bytes, table of contents, quality: present per flag.
+    let mut lame = xing + 8;
+    for (bit, len) in [(1, 4), (2, 4), (4, 100), (8, 4)] {
+        if flags & bit != 0 {
+            lame += len;
+        }
+    }
+    // Version string (9), revision (1), lowpass (1), replay gain (8), flags (1), bitrate (1),
+    // then the 3 bytes of delay and padding; the tag CRC closes the 36-byte extension.
+    let (delays, crc_at) = (lame + 21, lame + 34);
+    if frame.len() < crc_at + 2 {
+        return false;
+    }
+    let stored = u16::from_be_bytes([frame[crc_at], frame[crc_at + 1]]);
+    if crc16(&frame[..crc_at]) != stored {
+        return false;
+    }
+    let d = &frame[delays..delays + 3];
+    let delay = (u32::from(d[0]) << 4) | (u32::from(d[1]) >> 4);
+    let padding = ((u32::from(d[1]) & 0x0f) << 8) | u32::from(d[2]);
+    let Some(delay) = u32::try_from(extra)
+        .ok()
+        .and_then(|e| delay.checked_add(e))
+        .filter(|d| *d < 1 << 12)
+    else {
+        return false;
+    };
+    frame[delays] = (delay >> 4) as u8;
+    frame[delays + 1] = ((delay & 0x0f) << 4) as u8 | (padding >> 8) as u8;
+    frame[delays + 2] = padding as u8;
+    let crc = crc16(&frame[..crc_at]).to_be_bytes();
+    frame[crc_at..crc_at + 2].copy_from_slice(&crc);
+    true
+}
+
+/// CRC-16 (polynomial 0x8005, reflected, initial 0: "CRC-16/ARC"), as LAME computes its tag CRC.
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc = 0u16;
+    for &b in bytes {
+        crc ^= u16::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xa001
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    crc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::media::encoder_delay::MP3_ENCODER_DELAY;
+
+    /// Encoder delay and padding fields of a LAME Info frame.
+    fn delays(frame: &[u8]) -> (u32, u32) {
+        let xing = frame
+            .windows(4)
+            .position(|w| w == b"Info" || w == b"Xing")
+            .unwrap();
+        let d = &frame[xing + 120 + 21..xing + 120 + 24];
+        (
+            (u32::from(d[0]) << 4) | (u32::from(d[1]) >> 4),
+            ((u32::from(d[1]) & 0x0f) << 8) | u32::from(d[2]),
+        )
+    }
+
+    #[test]
+    fn lead_in_is_declared_as_priming_with_a_valid_crc() {
+        let mut enc = Mp3Encoder::new(22050, 128).unwrap();
+        let mut frames = Vec::new();
+        enc.encode(&vec![0.1; 22050 * 2], &mut frames).unwrap();
+        enc.finish(&mut frames).unwrap();
+        let plain = enc.info_tag().unwrap();
+        let (delay, padding) = delays(&plain);
+        assert_eq!(u64::from(delay), MP3_ENCODER_DELAY);
+        let patched = enc.info_tag_with_priming(300).unwrap();
+        assert_eq!(delays(&patched), (delay + 300, padding));
+        assert_eq!(patched.len(), plain.len());
+        // Everything else as LAME wrote it, and the CRC checks out as LAME's did.
+        let crc_at = patched
+            .windows(4)
+            .position(|w| w == b"Info" || w == b"Xing")
+            .unwrap()
+            + 120
+            + 34;
+        let diff: Vec<usize> = (0..plain.len())
+            .filter(|&i| plain[i] != patched[i])
+            .collect();
+        assert!(
+            diff.iter().all(|&i| (crc_at - 13..crc_at + 2).contains(&i)),
+            "{diff:?}"
+        );
+        assert_eq!(
+            crc16(&patched[..crc_at]),
+            u16::from_be_bytes([patched[crc_at], patched[crc_at + 1]])
+        );
+        // No lead-in: the tag as LAME wrote it; a delay past 12 bits or a broken tag: untouched.
+        assert_eq!(enc.info_tag_with_priming(0).unwrap(), plain);
+        assert_eq!(enc.info_tag_with_priming(5000).unwrap(), plain);
+        let mut broken = plain.clone();
+        broken[crc_at - 1] ^= 0xff;
+        assert!(!add_priming(&mut broken, 10));
+    }
 
     #[test]
     fn encodes_whole_frames_and_reports_its_delay() {

@@ -75,6 +75,8 @@ struct Lane<'a> {
     want: u64,
     sink: &'a mut dyn FrameSink,
     scratch: Vec<Vec<u8>>,
+    /// Samples of silence fed before the source (see `encoder_delay::lead_in`).
+    lead: u64,
 }
 
 impl Lane<'_> {
@@ -128,6 +130,9 @@ pub fn transcode(
             Codec::Aac => AAC_DROPPED_FRAMES,
             Codec::Mp3 => 0,
         };
+        // Silence before the source, so that this variant starts the source at the same time
+        // as every other variant of the ladder (the layout's delay).
+        let lead = lead_in(&out.profile, out.layout.delay);
         let mut lane = Lane {
             encoder,
             to_drop,
@@ -135,13 +140,11 @@ pub fn transcode(
             want: out.layout.total_frames,
             sink: out.sink,
             scratch: Vec::new(),
+            lead,
         };
-        // Silence before the source, so that this variant starts the source at the same time
-        // as every other variant of the ladder (the layout's delay).
-        let lead = lead_in(&out.profile, out.layout.delay) as usize;
         if lead > 0 {
             lane.encoder
-                .encode(&vec![0.0; lead * 2], &mut lane.scratch)?;
+                .encode(&vec![0.0; lead as usize * 2], &mut lane.scratch)?;
             lane.deliver()?;
         }
         let rate = out.profile.sample_rate;
@@ -195,7 +198,8 @@ pub fn transcode(
                 });
             }
             let tag = match &lane.encoder {
-                Encoder::Mp3(e) => e.info_tag(),
+                // The lead-in is priming to a gapless decoder of the progressive file.
+                Encoder::Mp3(e) => e.info_tag_with_priming(lane.lead),
                 Encoder::Aac(_) => None,
             };
             lane.sink.finish(tag).map_err(TranscodeError::Sink)?;

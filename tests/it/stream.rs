@@ -203,6 +203,28 @@ async fn mp3_with_info_tag_decodes_gapless_and_ranges_cover_the_tag() {
     assert!((secs - 9.5).abs() < 0.03, "{secs}");
 }
 
+/// With a ladder whose longest codec delay is not LAME's (a 16 kHz AAC rung added), the MP3
+/// variant starts with a lead-in of silence to line up with the others; its progressive file
+/// declares that lead-in as priming, so a gapless decoder still gets the source exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progressive_mp3_stays_gapless_whatever_the_ladder() {
+    let lib = library();
+    let app = crate::helpers::spawn_app_with(Some(&lib.root), |c| {
+        c.profiles.push(stream_server::config::ProfileConfig {
+            quality_id: "tiny".into(),
+            bitrate_kbps: 32,
+            sample_rate: 16000,
+            codec: "aac".into(),
+            bandwidth_estimate_kbps: Some(48),
+        });
+    })
+    .await;
+    let path = "/stream/wav/mono48-24bit.wav?quality=low";
+    let (samples, log) = decoded_samples(&app.url(path), 22050);
+    let secs = samples as f64 / 22050.0;
+    assert!((secs - 9.5).abs() < 0.003, "{secs} s: {log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quality_follows_client_capabilities() {
     let lib = library();

@@ -420,10 +420,18 @@ impl AdaptiveStreamingManager {
 
     /// The profile a progressive download (`/stream`) of this session is served in: the one
     /// its first download took, else the session's current quality, which `fix` (a `GET`, not
-    /// a `HEAD`) makes the download's for the session's life. `None` for an unknown session.
-    pub async fn progressive_quality(&self, session_id: &str, fix: bool) -> Option<String> {
+    /// a `HEAD`) makes the download's for the session's life. `None` for an unknown session, or
+    /// one of another track (a session plays one track).
+    pub async fn progressive_quality(
+        &self,
+        session_id: &str,
+        track_id: &str,
+        fix: bool,
+    ) -> Option<String> {
         let mut sessions = self.sessions.write().await;
-        let state = sessions.get_mut(session_id)?;
+        let state = sessions
+            .get_mut(session_id)
+            .filter(|s| s.session.track_id == track_id)?;
         if let Some(q) = &state.progressive {
             return Some(q.clone());
         }
@@ -458,10 +466,12 @@ impl AdaptiveStreamingManager {
             lib.get(track_id)
                 .ok_or_else(|| StreamingError::UnknownTrack(track_id.to_string()))?;
         }
+        // A session plays one track: another track's master does not know it.
         let first = match session_id {
             Some(id) => Some(
                 self.get_session(id)
                     .await
+                    .filter(|s| s.track_id == track_id)
                     .ok_or_else(|| StreamingError::UnknownSession(id.to_string()))?
                     .current_quality,
             ),
@@ -766,6 +776,16 @@ mod tests {
             .unwrap();
         let urls: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(urls[0], "high/playlist.m3u8");
+        // Another track's master does not know the session.
+        assert!(matches!(
+            m.generate_master_playlist_for("other", Some("s1")).await,
+            Err(StreamingError::UnknownSession(_))
+        ));
+        assert_eq!(m.progressive_quality("s1", "other", false).await, None);
+        assert_eq!(
+            m.progressive_quality("s1", "any", false).await.as_deref(),
+            Some("high")
+        );
         assert!(
             !text.contains("low/"),
             "the MP3 rung is not mixed into the AAC master"
