@@ -178,7 +178,8 @@ struct Inner {
     /// Bounds encodes running at once (each takes a core).
     permits: Arc<Semaphore>,
     /// Bounds head starts: a new encode runs at once, outside the core budget, for its first
-    /// seconds, so a new listener never waits behind whole-track encodes of other tracks.
+    /// seconds, so a new listener never waits behind whole-track encodes of other tracks; after
+    /// that, encodes take turns on the cores (`CORE_TURN_SECS`).
     head_starts: Arc<Semaphore>,
     /// Set at shutdown: running encodes stop between blocks, new ones are refused.
     stopping: AtomicBool,
@@ -223,6 +224,10 @@ impl quick_cache::Weighter<(Key, usize), SegmentData> for ByteWeight {
 /// Seconds of source a new encode may run before it needs a core permit (about two segments:
 /// enough for a player to start and to fetch its next segment).
 const HEAD_START_SECS: u64 = 15;
+
+/// Seconds of source an encode holding a core encodes before it lets the next one in line have
+/// it (about a quarter of a second of one core for the whole ladder).
+const CORE_TURN_SECS: u64 = 20;
 
 /// What lets a job run: a head start, or one of the cores. Dropping it frees the place.
 enum Slot {
@@ -700,19 +705,27 @@ impl Inner {
         if !unchanged() {
             return Err(TranscodeError::SourceChanged);
         }
-        let head_start = u64::from(reqs[0].source_rate) * HEAD_START_SECS;
+        let rate = u64::from(reqs[0].source_rate);
+        let mut turn_ends = match slot {
+            Slot::HeadStart(_) => rate * HEAD_START_SECS,
+            _ => rate * CORE_TURN_SECS,
+        };
         let mut checkpoint = |fed: u64| {
             if self.stopping.load(Ordering::Relaxed) {
                 return Err(TranscodeError::Cancelled);
             }
-            if matches!(slot, Slot::HeadStart(_)) && fed >= head_start {
-                // The first segments are out: give the head start back to the next newcomer,
-                // then wait for a core like every other long encode.
+            if fed >= turn_ends {
+                // A turn is over. A head start goes back to the next newcomer (its first
+                // segments are out); a core goes to the next encode in line (the semaphore
+                // serves in order), and this one queues again. So every encode under way
+                // advances at its share of the cores: a listener's encode no longer waits for
+                // every whole track queued before it, each many times faster than real time.
                 slot = Slot::Waiting;
                 let permit = runtime
                     .block_on(self.permits.clone().acquire_owned())
                     .map_err(|_| TranscodeError::Cancelled)?;
                 slot = Slot::Core(permit);
+                turn_ends = fed + rate * CORE_TURN_SECS;
             }
             Ok(())
         };
@@ -1128,6 +1141,28 @@ mod tests {
         drop(held);
         cache.inner.memo.clear();
         assert_eq!(open_on(&path), 0);
+    }
+
+    /// Encodes take turns on the cores: with one core busy on a long track, a newcomer gets
+    /// past its head start (its third segment and beyond) long before the long track is done,
+    /// instead of waiting for all of it (an audible stall for its listener).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_encode_does_not_wait_for_a_whole_long_track() {
+        let src = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = TranscodeCache::open(dir.path(), 1 << 30, 1).unwrap();
+        let long = request(src.path(), "long.wav", 44100, 900.0, "high");
+        let new = request(src.path(), "new.wav", 44100, 120.0, "high");
+        // The long track starts first and is past its head start, on the one core.
+        cache.segment(&long, 3).await.unwrap();
+        // Segment 6 starts ~40 s in: well past the newcomer's 15 s head start.
+        let late = new.layout.segment_count().min(7) - 1;
+        cache.segment(&new, late).await.unwrap();
+        assert!(
+            !cache.is_complete(&long),
+            "the newcomer waited for the whole long track"
+        );
+        cache.complete(&long).await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
