@@ -168,7 +168,7 @@ struct ProgressiveQuery {
         (status = 304, description = "Not modified (`If-None-Match`)"),
         (status = 400, description = "A hostile path or a malformed query", body = ErrorBody),
         (status = 404, description = "No such track or quality", body = ErrorBody),
-        (status = 416, description = "Range not satisfiable"),
+        (status = 416, description = "Range not satisfiable (`Content-Range: bytes */LENGTH`)", body = ErrorBody),
         (status = 422, description = "The source cannot be transcoded", body = ErrorBody),
         (status = 500, description = "The transcode cache cannot be read or written", body = ErrorBody),
         (status = 503, description = "No library yet, shutting down, or the file changed since the library was scanned (a rescan is under way); `Retry-After` says when to retry", body = ErrorBody),
@@ -294,7 +294,24 @@ pub async fn progressive(
         }
         RangeRequest::Unsatisfiable => {
             set(header::CONTENT_RANGE, format!("bytes */{total}"));
-            return Ok((StatusCode::RANGE_NOT_SATISFIABLE, response_headers).into_response());
+            // The JSON error every failure has, with what a range must fit in.
+            let mut response = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!("the range is outside the {total} bytes of this stream"),
+            )
+            .into_response();
+            if let Some(v) = response_headers.get(header::CONTENT_RANGE) {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_RANGE, v.clone());
+            }
+            for name in [header::ACCEPT_RANGES, header::ETAG] {
+                if let Some(v) = response_headers.get(&name) {
+                    response.headers_mut().insert(name, v.clone());
+                }
+            }
+            return Ok(response);
         }
     };
     set(header::CONTENT_LENGTH, len.to_string());

@@ -77,6 +77,8 @@ async fn ranges_are_byte_exact() {
         r.headers()["content-range"],
         format!("bytes */{len}").as_str()
     );
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "range_not_satisfiable", "{v}");
 
     // If-Range: a matching validator keeps the range, a stale one gets the whole body.
     let r = app
