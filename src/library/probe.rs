@@ -27,7 +27,14 @@ pub enum ProbeError {
 /// Opens `path`, reads its tags and counts its samples (demuxing only, gapless-trimmed).
 pub fn probe(path: &Path, max_secs: u64) -> Result<Probe, ProbeError> {
     let mut dec = SourceDecoder::open(path)?;
-    let samples = dec.count_samples()?;
+    let mut samples = dec.count_samples()?;
+    if samples == 0 {
+        // Some containers give their packets no duration (Matroska/WebM without a default
+        // duration): count what the codec decodes instead, once, here, and no further than the
+        // length limit (a longer file is refused just below either way).
+        let limit = (max_secs + 1).saturating_mul(u64::from(dec.sample_rate));
+        samples = decoded_samples(path, limit)?;
+    }
     if samples == 0 {
         return Err(ProbeError::Empty);
     }
@@ -55,4 +62,18 @@ pub fn probe(path: &Path, max_secs: u64) -> Result<Probe, ProbeError> {
         codec: dec.codec.clone(),
         samples,
     })
+}
+
+/// Samples per channel `path` decodes to, by decoding it (up to a little past `limit`).
+fn decoded_samples(path: &Path, limit: u64) -> Result<u64, ProbeError> {
+    let mut dec = SourceDecoder::open(path)?;
+    let mut block = Vec::new();
+    let mut total = 0u64;
+    loop {
+        block.clear();
+        if total > limit || !dec.next_block(&mut block)? {
+            return Ok(total);
+        }
+        total += block.len() as u64 / 2; // interleaved stereo
+    }
 }

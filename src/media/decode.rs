@@ -397,7 +397,14 @@ fn probe_format(path: &Path, gapless: bool) -> Result<ProbeResult, DecodeError> 
     };
     symphonia::default::get_probe()
         .format(&hint, mss, &format_opts, &MetadataOptions::default())
-        .map_err(|e| DecodeError::Unsupported(e.to_string()))
+        .map_err(|e| match e {
+            // The container was recognised, and its header points past the end of the file (an
+            // MP4 whose index comes first, half copied): say so, not "unsupported".
+            SymphoniaError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                DecodeError::Corrupt("the file ends early (truncated or still being copied)".into())
+            }
+            e => DecodeError::Unsupported(e.to_string()),
+        })
 }
 
 fn merge_tags(tags: &mut Tags, rev: &MetadataRevision) {

@@ -184,3 +184,51 @@ async fn chained_ogg_streams_play_to_the_end() {
     assert!((secs - 7.0).abs() < 0.05, "{secs} s served: {log}");
     assert_eq!(rescan(&app).await["skipped"], 1);
 }
+
+/// WebM/Matroska Vorbis gives its packets no duration (symphonia reads 0 for each): such a file
+/// was catalogued as empty and skipped. A half-copied MP4 whose index comes first was skipped as
+/// "unsupported", which sent its owner looking for a codec problem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webm_is_catalogued_at_its_length_and_a_half_copied_m4a_is_named_as_such() {
+    let lib = tempfile::tempdir().unwrap();
+    let encode = |name: &str, codec: &[&str]| {
+        let path = lib.path().join(name);
+        run(Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg("sine=frequency=440:duration=4:sample_rate=44100")
+            .args(["-ac", "2"])
+            .args(codec)
+            .arg(&path));
+        path
+    };
+    encode("tone.webm", &["-c:a", "libvorbis"]);
+    let m4a = encode("half.m4a", &["-c:a", "aac", "-movflags", "+faststart"]);
+    let bytes = std::fs::read(&m4a).unwrap();
+    std::fs::write(&m4a, &bytes[..bytes.len() / 2]).unwrap();
+
+    let data = tempfile::tempdir().unwrap();
+    let out = run(Command::new(env!("CARGO_BIN_EXE_stream-server"))
+        .arg("scan")
+        .arg("--library")
+        .arg(lib.path())
+        .arg("--data-dir")
+        .arg(data.path()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let skipped = text
+        .lines()
+        .find(|l| l.starts_with("skipped") && l.contains("half.m4a"))
+        .unwrap_or_else(|| panic!("the half file is skipped:\n{text}"));
+    assert!(skipped.contains("ends early"), "{skipped}");
+
+    let app = spawn_app_with(Some(lib.path()), |c| c.library_rescan_secs = 0).await;
+    let tracks = app.json("/api/tracks").await;
+    assert_eq!(tracks.as_array().unwrap().len(), 1, "{tracks}");
+    let ms = tracks[0]["duration_ms"].as_u64().unwrap();
+    assert!(ms.abs_diff(4000) <= 30, "{ms} ms catalogued");
+    let id = tracks[0]["id"].as_str().unwrap();
+    // The MP3 profile: its Info tag tells ffmpeg the priming to drop, so what it decodes is the
+    // track itself.
+    let (samples, log) = decoded_samples(&app.url(&format!("/stream/{id}?quality=low")), 22050);
+    let secs = samples as f64 / 22050.0;
+    assert!((secs - 4.0).abs() < 0.05, "{secs} s served: {log}");
+}
