@@ -66,7 +66,9 @@ pub struct ScanControl<'a> {
 /// 2: MP3 files without a LAME tag are counted untrimmed (a bitrate estimate cut VBR files).
 /// 3: MP4 edit lists applied (M4A priming and padding are not counted).
 /// 4: MP3 (LAME tag) and Ogg Vorbis lengths no longer lose their gapless trims a second time.
-const INDEX_FORMAT: u32 = 4;
+/// 5: PCM lengths are what the bytes hold (a cut or piped WAV was rounded up to a full packet);
+///    Matroska/WebM Vorbis, whose packets carry no duration, is counted by decoding.
+const INDEX_FORMAT: u32 = 5;
 
 #[derive(Serialize, Deserialize, Default)]
 struct IndexFile {

@@ -9,8 +9,13 @@ use std::path::Path;
 
 use symphonia::core::audio::{Channels, SampleBuffer};
 use symphonia::core::codecs::{
-    DecoderOptions, CODEC_TYPE_AAC, CODEC_TYPE_ALAC, CODEC_TYPE_MP1, CODEC_TYPE_MP2,
-    CODEC_TYPE_MP3, CODEC_TYPE_NULL,
+    CodecType, DecoderOptions, CODEC_TYPE_AAC, CODEC_TYPE_ALAC, CODEC_TYPE_MP1, CODEC_TYPE_MP2,
+    CODEC_TYPE_MP3, CODEC_TYPE_NULL, CODEC_TYPE_PCM_ALAW, CODEC_TYPE_PCM_F32BE,
+    CODEC_TYPE_PCM_F32LE, CODEC_TYPE_PCM_F64BE, CODEC_TYPE_PCM_F64LE, CODEC_TYPE_PCM_MULAW,
+    CODEC_TYPE_PCM_S16BE, CODEC_TYPE_PCM_S16LE, CODEC_TYPE_PCM_S24BE, CODEC_TYPE_PCM_S24LE,
+    CODEC_TYPE_PCM_S32BE, CODEC_TYPE_PCM_S32LE, CODEC_TYPE_PCM_S8, CODEC_TYPE_PCM_U16BE,
+    CODEC_TYPE_PCM_U16LE, CODEC_TYPE_PCM_U24BE, CODEC_TYPE_PCM_U24LE, CODEC_TYPE_PCM_U32BE,
+    CODEC_TYPE_PCM_U32LE, CODEC_TYPE_PCM_U8,
 };
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::{FormatOptions, FormatReader};
@@ -49,6 +54,30 @@ pub struct Tags {
     pub genre: Option<String>,
 }
 
+/// The interleaved PCM codecs the WAV, AIFF and CAF readers produce (fixed bytes per frame).
+const PCM_CODECS: [CodecType; 20] = [
+    CODEC_TYPE_PCM_S32LE,
+    CODEC_TYPE_PCM_S32BE,
+    CODEC_TYPE_PCM_S24LE,
+    CODEC_TYPE_PCM_S24BE,
+    CODEC_TYPE_PCM_S16LE,
+    CODEC_TYPE_PCM_S16BE,
+    CODEC_TYPE_PCM_S8,
+    CODEC_TYPE_PCM_U32LE,
+    CODEC_TYPE_PCM_U32BE,
+    CODEC_TYPE_PCM_U24LE,
+    CODEC_TYPE_PCM_U24BE,
+    CODEC_TYPE_PCM_U16LE,
+    CODEC_TYPE_PCM_U16BE,
+    CODEC_TYPE_PCM_U8,
+    CODEC_TYPE_PCM_F32LE,
+    CODEC_TYPE_PCM_F32BE,
+    CODEC_TYPE_PCM_F64LE,
+    CODEC_TYPE_PCM_F64BE,
+    CODEC_TYPE_PCM_ALAW,
+    CODEC_TYPE_PCM_MULAW,
+];
+
 /// An open source, yielding stereo interleaved f32 blocks at its own rate.
 pub struct SourceDecoder {
     format: Box<dyn FormatReader>,
@@ -67,6 +96,10 @@ pub struct SourceDecoder {
     /// which symphonia does not apply: see `media::mp4_edit`).
     skip: u64,
     keep: Option<u64>,
+    /// A PCM track, whose packets hold whole frames of a fixed size: a packet's frames are
+    /// counted from its bytes, since the WAV/AIFF reader gives the last packet of a truncated
+    /// or piped file (data length unknown or too large) the duration of a full one.
+    pcm: bool,
 }
 
 impl SourceDecoder {
@@ -125,6 +158,7 @@ impl SourceDecoder {
             .make(params, &DecoderOptions::default())
             .map_err(|e| DecodeError::Unsupported(e.to_string()))?;
         let track_id = track.id;
+        let pcm = PCM_CODECS.contains(&params.codec);
         let edit = if [CODEC_TYPE_AAC, CODEC_TYPE_ALAC].contains(&params.codec) {
             super::mp4_edit::presentation(path, sample_rate)
         } else {
@@ -144,6 +178,7 @@ impl SourceDecoder {
             consecutive_errors: 0,
             skip: edit.map_or(0, |e| e.skip),
             keep: edit.map(|e| e.keep),
+            pcm,
         })
     }
 
@@ -174,12 +209,23 @@ impl SourceDecoder {
     /// trims).
     fn packet_samples(&mut self) -> Result<u64, DecodeError> {
         let mut total: u64 = 0;
+        // Bytes per frame, from the first PCM packet (a full one, unless the file is tiny).
+        let mut frame_bytes: Option<u64> = None;
         loop {
             match self.format.next_packet() {
                 // `dur` is after gapless trimming already (symphonia's `trim_packet` takes the
                 // trims out of it); subtracting them again lost up to a frame at each end of
                 // every MP3 with a LAME tag and every Ogg Vorbis file.
-                Ok(p) if p.track_id() == self.track_id => total += p.dur,
+                Ok(p) if p.track_id() == self.track_id => {
+                    let len = p.data.len() as u64;
+                    if self.pcm && frame_bytes.is_none() && p.dur > 0 && len >= p.dur {
+                        frame_bytes = Some(len / p.dur);
+                    }
+                    total += match frame_bytes {
+                        Some(b) => p.dur.min(len / b),
+                        None => p.dur,
+                    };
+                }
                 Ok(_) => {}
                 Err(SymphoniaError::IoError(e))
                     if e.kind() == std::io::ErrorKind::UnexpectedEof =>
@@ -500,5 +546,29 @@ mod tests {
             SourceDecoder::open(&p),
             Err(DecodeError::Unsupported(_))
         ));
+    }
+
+    /// A WAV cut short (copy in progress, a crashed recorder) or piped (its data length is
+    /// unknown): the reader gives the last packet a full packet's duration, whatever it holds.
+    /// The count is what the bytes hold, and what decoding gives.
+    #[test]
+    fn a_cut_wav_counts_the_frames_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cut.wav");
+        super::super::testutil::write_wav(&path, 44100, 2, 2.0);
+        let bytes = std::fs::read(&path).unwrap();
+        // 1.5 s and 300 frames of 4 bytes after the 44-byte header: not a whole packet.
+        let frames = 66_150 + 300;
+        std::fs::write(&path, &bytes[..44 + frames * 4]).unwrap();
+        let mut dec = SourceDecoder::open(&path).unwrap();
+        assert_eq!(dec.count_samples().unwrap(), frames as u64);
+        let mut dec = SourceDecoder::open(&path).unwrap();
+        let mut out = Vec::new();
+        while dec.next_block(&mut out).unwrap() {}
+        assert_eq!(out.len() / 2, frames);
+        // Half a frame more changes nothing.
+        std::fs::write(&path, &bytes[..44 + frames * 4 + 2]).unwrap();
+        let mut dec = SourceDecoder::open(&path).unwrap();
+        assert_eq!(dec.count_samples().unwrap(), frames as u64);
     }
 }
