@@ -140,6 +140,7 @@ mod tests {
             buffer_max_s: 30.0,
             rtt_s: 0.05,
             session_s: 120.0,
+            abandon: false,
         };
         let ladder = cbr(24, 5.0);
         let c = ceiling(&ladder, &trace, &model, 1.0);
@@ -155,6 +156,7 @@ mod tests {
             buffer_max_s: 30.0,
             rtt_s: 0.1,
             session_s: 150.0,
+            abandon: false,
         };
         let ladder = cbr(30, 5.0);
         for w in [1.0, 4.0] {

@@ -116,6 +116,7 @@ mod tests {
             buffer_max_s: 30.0,
             rtt_s: 0.05,
             session_s: 80.0,
+            abandon: false,
         };
         let mut p = Foresight::new(t.clone(), model, 3);
         let recs = simulate(&mut p, &ladder, &t, &model);
@@ -135,6 +136,7 @@ mod tests {
             buffer_max_s: 30.0,
             rtt_s: 0.05,
             session_s: 120.0,
+            abandon: false,
         };
         let top = ladder.bitrates_kbps[ladder.rungs() - 1];
         let mut p = Foresight::new(t.clone(), model, 5);

@@ -52,6 +52,11 @@ struct Args {
     /// rule could make (`src/room.rs`).
     #[arg(long)]
     room: bool,
+    /// Let players abandon a request in flight, each policy by its own player's rule (hls.js's
+    /// emergency switch-down, dash.js's AbandonRequestsRule, ours); off by default, as the
+    /// issue's model has it.
+    #[arg(long)]
+    abandon: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -66,13 +71,14 @@ fn main() -> anyhow::Result<()> {
     ))?;
     let media: f64 = ladder.durations_s.iter().sum();
     println!(
-        "ladder: {} rungs ({:?} kbps), {} segments, {:.0} s of audio; buffer cap {} s, RTT {} ms\n",
+        "ladder: {} rungs ({:?} kbps), {} segments, {:.0} s of audio; buffer cap {} s, RTT {} ms, abandonment {}\n",
         ladder.rungs(),
         ladder.bitrates_kbps,
         ladder.segments(),
         media,
         args.buffer_max_s,
-        args.rtt_ms
+        args.rtt_ms,
+        if args.abandon { "on" } else { "off" }
     );
     let mut results = Vec::new();
     let mut rooms = Vec::new();
@@ -99,6 +105,7 @@ fn main() -> anyhow::Result<()> {
                 buffer_max_s: args.buffer_max_s,
                 rtt_s: args.rtt_ms / 1000.0,
                 session_s: t.duration(),
+                abandon: args.abandon,
             };
             if let Some(name) = &args.dump {
                 for t in traces.iter().filter(|t| &t.name == name) {

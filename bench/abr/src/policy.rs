@@ -70,6 +70,29 @@ impl Download {
     }
 }
 
+/// A download in flight, as a player's abandonment rule sees it (only when the simulator lets
+/// policies abandon, `PlayerModel::abandon`).
+#[derive(Debug, Clone, Copy)]
+pub struct InFlight<'a> {
+    pub ladder: &'a Ladder,
+    pub segment: usize,
+    pub rung: usize,
+    /// The segment's size at this rung (what the response's Content-Length says).
+    pub bytes_total: u64,
+    /// Received so far.
+    pub bytes_loaded: u64,
+    /// Since the request went out.
+    pub elapsed_s: f64,
+    /// When the first byte came (one round trip in this model; meaningful once bytes arrived).
+    pub ttfb_s: f64,
+    /// Seconds of media buffered now (0 while stalled).
+    pub buffer_s: f64,
+    /// Playback has started (false while the first segment loads).
+    pub playing: bool,
+    /// Wall-clock seconds since the session started.
+    pub now_s: f64,
+}
+
 /// An ABR rule under test.
 pub trait Policy {
     fn name(&self) -> &str;
@@ -77,4 +100,11 @@ pub trait Policy {
     fn choose(&mut self, d: &Decision<'_>) -> usize;
     /// Learn from a finished download.
     fn on_download(&mut self, dl: &Download);
+    /// Called every 100 ms of a download when the model allows abandonment: a rung below
+    /// `f.rung` cuts the request and requests the segment again at that rung. The default
+    /// never abandons.
+    fn abandon(&mut self, f: &InFlight<'_>) -> Option<usize> {
+        let _ = f;
+        None
+    }
 }

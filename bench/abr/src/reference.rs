@@ -35,7 +35,7 @@
 
 use std::collections::VecDeque;
 
-use crate::policy::{Decision, Download, Ladder, Policy};
+use crate::policy::{Decision, Download, InFlight, Ladder, Policy};
 
 // ------------------------------------------------------------------------------------------------
 // Shared helpers
@@ -387,8 +387,10 @@ enum BolaState {
 /// * the pause BOLA asks of the schedule controller (`setTimeToLoadDelay`) when the buffer is
 ///   above what the chosen rung warrants: the placeholder is drawn down first exactly as dash.js
 ///   does, but the rest of the delay is dropped; the simulator's `buffer_max_s` decides waits;
+/// * `AbandonRequestsRule`, unless the simulator allows abandonment (then it runs, with
+///   BOLA's answer to it: [`Policy::abandon`]);
 /// * the other rules dash.js combines with BOLA (InsufficientBufferRule, SwitchHistoryRule,
-///   DroppedFramesRule, AbandonRequestsRule) and the default `abrDynamic` strategy that
+///   DroppedFramesRule) and the default `abrDynamic` strategy that
 ///   hands over between ThroughputRule and BOLA: this is BOLA alone;
 /// * replacement segments (fast switching), seeks, live streams, CMSD, the Fetch loader's
 ///   throughput path; timestamps are not rounded to whole milliseconds.
@@ -436,6 +438,38 @@ pub struct Bola {
     history: DashThroughputHistory,
     /// Playback has started at least once: a later `stalled` decision is a rebuffer.
     has_played: bool,
+    /// `AbandonRequestsRule`'s view of the request in flight.
+    abandon: DashAbandonState,
+    /// After an abandonment, until this time only up-switches are applied
+    /// (`abandonLoadTimeout`), and the rung they may not go below.
+    abandon_hold: Option<(f64, usize)>,
+}
+
+/// Whether a request that started at `start` is the one recorded as `seen` (start times are
+/// recomputed from the clock at each check, so compare loosely).
+fn same_request(seen: Option<f64>, start: f64) -> bool {
+    seen.is_some_and(|s| (s - start).abs() < 1e-6)
+}
+
+/// dash.js `AbandonRequestsRule` (v3/v4): constants.
+const DASH_ABANDON_MULTIPLIER: f64 = 1.8;
+const DASH_ABANDON_GRACE_MS: f64 = 500.0;
+const DASH_ABANDON_MIN_SAMPLES: usize = 5;
+/// `streaming.abandonLoadTimeout` (ms): how long only up-switches apply after an abandonment.
+const DASH_ABANDON_LOAD_TIMEOUT_S: f64 = 10.0;
+
+/// What `AbandonRequestsRule` keeps per request in flight (`fragmentDict`, `throughputArray`).
+#[derive(Debug, Clone, Default)]
+struct DashAbandonState {
+    /// Start time of the request these belong to.
+    request_start_s: Option<f64>,
+    /// `firstByteTime` seen (the first progress event).
+    started: bool,
+    bytes_seen: u64,
+    /// kbit/s, one per progress event, cumulative since the first byte.
+    throughput_kbps: Vec<f64>,
+    /// `abandonDict`: this request was abandoned already.
+    done: bool,
 }
 
 impl Default for Bola {
@@ -469,6 +503,8 @@ impl Bola {
             last_call_time_s: None,
             history: DashThroughputHistory::default(),
             has_played: false,
+            abandon: DashAbandonState::default(),
+            abandon_hold: None,
         }
     }
 
@@ -648,7 +684,96 @@ impl Policy for Bola {
         self.refresh_stable_buffer_time(&mut params, buffer_s);
         let quality = self.decide(&params, d, buffer_s, fragment_duration_s);
         self.params = Some(params);
-        quality.unwrap_or(unchanged).min(top)
+        let mut quality = quality.unwrap_or(unchanged).min(top);
+        // ABANDON_LOAD: for `abandonLoadTimeout` after an abandonment only up-switches apply.
+        if let Some((until, floor)) = self.abandon_hold {
+            if d.now_s < until {
+                quality = quality.max(floor);
+            } else {
+                self.abandon_hold = None;
+            }
+        }
+        quality
+    }
+
+    /// `AbandonRequestsRule.shouldAbandon` on a progress event, then what `AbrController` and
+    /// `BolaRule` do on `FRAGMENT_LOADING_ABANDONED`. A browser fires progress events only as
+    /// bytes arrive, so a check without new bytes is not an event. dash.js's default
+    /// `ABRStrategy` runs this rule alongside BOLA.
+    fn abandon(&mut self, f: &InFlight<'_>) -> Option<usize> {
+        let request_start = f.now_s - f.elapsed_s;
+        if !same_request(self.abandon.request_start_s, request_start) {
+            self.abandon = DashAbandonState {
+                request_start_s: Some(request_start),
+                ..DashAbandonState::default()
+            };
+        }
+        if self.abandon.done
+            || f.bytes_loaded <= self.abandon.bytes_seen
+            || buffer_level(f.buffer_s) > self.stable_buffer_time_s
+        {
+            return None;
+        }
+        self.abandon.bytes_seen = f.bytes_loaded;
+        if !self.abandon.started {
+            // The first progress event: the first byte's time, and a fresh sample list.
+            self.abandon.started = true;
+            self.abandon.throughput_kbps.clear();
+            return None;
+        }
+        let elapsed_ms = (f.elapsed_s - f.ttfb_s) * 1000.0;
+        if elapsed_ms > 0.0 {
+            self.abandon
+                .throughput_kbps
+                .push((f.bytes_loaded as f64 * 8.0 / elapsed_ms).round());
+        }
+        let samples = &self.abandon.throughput_kbps;
+        if samples.len() < DASH_ABANDON_MIN_SAMPLES
+            || elapsed_ms <= DASH_ABANDON_GRACE_MS
+            || f.bytes_loaded >= f.bytes_total
+            || f.rung == 0
+        {
+            return None;
+        }
+        let measured_kbps = samples.iter().sum::<f64>() / samples.len() as f64;
+        if measured_kbps <= 0.0 {
+            return None;
+        }
+        let duration_s = segment_duration_s(f.ladder, f.segment);
+        // The whole segment's size over the measured rate (not what remains), as dash.js has it.
+        let estimated_s = f.bytes_total as f64 * 8.0 / measured_kbps / 1000.0;
+        if estimated_s < duration_s * DASH_ABANDON_MULTIPLIER {
+            return None;
+        }
+        let bitrates = &f.ladder.bitrates_kbps;
+        let new = dash_quality_for_bitrate(
+            bitrates,
+            measured_kbps * self.bandwidth_safety_factor,
+            None,
+            duration_s,
+            false,
+        );
+        let other_bytes = f.bytes_total as f64 * bitrates[new] / bitrates[f.rung];
+        if new >= f.rung || ((f.bytes_total - f.bytes_loaded) as f64) <= other_bytes {
+            return None;
+        }
+        self.abandon.done = true;
+        self.abandon_hold = Some((f.now_s + DASH_ABANDON_LOAD_TIMEOUT_S, new));
+        // BolaRule.onFragmentLoadingAbandoned: shrink the placeholder so that the effective
+        // buffer is no more than the level where BOLA would pick the new rung.
+        if let Some(params) = self.params.as_ref() {
+            if self.state == BolaState::Steady {
+                let want = if new > 0 {
+                    params.min_buffer_level_for_quality(new)
+                } else {
+                    BOLA_MINIMUM_BUFFER_S
+                };
+                let max_placeholder = (want - buffer_level(f.buffer_s)).max(0.0);
+                self.placeholder_buffer_s = self.placeholder_buffer_s.min(max_placeholder);
+            }
+        }
+        self.last_quality = new;
+        Some(new)
     }
 
     fn on_download(&mut self, dl: &Download) {
@@ -851,9 +976,17 @@ impl HlsBandwidthEstimator {
 ///   buffer at two segment durations or more and no starvation allowance, it uses the
 ///   `AVERAGE-BANDWIDTH` ([`HlsJs::average_bitrates_kbps`]) instead of `BANDWIDTH`.
 ///
-/// Left out: the mid-download emergency abandonment (`_abandonRulesCheck`) and what follows
-/// from it (`resetEstimator`, `firstAutoFloor`), since the simulator cannot abort a request;
-/// the bandwidth test fragment (`testBandwidth` only applies when `startLevel` is -1; the
+/// * **Emergency switch-down** (`_abandonRulesCheck`, only when the simulator allows
+///   abandonment): every 100 ms of a load past half the segment's duration, while playing, if
+///   the rest of the segment at the rate measured so far would outlast the buffer, the highest
+///   lower rung above 0 whose segment loads before the buffer runs out is chosen (0 if none,
+///   which hls.js then does not abort for: it only forces the next segment's rung); the abort
+///   happens at once when finishing would take twice as long as the lower segment, else after
+///   that segment's load time; `abortAndSwitch` then re-picks against the lowest rung's
+///   bitrate and restarts the estimator from the chosen rung's.
+///
+/// Left out: `firstAutoFloor` (set by an abandonment during start-up, which this model does not
+/// check); the bandwidth test fragment (`testBandwidth` only applies when `startLevel` is -1; the
 /// default `undefined` resolves to `firstAutoLevel`); playlist load times (`lastLevelLoadSec`
 /// = 0; a rung's playlist counts as loaded once the rung has been picked); parse time (the
 /// sample ends when the load ends); codec/HDR/frame-rate tiers, `capLevelToPlayerSize`,
@@ -896,6 +1029,22 @@ pub struct HlsJs {
     details_loaded: Vec<bool>,
     /// `fragCurrent.duration`: the segment last requested (s), 0 before any.
     current_frag_duration_s: f64,
+    /// `_abandonRulesCheck`'s view of the request in flight.
+    watch: HlsAbandonWatch,
+    /// `_nextAutoLevel` forced by an emergency switch-down: the next segment's rung.
+    forced_next: Option<usize>,
+}
+
+/// The abandonment timer's state for one request.
+#[derive(Debug, Clone, Copy, Default)]
+struct HlsAbandonWatch {
+    /// Start time of the request this belongs to.
+    request_start_s: Option<f64>,
+    /// The rule decided: `abortAndSwitch` fires at this time (s since the request) for this
+    /// rung; the check timer is cleared.
+    abort_at: Option<(f64, usize)>,
+    /// Timer cleared: nothing more happens to this request.
+    done: bool,
 }
 
 impl Default for HlsJs {
@@ -923,7 +1072,141 @@ impl HlsJs {
             first_selection: None,
             details_loaded: Vec::new(),
             current_frag_duration_s: 0.0,
+            watch: HlsAbandonWatch::default(),
+            forced_next: None,
         }
+    }
+
+    /// `resetEstimator(bitrate)`: a fresh estimator whose default estimate is `bitrate`.
+    fn reset_estimator(&mut self, bitrate_bps: f64) {
+        self.abr_ewma_default_estimate_bps = bitrate_bps;
+        self.estimator = None;
+    }
+
+    /// `_abandonRulesCheck` (hls.js 1.7.4), every 100 ms of a segment load. Returns the rung
+    /// to switch to if the rule decides to abort now; a decision whose abort is deferred is
+    /// kept in `watch` and fires from a later check.
+    fn abandon_rules_check(&mut self, f: &InFlight<'_>) -> Option<usize> {
+        let ladder = f.ladder;
+        // Media paused or not started: no check.
+        if !f.playing {
+            return None;
+        }
+        let duration = segment_duration_s(ladder, f.segment);
+        let time_loading_ms = f.elapsed_s * 1000.0;
+        let ttfb_estimate_ms = self.ttfb_estimate_ms();
+        // Only begin monitoring after half the segment's duration.
+        if time_loading_ms <= ttfb_estimate_ms.max(1000.0 * duration / 2.0) {
+            return None;
+        }
+        let starvation_s = buffer_level(f.buffer_s);
+        let loaded = f.bytes_loaded as f64;
+        let loaded_first_byte = f.bytes_loaded > 0;
+        let ttfb_ms = f.ttfb_s * 1000.0;
+        let bw_estimate = self.bandwidth_estimate_bps();
+        let expected_len =
+            loaded.max((duration * self.average_bitrate_bps(ladder, f.rung) / 8.0).round());
+        let mut time_streaming_ms = if loaded_first_byte {
+            time_loading_ms - ttfb_ms
+        } else {
+            time_loading_ms
+        };
+        if time_streaming_ms < 1.0 && loaded_first_byte {
+            // (sic: hls.js mixes milliseconds and seconds here)
+            time_streaming_ms = time_loading_ms.min(loaded * 8.0 / bw_estimate);
+        }
+        let load_rate = if loaded_first_byte {
+            loaded * 1000.0 / time_streaming_ms
+        } else {
+            0.0
+        };
+        let ttfb_s = ttfb_estimate_ms / 1000.0;
+        let frag_loaded_delay = if load_rate > 0.0 {
+            (expected_len - loaded) / load_rate
+        } else {
+            expected_len * 8.0 / bw_estimate + ttfb_s
+        };
+        if frag_loaded_delay <= starvation_s {
+            return None;
+        }
+        let bwe = if load_rate > 0.0 {
+            load_rate * 8.0
+        } else {
+            bw_estimate
+        };
+        // The largest lower rung that avoids rebuffering; the loop stops above rung 0, so it
+        // ends on 0 with the delay computed for rung 1 (or none, from rung 1).
+        let mut next_delay = f64::INFINITY;
+        let mut next = f.rung - 1;
+        while next > 0 {
+            let requires_level_load = !self.details_loaded.get(next).copied().unwrap_or(false);
+            next_delay = ttfb_s
+                + duration * Self::max_bitrate_bps(ladder, next) / bwe
+                + if requires_level_load { ttfb_s } else { 0.0 };
+            if next_delay < starvation_s.min(duration + ttfb_s) {
+                break;
+            }
+            next -= 1;
+        }
+        if next_delay >= frag_loaded_delay || next_delay > duration * 10.0 {
+            return None;
+        }
+        let estimator = self.estimator_mut();
+        if loaded_first_byte {
+            let first_byte_ms = ttfb_estimate_ms.min(ttfb_ms);
+            estimator.sample(time_loading_ms - first_byte_ms, f.bytes_loaded);
+        } else {
+            estimator.sample_ttfb(time_loading_ms);
+        }
+        let next_bitrate = Self::max_bitrate_bps(ladder, next);
+        if self.bandwidth_estimate_bps() * self.abr_band_width_up_factor > next_bitrate {
+            self.reset_estimator(next_bitrate);
+        }
+        if let Some(best) =
+            self.find_best_level(ladder, next, next_bitrate, starvation_s, 0.0, 1.0, 1.0)
+        {
+            next = best;
+        }
+        // `hls.nextLoadLevel = hls.nextAutoLevel = next`: the rung's playlist is loaded, and the
+        // next segment is forced to it unless this one is re-requested there.
+        if let Some(loaded) = self.details_loaded.get_mut(next) {
+            *loaded = true;
+        }
+        self.load_level = Some(next);
+        self.forced_next = Some(next);
+        self.watch.done = true;
+        if frag_loaded_delay > next_delay * 2.0 {
+            return self.abort_and_switch(f, next);
+        }
+        self.watch.abort_at = Some((f.elapsed_s + next_delay, next));
+        None
+    }
+
+    /// `abortAndSwitch`: only for a rung above 0; then the rung is re-chosen against the lowest
+    /// rung's bitrate and the estimator restarts from that rung's bitrate.
+    fn abort_and_switch(&mut self, f: &InFlight<'_>, next: usize) -> Option<usize> {
+        if next == 0 {
+            return None;
+        }
+        let lowest_bitrate = Self::max_bitrate_bps(f.ladder, 0);
+        let lowest = self
+            .find_best_level(
+                f.ladder,
+                next,
+                lowest_bitrate,
+                buffer_level(f.buffer_s),
+                0.0,
+                1.0,
+                1.0,
+            )
+            .unwrap_or(0);
+        self.reset_estimator(Self::max_bitrate_bps(f.ladder, lowest));
+        if let Some(loaded) = self.details_loaded.get_mut(lowest) {
+            *loaded = true;
+        }
+        self.load_level = Some(lowest);
+        self.forced_next = None;
+        Some(lowest)
     }
 
     /// The bandwidth estimate (bit/s) the next decision will use.
@@ -983,9 +1266,11 @@ impl HlsJs {
 
     /// `findBestLevel`: the highest rung that fits the bandwidth and the time budget
     /// `buffer_s + allowance_s`; `None` is hls.js's -1.
+    #[allow(clippy::too_many_arguments)]
     fn find_best_level(
         &self,
         ladder: &Ladder,
+        max_level: usize,
         current_bw_bps: f64,
         buffer_s: f64,
         allowance_s: f64,
@@ -1011,7 +1296,7 @@ impl HlsJs {
         let current_frag_duration_s = self.current_frag_duration_s;
         let ttfb_s = self.ttfb_estimate_ms() / 1000.0;
         let mean_duration = mean_duration_s(ladder);
-        for i in (0..rungs).rev() {
+        for i in (0..=max_level.min(rungs - 1)).rev() {
             let up_switch = i > selection_base;
             let adjusted_bw = if up_switch {
                 bw_up_factor * current_bw
@@ -1063,6 +1348,7 @@ impl HlsJs {
         }
         let level = self.find_best_level(
             ladder,
+            ladder.rungs().saturating_sub(1),
             current_bw_bps,
             buffer_s,
             allowance_s,
@@ -1083,7 +1369,7 @@ impl HlsJs {
         let allowance = self.max_starvation_delay_s;
         match self.find_best_level_cached(ladder, bw, buffer_s / 2.0, allowance, 1.0, 1.0) {
             Some(level) => level,
-            // `firstAutoFloor` is only set by emergency abandonment, which is not modelled.
+            // `firstAutoFloor` is only set by an abandonment during start-up, not modelled.
             None => self.first_level.min(ladder.rungs().saturating_sub(1)),
         }
     }
@@ -1151,6 +1437,9 @@ impl Policy for HlsJs {
                 Some(level) => level,
                 None => self.first_auto_level(d.ladder, buffer_s),
             }
+        } else if let Some(forced) = self.forced_next.take() {
+            // `nextAutoLevel` returns the forced level (emergency switch-down) once.
+            forced
         } else if self.can_estimate() {
             self.next_abr_auto_level(d.ladder, buffer_s)
         } else {
@@ -1164,6 +1453,27 @@ impl Policy for HlsJs {
         self.current_frag_duration_s = segment_duration_s(d.ladder, d.segment);
         self.load_level = Some(level);
         level
+    }
+
+    fn abandon(&mut self, f: &InFlight<'_>) -> Option<usize> {
+        let start = f.now_s - f.elapsed_s;
+        if !same_request(self.watch.request_start_s, start) {
+            self.watch = HlsAbandonWatch {
+                request_start_s: Some(start),
+                ..HlsAbandonWatch::default()
+            };
+        }
+        if let Some((at, next)) = self.watch.abort_at {
+            if f.elapsed_s >= at {
+                self.watch.abort_at = None;
+                return self.abort_and_switch(f, next);
+            }
+            return None;
+        }
+        if self.watch.done || f.rung == 0 {
+            return None;
+        }
+        self.abandon_rules_check(f)
     }
 
     fn on_download(&mut self, dl: &Download) {
@@ -1189,7 +1499,7 @@ impl Policy for HlsJs {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const SEGMENT_S: f64 = 6.827;
@@ -1479,5 +1789,142 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Shows `policy` a request for segment 0 at `rung`, sent at `start_s` with `buffer_s`
+    /// buffered, over a link carrying `bytes_at(seconds streaming)`, every 100 ms until it
+    /// completes; the first abandonment, as (seconds after the request, rung).
+    pub(crate) fn watch_request(
+        policy: &mut dyn Policy,
+        ladder: &Ladder,
+        rung: usize,
+        start_s: f64,
+        buffer_s: f64,
+        bytes_at: impl Fn(f64) -> f64,
+    ) -> Option<(f64, usize)> {
+        let total = ladder.sizes[rung][0];
+        for tick in 1..2000 {
+            let elapsed = f64::from(tick) * 0.1;
+            let loaded = (bytes_at((elapsed - RTT_S).max(0.0)) as u64).min(total);
+            if loaded >= total {
+                return None;
+            }
+            let f = InFlight {
+                ladder,
+                segment: 0,
+                rung,
+                bytes_total: total,
+                bytes_loaded: loaded,
+                elapsed_s: elapsed,
+                ttfb_s: RTT_S,
+                buffer_s: (buffer_s - elapsed).max(0.0),
+                playing: true,
+                now_s: start_s + elapsed,
+            };
+            if let Some(r) = policy.abandon(&f) {
+                return Some((elapsed, r));
+            }
+        }
+        None
+    }
+
+    fn kbps(k: f64) -> impl Fn(f64) -> f64 {
+        move |s| s * k * 1000.0 / 8.0
+    }
+
+    #[test]
+    fn dash_abandons_a_request_the_link_cannot_carry_in_time_once_it_has_measured_it() {
+        let ladder = ladder();
+        let mut bola = Bola::with_stable_buffer_time(BUFFER_MAX_S);
+        run(&mut bola, &ladder, 5000.0, 6);
+        // 100 kbit/s: the 273 kB top segment would take 22 s, over 1.8 segment durations; the
+        // rung the measured rate affords (90 kbit/s after the safety factor) is the lowest.
+        assert!(bola.placeholder_buffer_s() > 0.0);
+        let (at, rung) =
+            watch_request(&mut bola, &ladder, 2, 1000.0, 20.0, kbps(100.0)).expect("abandons");
+        assert_eq!(rung, 0);
+        assert!(
+            (0.5..1.0).contains(&at),
+            "after 5 progress events and 500 ms: {at}"
+        );
+        // BOLA gives up the placeholder that would take it straight back up.
+        assert_eq!(bola.placeholder_buffer_s(), 0.0);
+
+        // A fast enough link, a link that sends nothing (no progress event), or a buffer above
+        // the stable buffer time: no abandonment.
+        let mut bola = Bola::with_stable_buffer_time(BUFFER_MAX_S);
+        run(&mut bola, &ladder, 5000.0, 6);
+        assert_eq!(
+            watch_request(&mut bola, &ladder, 2, 2000.0, 20.0, kbps(1000.0)),
+            None
+        );
+        assert_eq!(
+            watch_request(&mut bola, &ladder, 2, 3000.0, 20.0, |_| 0.0),
+            None
+        );
+        let mut low = Bola::with_stable_buffer_time(12.0);
+        run(&mut low, &ladder, 5000.0, 6);
+        assert_eq!(
+            watch_request(&mut low, &ladder, 2, 4000.0, 40.0, kbps(100.0)),
+            None
+        );
+    }
+
+    #[test]
+    fn hls_js_switches_down_only_where_its_emergency_rule_lands_above_the_lowest_rung() {
+        let ladder = ladder();
+        // 200 kbit/s, 10.7 s buffered: at 3.5 s (half a segment) the rest would take 7.5 s with
+        // 7.2 s left; rung 1 would load in 6.75 s: switch, deferred by that time (finishing is
+        // not twice as slow); `abortAndSwitch` then re-picks against the lowest bitrate: 0.
+        let mut hls = HlsJs::new();
+        hls.choose(&Decision {
+            ladder: &ladder,
+            segment: 0,
+            buffer_s: 0.0,
+            buffer_max_s: BUFFER_MAX_S,
+            last_rung: None,
+            now_s: 0.0,
+            stalled: true,
+        });
+        let (at, rung) =
+            watch_request(&mut hls, &ladder, 2, 100.0, 10.7, kbps(200.0)).expect("aborts");
+        assert_eq!(rung, 0);
+        assert!((10.2..10.4).contains(&at), "3.5 s + 6.75 s: {at}");
+
+        // With 10 s buffered the re-pick lands on rung 0 at once, and hls.js does not abort for
+        // rung 0: the request finishes, and the next segment is forced to the lowest rung.
+        let mut hls = HlsJs::new();
+        let first = Decision {
+            ladder: &ladder,
+            segment: 0,
+            buffer_s: 0.0,
+            buffer_max_s: BUFFER_MAX_S,
+            last_rung: None,
+            now_s: 0.0,
+            stalled: true,
+        };
+        hls.choose(&first);
+        hls.on_download(&download(100_000, 0.5, RTT_S));
+        assert_eq!(
+            watch_request(&mut hls, &ladder, 2, 100.0, 10.5, kbps(200.0)),
+            None
+        );
+        let next = Decision {
+            segment: 1,
+            buffer_s: 10.0,
+            last_rung: Some(2),
+            now_s: 120.0,
+            stalled: false,
+            ..first
+        };
+        assert_eq!(hls.choose(&next), 0);
+
+        // A link that keeps up, or no playback yet: nothing.
+        let mut hls = HlsJs::new();
+        hls.choose(&first);
+        assert_eq!(
+            watch_request(&mut hls, &ladder, 2, 100.0, 10.7, kbps(1000.0)),
+            None
+        );
     }
 }

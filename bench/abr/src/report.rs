@@ -140,6 +140,7 @@ fn add(a: &mut Summary, b: &Summary) {
     a.mean_kbps += b.mean_kbps;
     a.switches_per_min += b.switches_per_min;
     a.rebuffer_s += b.rebuffer_s;
+    a.abandons_per_hour += b.abandons_per_hour;
 }
 
 fn scaled(s: &Summary, f: f64) -> Summary {
@@ -152,13 +153,14 @@ fn scaled(s: &Summary, f: f64) -> Summary {
         mean_kbps: s.mean_kbps * f,
         switches_per_min: s.switches_per_min * f,
         rebuffer_s: s.rebuffer_s * f,
+        abandons_per_hour: s.abandons_per_hour * f,
     }
 }
 
 /// A Markdown table of results.
 pub fn markdown(results: &[SetResult], with_ceiling: bool) -> String {
     let mut out = String::from(
-        "| set | scale | policy | QoE/seg (w=1) | QoE/seg (w=4) | rebuffer ratio | stalls/h | startup s | mean kbps | switches/min |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "| set | scale | policy | QoE/seg (w=1) | QoE/seg (w=4) | rebuffer ratio | stalls/h | startup s | mean kbps | switches/min | abandoned/h |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         let foresight = r.foresight.map(|s| {
@@ -169,7 +171,7 @@ pub fn markdown(results: &[SetResult], with_ceiling: bool) -> String {
         });
         for (name, s) in r.policies.iter().chain(foresight.iter()) {
             out.push_str(&format!(
-                "| {} | ×{} | {} | {:.3} | {:.3} | {:.4} | {:.2} | {:.2} | {:.0} | {:.2} |\n",
+                "| {} | ×{} | {} | {:.3} | {:.3} | {:.4} | {:.2} | {:.2} | {:.0} | {:.2} | {:.1} |\n",
                 r.set,
                 r.scale,
                 name,
@@ -179,12 +181,13 @@ pub fn markdown(results: &[SetResult], with_ceiling: bool) -> String {
                 s.stalls_per_hour,
                 s.startup_s,
                 s.mean_kbps,
-                s.switches_per_min
+                s.switches_per_min,
+                s.abandons_per_hour
             ));
         }
         if with_ceiling {
             out.push_str(&format!(
-                "| {} | ×{} | *offline optimum* | {:.3} | {:.3} | | | | | |\n",
+                "| {} | ×{} | *offline optimum* | {:.3} | {:.3} | | | | | | |\n",
                 r.set, r.scale, r.ceiling, r.ceiling_stall4
             ));
         }

@@ -242,6 +242,7 @@ mod tests {
             buffer_max_s: 30.0,
             rtt_s: 0.1,
             session_s: 300.0,
+            abandon: false,
         };
         (cbr_ladder(40, 6.0), t, model)
     }

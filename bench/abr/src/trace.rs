@@ -105,6 +105,30 @@ impl Trace {
         (i, local)
     }
 
+    /// Bytes received from time `from` to `to` (`to >= from`; wrapping).
+    pub fn bytes_between(&self, from: f64, to: f64) -> f64 {
+        let mut left = (to - from).max(0.0);
+        let mut bytes = 0.0;
+        let laps = (left / self.duration).floor();
+        if laps >= 1.0 {
+            bytes += laps * self.lap_bytes;
+            left -= laps * self.duration;
+        }
+        let (mut i, mut local) = self.locate(from);
+        while left > 0.0 {
+            let end = self.starts.get(i + 1).copied().unwrap_or(self.duration);
+            let span = (end - local).max(0.0).min(left);
+            bytes += self.rates[i] * span;
+            left -= span;
+            i += 1;
+            if i == self.rates.len() {
+                i = 0;
+            }
+            local = self.starts[i];
+        }
+        bytes
+    }
+
     /// Seconds needed to receive `bytes` starting at time `t`.
     pub fn transfer_secs(&self, t: f64, bytes: f64) -> f64 {
         let mut left = bytes;
@@ -155,6 +179,11 @@ mod tests {
         // Several laps at once: each lap carries 750 kB.
         assert!((t.transfer_secs(0.0, 1_500_000.0 + 125_000.0) - 11.0).abs() < 1e-9);
         assert_eq!(t.kbps_at(2.5), 0.0);
+        // And the other way round: bytes received over an interval.
+        assert!((t.bytes_between(1.0, 4.25) - 250_000.0).abs() < 1e-6);
+        assert!((t.bytes_between(4.5, 6.0) - 375_000.0).abs() < 1e-6);
+        assert!((t.bytes_between(0.0, 11.0) - 1_625_000.0).abs() < 1e-6);
+        assert_eq!(t.bytes_between(2.0, 2.0), 0.0);
         assert_eq!(t.kbps_at(5.5), 1000.0);
     }
 
