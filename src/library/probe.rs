@@ -32,7 +32,9 @@ pub fn probe(path: &Path, max_secs: u64) -> Result<Probe, ProbeError> {
         // Some containers give their packets no duration (Matroska/WebM without a default
         // duration): count what the codec decodes instead, once, here, and no further than the
         // length limit (a longer file is refused just below either way).
-        let limit = (max_secs + 1).saturating_mul(u64::from(dec.sample_rate));
+        let limit = max_secs
+            .saturating_add(1)
+            .saturating_mul(u64::from(dec.sample_rate));
         samples = decoded_samples(path, limit)?;
     }
     if samples == 0 {

@@ -100,6 +100,8 @@ pub struct SourceDecoder {
     /// counted from its bytes, since the WAV/AIFF reader gives the last packet of a truncated
     /// or piped file (data length unknown or too large) the duration of a full one.
     pcm: bool,
+    /// An MPEG audio track (MP1/2/3): its frames each state their rate and channel count.
+    mpeg: bool,
 }
 
 impl SourceDecoder {
@@ -159,6 +161,7 @@ impl SourceDecoder {
             .map_err(|e| DecodeError::Unsupported(e.to_string()))?;
         let track_id = track.id;
         let pcm = PCM_CODECS.contains(&params.codec);
+        let mpeg = [CODEC_TYPE_MP1, CODEC_TYPE_MP2, CODEC_TYPE_MP3].contains(&params.codec);
         let edit = if [CODEC_TYPE_AAC, CODEC_TYPE_ALAC].contains(&params.codec) {
             super::mp4_edit::presentation(path, sample_rate)
         } else {
@@ -179,6 +182,7 @@ impl SourceDecoder {
             skip: edit.map_or(0, |e| e.skip),
             keep: edit.map(|e| e.keep),
             pcm,
+            mpeg,
         })
     }
 
@@ -211,6 +215,13 @@ impl SourceDecoder {
         let mut total: u64 = 0;
         // Bytes per frame, from the first PCM packet (a full one, unless the file is tiny).
         let mut frame_bytes: Option<u64> = None;
+        // MPEG audio: the first frame's (rate, channels), and how many frames in a row since
+        // have had others. symphonia's decoder is built for one and fails every frame that
+        // differs (two files joined with `cat`), so such a file would be catalogued and then
+        // fail at every play: refuse it here, with its reason. A lone odd frame (a false sync in
+        // junk data) is only a lost frame, as decoding treats it.
+        let mut mpeg_format: Option<(u32, u8)> = None;
+        let mut odd_frames = 0u32;
         loop {
             match self.format.next_packet() {
                 // `dur` is after gapless trimming already (symphonia's `trim_packet` takes the
@@ -218,13 +229,29 @@ impl SourceDecoder {
                 // every MP3 with a LAME tag and every Ogg Vorbis file.
                 Ok(p) if p.track_id() == self.track_id => {
                     let len = p.data.len() as u64;
-                    if self.pcm && frame_bytes.is_none() && p.dur > 0 && len >= p.dur {
+                    // A whole number of bytes per frame: not a first packet already cut short.
+                    if self.pcm
+                        && frame_bytes.is_none()
+                        && p.dur > 0
+                        && len >= p.dur
+                        && len % p.dur == 0
+                    {
                         frame_bytes = Some(len / p.dur);
                     }
                     total += match frame_bytes {
                         Some(b) => p.dur.min(len / b),
                         None => p.dur,
                     };
+                    if let Some(now) = self.mpeg.then(|| mpeg_frame_format(&p.data)).flatten() {
+                        let first = *mpeg_format.get_or_insert(now);
+                        odd_frames = if now == first { 0 } else { odd_frames + 1 };
+                        if odd_frames > MAX_CONSECUTIVE_ERRORS {
+                            return Err(DecodeError::Unsupported(format!(
+                                "the stream changes format mid-file ({} Hz {} ch, then {} Hz {} ch)",
+                                first.0, first.1, now.0, now.1
+                            )));
+                        }
+                    }
                 }
                 Ok(_) => {}
                 Err(SymphoniaError::IoError(e))
@@ -345,6 +372,27 @@ impl SourceDecoder {
     }
 }
 
+/// Sample rate and channel count an MPEG audio frame header states (ISO 11172-3 / 13818-3
+/// §2.4.1.3): `None` if `frame` does not start with a valid header. Read by hand: symphonia
+/// parses it but keeps it to itself.
+fn mpeg_frame_format(frame: &[u8]) -> Option<(u32, u8)> {
+    let [b0, b1, b2, b3, ..] = *frame else {
+        return None;
+    };
+    if b0 != 0xFF || b1 & 0xE0 != 0xE0 {
+        return None;
+    }
+    let base: u32 = *[44_100, 48_000, 32_000].get(usize::from((b2 >> 2) & 3))?;
+    let rate = match (b1 >> 3) & 3 {
+        3 => base,     // MPEG-1
+        2 => base / 2, // MPEG-2
+        0 => base / 4, // MPEG-2.5
+        _ => return None,
+    };
+    let channels = if b3 >> 6 == 3 { 1 } else { 2 };
+    Some((rate, channels))
+}
+
 /// How each channel of a layout folds into stereo: `(left, right)` gains, one per channel in the
 /// decoder's interleaved order (the layout's bit order).
 ///
@@ -444,13 +492,27 @@ fn probe_format(path: &Path, gapless: bool) -> Result<ProbeResult, DecodeError> 
     symphonia::default::get_probe()
         .format(&hint, mss, &format_opts, &MetadataOptions::default())
         .map_err(|e| match e {
-            // The container was recognised, and its header points past the end of the file (an
-            // MP4 whose index comes first, half copied): say so, not "unsupported".
-            SymphoniaError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            // An audio file whose header points past its end (an MP4 whose index comes first,
+            // half copied): say so, not "unsupported". Other files end this way too (a cover
+            // image's bytes look like an MPEG sync to the probe), so only for audio file names.
+            SymphoniaError::IoError(io)
+                if io.kind() == std::io::ErrorKind::UnexpectedEof && has_audio_extension(path) =>
+            {
                 DecodeError::Corrupt("the file ends early (truncated or still being copied)".into())
             }
             e => DecodeError::Unsupported(e.to_string()),
         })
+}
+
+/// Whether `path` is named as an audio file of a container we read.
+fn has_audio_extension(path: &Path) -> bool {
+    const AUDIO: [&str; 19] = [
+        "mp3", "mp2", "mp1", "m4a", "m4b", "mp4", "aac", "flac", "wav", "wave", "aif", "aiff",
+        "aifc", "ogg", "oga", "webm", "mka", "mkv", "caf",
+    ];
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| AUDIO.iter().any(|a| a.eq_ignore_ascii_case(e)))
 }
 
 fn merge_tags(tags: &mut Tags, rev: &MetadataRevision) {
@@ -570,5 +632,27 @@ mod tests {
         std::fs::write(&path, &bytes[..44 + frames * 4 + 2]).unwrap();
         let mut dec = SourceDecoder::open(&path).unwrap();
         assert_eq!(dec.count_samples().unwrap(), frames as u64);
+    }
+
+    #[test]
+    fn mpeg_headers_state_their_rate_and_channels() {
+        // MPEG-1 layer III, 44.1 kHz, joint stereo; MPEG-2 22.05 kHz mono; MPEG-2.5 8 kHz.
+        assert_eq!(
+            mpeg_frame_format(&[0xFF, 0xFB, 0x90, 0x64]),
+            Some((44_100, 2))
+        );
+        assert_eq!(
+            mpeg_frame_format(&[0xFF, 0xF3, 0x80, 0xC4]),
+            Some((22_050, 1))
+        );
+        assert_eq!(
+            mpeg_frame_format(&[0xFF, 0xE3, 0x88, 0x00]),
+            Some((8_000, 2))
+        );
+        // Reserved rate index or version, no sync, too short.
+        assert_eq!(mpeg_frame_format(&[0xFF, 0xFB, 0x9C, 0x64]), None);
+        assert_eq!(mpeg_frame_format(&[0xFF, 0xEB, 0x90, 0x64]), None);
+        assert_eq!(mpeg_frame_format(&[0xFE, 0xFB, 0x90, 0x64]), None);
+        assert_eq!(mpeg_frame_format(&[0xFF, 0xFB]), None);
     }
 }

@@ -205,6 +205,20 @@ async fn webm_is_catalogued_at_its_length_and_a_half_copied_m4a_is_named_as_such
     let m4a = encode("half.m4a", &["-c:a", "aac", "-movflags", "+faststart"]);
     let bytes = std::fs::read(&m4a).unwrap();
     std::fs::write(&m4a, &bytes[..bytes.len() / 2]).unwrap();
+    // A cover image beside them is no audio file at all, not one that "ends early".
+    run(Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=red:s=64x64",
+        ])
+        .args(["-frames:v", "1"])
+        .arg(lib.path().join("cover.jpg")));
 
     let data = tempfile::tempdir().unwrap();
     let out = run(Command::new(env!("CARGO_BIN_EXE_stream-server"))
@@ -219,6 +233,11 @@ async fn webm_is_catalogued_at_its_length_and_a_half_copied_m4a_is_named_as_such
         .find(|l| l.starts_with("skipped") && l.contains("half.m4a"))
         .unwrap_or_else(|| panic!("the half file is skipped:\n{text}"));
     assert!(skipped.contains("ends early"), "{skipped}");
+    let cover = text
+        .lines()
+        .find(|l| l.starts_with("skipped") && l.contains("cover.jpg"))
+        .unwrap_or_else(|| panic!("the image is skipped:\n{text}"));
+    assert!(cover.contains("not a supported audio file"), "{cover}");
 
     let app = spawn_app_with(Some(lib.path()), |c| c.library_rescan_secs = 0).await;
     let tracks = app.json("/api/tracks").await;
@@ -231,4 +250,44 @@ async fn webm_is_catalogued_at_its_length_and_a_half_copied_m4a_is_named_as_such
     let (samples, log) = decoded_samples(&app.url(&format!("/stream/{id}?quality=low")), 22050);
     let secs = samples as f64 / 22050.0;
     assert!((secs - 4.0).abs() < 0.05, "{secs} s served: {log}");
+}
+
+/// Two MP3s joined with `cat` at different rates: symphonia's decoder fails every frame after
+/// the change, so such a file was catalogued and then failed at every play (422). It is skipped
+/// at the scan, with its reason; one at a single rate is not.
+#[test]
+fn an_mp3_that_changes_rate_midway_is_skipped_with_its_reason() {
+    let lib = tempfile::tempdir().unwrap();
+    let mp3 = |hz: u32, rate: u32| {
+        let path = lib.path().join(format!("part-{rate}.mp3"));
+        run(Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("sine=frequency={hz}:duration=3:sample_rate={rate}"))
+            .args(["-ac", "2", "-c:a", "libmp3lame", "-write_xing", "0"])
+            .arg(&path));
+        std::fs::read(&path).unwrap()
+    };
+    let a = mp3(440, 44100);
+    let b = mp3(660, 22050);
+    std::fs::write(lib.path().join("joined.mp3"), [a.clone(), b].concat()).unwrap();
+    std::fs::write(lib.path().join("same.mp3"), [a.clone(), a].concat()).unwrap();
+    std::fs::remove_file(lib.path().join("part-22050.mp3")).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let out = run(Command::new(env!("CARGO_BIN_EXE_stream-server"))
+        .arg("scan")
+        .arg("--library")
+        .arg(lib.path())
+        .arg("--data-dir")
+        .arg(data.path()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let skipped: Vec<&str> = text.lines().filter(|l| l.starts_with("skipped")).collect();
+    assert_eq!(skipped.len(), 1, "{text}");
+    assert!(
+        skipped[0].contains("joined.mp3") && skipped[0].contains("44100 Hz 2 ch, then 22050 Hz"),
+        "{text}"
+    );
+    assert!(
+        text.contains("same.mp3") && text.contains("part-44100.mp3"),
+        "{text}"
+    );
 }
