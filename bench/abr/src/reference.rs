@@ -443,6 +443,8 @@ pub struct Bola {
     /// After an abandonment, until this time only up-switches are applied
     /// (`abandonLoadTimeout`), and the rung they may not go below.
     abandon_hold: Option<(f64, usize)>,
+    /// The segment abandoned last, until it has loaded.
+    abandoned_segment: Option<usize>,
 }
 
 /// Whether a request that started at `start` is the one recorded as `seen` (start times are
@@ -505,6 +507,7 @@ impl Bola {
             has_played: false,
             abandon: DashAbandonState::default(),
             abandon_hold: None,
+            abandoned_segment: None,
         }
     }
 
@@ -708,7 +711,9 @@ impl Policy for Bola {
                 ..DashAbandonState::default()
             };
         }
+        // `abandonDict` is keyed by the segment: once abandoned, its new request is not.
         if self.abandon.done
+            || self.abandoned_segment == Some(f.segment)
             || f.bytes_loaded <= self.abandon.bytes_seen
             || buffer_level(f.buffer_s) > self.stable_buffer_time_s
         {
@@ -719,7 +724,6 @@ impl Policy for Bola {
             // The first progress event: the first byte's time, and a fresh sample list.
             self.abandon.started = true;
             self.abandon.throughput_kbps.clear();
-            return None;
         }
         let elapsed_ms = (f.elapsed_s - f.ttfb_s) * 1000.0;
         if elapsed_ms > 0.0 {
@@ -735,13 +739,14 @@ impl Policy for Bola {
         {
             return None;
         }
-        let measured_kbps = samples.iter().sum::<f64>() / samples.len() as f64;
+        let measured_kbps = (samples.iter().sum::<f64>() / samples.len() as f64).round();
         if measured_kbps <= 0.0 {
             return None;
         }
         let duration_s = segment_duration_s(f.ladder, f.segment);
         // The whole segment's size over the measured rate (not what remains), as dash.js has it.
-        let estimated_s = f.bytes_total as f64 * 8.0 / measured_kbps / 1000.0;
+        let estimated_s =
+            (f.bytes_total as f64 * 8.0 / measured_kbps / 1000.0 * 100.0).round() / 100.0;
         if estimated_s < duration_s * DASH_ABANDON_MULTIPLIER {
             return None;
         }
@@ -758,6 +763,7 @@ impl Policy for Bola {
             return None;
         }
         self.abandon.done = true;
+        self.abandoned_segment = Some(f.segment);
         self.abandon_hold = Some((f.now_s + DASH_ABANDON_LOAD_TIMEOUT_S, new));
         // BolaRule.onFragmentLoadingAbandoned: shrink the placeholder so that the effective
         // buffer is no more than the level where BOLA would pick the new rung.
@@ -777,6 +783,7 @@ impl Policy for Bola {
     }
 
     fn on_download(&mut self, dl: &Download) {
+        self.abandoned_segment = None;
         self.history
             .push(dl, self.use_dead_time_latency, self.cache_load_threshold_ms);
         let Some(params) = self.params.as_ref() else {
@@ -1163,7 +1170,7 @@ impl HlsJs {
             self.reset_estimator(next_bitrate);
         }
         if let Some(best) =
-            self.find_best_level(ladder, next, next_bitrate, starvation_s, 0.0, 1.0, 1.0)
+            self.find_best_level(ladder, next, next_bitrate, 0.0, starvation_s, 1.0, 1.0)
         {
             next = best;
         }
@@ -1194,8 +1201,8 @@ impl HlsJs {
                 f.ladder,
                 next,
                 lowest_bitrate,
-                buffer_level(f.buffer_s),
                 0.0,
+                buffer_level(f.buffer_s),
                 1.0,
                 1.0,
             )
@@ -1919,7 +1926,7 @@ pub(crate) mod tests {
         };
         assert_eq!(hls.choose(&next), 0);
 
-        // A link that keeps up, or no playback yet: nothing.
+        // A link that keeps up: nothing.
         let mut hls = HlsJs::new();
         hls.choose(&first);
         assert_eq!(

@@ -185,8 +185,11 @@ fn watch(
     s: &Step,
 ) -> Option<(f64, usize)> {
     let (t0, buffer) = start;
-    let mut at = ABANDON_CHECK_S;
-    while at < s.elapsed_s {
+    for tick in 1.. {
+        let at = f64::from(tick) * ABANDON_CHECK_S;
+        if at >= s.elapsed_s {
+            break;
+        }
         let loaded = if at > model.rtt_s {
             trace.bytes_between(t0 + model.rtt_s, t0 + at)
         } else {
@@ -210,7 +213,6 @@ fn watch(
                 return Some((at, lower));
             }
         }
-        at += ABANDON_CHECK_S;
     }
     None
 }
@@ -351,8 +353,10 @@ pub(crate) mod tests {
         assert!((s.rebuffer_ratio - 45.0 / 105.0).abs() < 1e-9);
     }
 
-    /// Top rung, and cuts every request it may after about a second, for the lowest.
-    struct Cutter;
+    /// Top rung, and cuts every request it may after about a second, for the lowest; records
+    /// when each download ended.
+    #[derive(Default)]
+    struct Cutter(Vec<f64>);
     impl Policy for Cutter {
         fn name(&self) -> &str {
             "cutter"
@@ -360,7 +364,9 @@ pub(crate) mod tests {
         fn choose(&mut self, _: &Decision<'_>) -> usize {
             2
         }
-        fn on_download(&mut self, _: &Download) {}
+        fn on_download(&mut self, dl: &Download) {
+            self.0.push(dl.now_s);
+        }
         fn abandon(&mut self, f: &InFlight<'_>) -> Option<usize> {
             (f.playing && f.elapsed_s >= 0.95).then_some(0)
         }
@@ -377,15 +383,19 @@ pub(crate) mod tests {
             abandon: true,
         };
         let ladder = cbr_ladder(2, 5.0);
-        let rec = simulate(&mut Cutter, &ladder, &trace, &model);
-        // The first request is not watched (nothing plays yet); the second is cut after 1 s.
+        let mut cutter = Cutter::default();
+        let rec = simulate(&mut cutter, &ladder, &trace, &model);
+        // The first request is not cut (the policy sees that nothing plays yet); the second is
+        // cut after 1 s.
         assert_eq!((rec[0].rung, rec[0].abandoned), (2, 0));
         assert!((rec[0].stall_s - 1.6).abs() < 1e-9);
         assert_eq!((rec[1].rung, rec[1].abandoned), (0, 1));
         assert_eq!(rec[1].stall_s, 0.0, "1 s + 0.48 s fits in the 5 s buffered");
+        // The second download ends 1 s (cut) + 0.48 s after its request at 1.6 s.
+        assert!((cutter.0[1] - 3.08).abs() < 1e-9, "{:?}", cutter.0);
         // Without abandonment the same policy plays the top rung throughout.
         model.abandon = false;
-        let rec = simulate(&mut Cutter, &ladder, &trace, &model);
+        let rec = simulate(&mut Cutter::default(), &ladder, &trace, &model);
         assert!(rec.iter().all(|r| r.rung == 2 && r.abandoned == 0));
     }
 
@@ -406,7 +416,7 @@ pub(crate) mod tests {
         for rung in &mut ladder.sizes {
             rung[0] = 1000;
         }
-        let rec = simulate(&mut Cutter, &ladder, &trace, &model);
+        let rec = simulate(&mut Cutter::default(), &ladder, &trace, &model);
         assert_eq!((rec[1].rung, rec[1].abandoned), (0, 1));
         // Cut at 1.0 s (0.5 s of it silent), then 60 kB at 25 kB/s = 2.4 s, all silent.
         assert!((rec[1].stall_s - 2.9).abs() < 0.01, "{:?}", rec[1]);
