@@ -215,12 +215,15 @@ impl SourceDecoder {
         let mut total: u64 = 0;
         // Bytes per frame, from the first PCM packet (a full one, unless the file is tiny).
         let mut frame_bytes: Option<u64> = None;
-        // MPEG audio: the first frame's (rate, channels), and how many frames in a row since
-        // have had others. symphonia's decoder is built for one and fails every frame that
-        // differs (two files joined with `cat`), so such a file would be catalogued and then
-        // fail at every play: refuse it here, with its reason. A lone odd frame (a false sync in
-        // junk data) is only a lost frame, as decoding treats it.
-        let mut mpeg_format: Option<(u32, u8)> = None;
+        // MPEG audio: the (rate, channels) the decoder is built for (the track's, else the
+        // first frame's), and how many frames in a row have had others. symphonia's decoder
+        // fails every frame that differs (two files joined with `cat`), so such a file would be
+        // catalogued and then fail at every play: refuse it here, with its reason. A lone odd
+        // frame (a false sync in junk data) is only a lost frame, as decoding treats it.
+        let mut mpeg_format: Option<(u32, u8)> = match self.channels {
+            1 | 2 => Some((self.sample_rate, self.channels as u8)),
+            _ => None,
+        };
         let mut odd_frames = 0u32;
         loop {
             match self.format.next_packet() {
