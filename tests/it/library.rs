@@ -19,6 +19,18 @@ fn write_tone(path: &Path, hz: u32, secs: f64) {
         .arg(path));
 }
 
+/// What `stream-server scan` prints for the library at `lib` (a fresh data dir).
+fn scan_cli(lib: &Path) -> String {
+    let data = tempfile::tempdir().unwrap();
+    let out = run(Command::new(env!("CARGO_BIN_EXE_stream-server"))
+        .arg("scan")
+        .arg("--library")
+        .arg(lib)
+        .arg("--data-dir")
+        .arg(data.path()));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 async fn rescan(app: &TestApp) -> serde_json::Value {
     let r = app
         .client
@@ -220,14 +232,7 @@ async fn webm_is_catalogued_at_its_length_and_a_half_copied_m4a_is_named_as_such
         .args(["-frames:v", "1"])
         .arg(lib.path().join("cover.jpg")));
 
-    let data = tempfile::tempdir().unwrap();
-    let out = run(Command::new(env!("CARGO_BIN_EXE_stream-server"))
-        .arg("scan")
-        .arg("--library")
-        .arg(lib.path())
-        .arg("--data-dir")
-        .arg(data.path()));
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = scan_cli(lib.path());
     let skipped = text
         .lines()
         .find(|l| l.starts_with("skipped") && l.contains("half.m4a"))
@@ -272,14 +277,7 @@ fn an_mp3_that_changes_rate_midway_is_skipped_with_its_reason() {
     std::fs::write(lib.path().join("joined.mp3"), [a.clone(), b].concat()).unwrap();
     std::fs::write(lib.path().join("same.mp3"), [a.clone(), a].concat()).unwrap();
     std::fs::remove_file(lib.path().join("part-22050.mp3")).unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let out = run(Command::new(env!("CARGO_BIN_EXE_stream-server"))
-        .arg("scan")
-        .arg("--library")
-        .arg(lib.path())
-        .arg("--data-dir")
-        .arg(data.path()));
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = scan_cli(lib.path());
     let skipped: Vec<&str> = text.lines().filter(|l| l.starts_with("skipped")).collect();
     assert_eq!(skipped.len(), 1, "{text}");
     assert!(

@@ -439,7 +439,7 @@ pub struct Bola {
     /// Playback has started at least once: a later `stalled` decision is a rebuffer.
     has_played: bool,
     /// `AbandonRequestsRule`'s view of the request in flight.
-    abandon: DashAbandonState,
+    abandon: PerRequest<DashAbandonState>,
     /// After an abandonment, until this time only up-switches are applied
     /// (`abandonLoadTimeout`), and the rung they may not go below.
     abandon_hold: Option<(f64, usize)>,
@@ -447,10 +447,25 @@ pub struct Bola {
     abandoned_segment: Option<usize>,
 }
 
-/// Whether a request that started at `start` is the one recorded as `seen` (start times are
-/// recomputed from the clock at each check, so compare loosely).
-fn same_request(seen: Option<f64>, start: f64) -> bool {
-    seen.is_some_and(|s| (s - start).abs() < 1e-6)
+/// What an abandonment rule keeps about the request in flight, started afresh for each request.
+#[derive(Debug, Clone, Default)]
+struct PerRequest<S> {
+    /// Start time of the request `state` belongs to.
+    start_s: Option<f64>,
+    state: S,
+}
+
+impl<S: Default> PerRequest<S> {
+    /// The state of `f`'s request (a new one if `f` is another request than the last seen:
+    /// start times are recomputed from the clock at each check, so compared loosely).
+    fn of(&mut self, f: &InFlight<'_>) -> &mut S {
+        let start = f.now_s - f.elapsed_s;
+        if !self.start_s.is_some_and(|s| (s - start).abs() < 1e-6) {
+            self.start_s = Some(start);
+            self.state = S::default();
+        }
+        &mut self.state
+    }
 }
 
 /// dash.js `AbandonRequestsRule` (v3/v4): constants.
@@ -463,8 +478,6 @@ const DASH_ABANDON_LOAD_TIMEOUT_S: f64 = 10.0;
 /// What `AbandonRequestsRule` keeps per request in flight (`fragmentDict`, `throughputArray`).
 #[derive(Debug, Clone, Default)]
 struct DashAbandonState {
-    /// Start time of the request these belong to.
-    request_start_s: Option<f64>,
     /// `firstByteTime` seen (the first progress event).
     started: bool,
     bytes_seen: u64,
@@ -505,7 +518,7 @@ impl Bola {
             last_call_time_s: None,
             history: DashThroughputHistory::default(),
             has_played: false,
-            abandon: DashAbandonState::default(),
+            abandon: PerRequest::default(),
             abandon_hold: None,
             abandoned_segment: None,
         }
@@ -704,34 +717,28 @@ impl Policy for Bola {
     /// bytes arrive, so a check without new bytes is not an event. dash.js's default
     /// `ABRStrategy` runs this rule alongside BOLA.
     fn abandon(&mut self, f: &InFlight<'_>) -> Option<usize> {
-        let request_start = f.now_s - f.elapsed_s;
-        if !same_request(self.abandon.request_start_s, request_start) {
-            self.abandon = DashAbandonState {
-                request_start_s: Some(request_start),
-                ..DashAbandonState::default()
-            };
-        }
+        let request = self.abandon.of(f);
         // `abandonDict` is keyed by the segment: once abandoned, its new request is not.
-        if self.abandon.done
+        if request.done
             || self.abandoned_segment == Some(f.segment)
-            || f.bytes_loaded <= self.abandon.bytes_seen
+            || f.bytes_loaded <= request.bytes_seen
             || buffer_level(f.buffer_s) > self.stable_buffer_time_s
         {
             return None;
         }
-        self.abandon.bytes_seen = f.bytes_loaded;
-        if !self.abandon.started {
+        request.bytes_seen = f.bytes_loaded;
+        if !request.started {
             // The first progress event: the first byte's time, and a fresh sample list.
-            self.abandon.started = true;
-            self.abandon.throughput_kbps.clear();
+            request.started = true;
+            request.throughput_kbps.clear();
         }
         let elapsed_ms = (f.elapsed_s - f.ttfb_s) * 1000.0;
         if elapsed_ms > 0.0 {
-            self.abandon
+            request
                 .throughput_kbps
                 .push((f.bytes_loaded as f64 * 8.0 / elapsed_ms).round());
         }
-        let samples = &self.abandon.throughput_kbps;
+        let samples = &request.throughput_kbps;
         if samples.len() < DASH_ABANDON_MIN_SAMPLES
             || elapsed_ms <= DASH_ABANDON_GRACE_MS
             || f.bytes_loaded >= f.bytes_total
@@ -762,7 +769,7 @@ impl Policy for Bola {
         if new >= f.rung || ((f.bytes_total - f.bytes_loaded) as f64) <= other_bytes {
             return None;
         }
-        self.abandon.done = true;
+        request.done = true;
         self.abandoned_segment = Some(f.segment);
         self.abandon_hold = Some((f.now_s + DASH_ABANDON_LOAD_TIMEOUT_S, new));
         // BolaRule.onFragmentLoadingAbandoned: shrink the placeholder so that the effective
@@ -1037,7 +1044,7 @@ pub struct HlsJs {
     /// `fragCurrent.duration`: the segment last requested (s), 0 before any.
     current_frag_duration_s: f64,
     /// `_abandonRulesCheck`'s view of the request in flight.
-    watch: HlsAbandonWatch,
+    watch: PerRequest<HlsAbandonWatch>,
     /// `_nextAutoLevel` forced by an emergency switch-down: the next segment's rung.
     forced_next: Option<usize>,
 }
@@ -1045,8 +1052,6 @@ pub struct HlsJs {
 /// The abandonment timer's state for one request.
 #[derive(Debug, Clone, Copy, Default)]
 struct HlsAbandonWatch {
-    /// Start time of the request this belongs to.
-    request_start_s: Option<f64>,
     /// The rule decided: `abortAndSwitch` fires at this time (s since the request) for this
     /// rung; the check timer is cleared.
     abort_at: Option<(f64, usize)>,
@@ -1079,7 +1084,7 @@ impl HlsJs {
             first_selection: None,
             details_loaded: Vec::new(),
             current_frag_duration_s: 0.0,
-            watch: HlsAbandonWatch::default(),
+            watch: PerRequest::default(),
             forced_next: None,
         }
     }
@@ -1181,11 +1186,11 @@ impl HlsJs {
         }
         self.load_level = Some(next);
         self.forced_next = Some(next);
-        self.watch.done = true;
+        self.watch.state.done = true;
         if frag_loaded_delay > next_delay * 2.0 {
             return self.abort_and_switch(f, next);
         }
-        self.watch.abort_at = Some((f.elapsed_s + next_delay, next));
+        self.watch.state.abort_at = Some((f.elapsed_s + next_delay, next));
         None
     }
 
@@ -1463,21 +1468,15 @@ impl Policy for HlsJs {
     }
 
     fn abandon(&mut self, f: &InFlight<'_>) -> Option<usize> {
-        let start = f.now_s - f.elapsed_s;
-        if !same_request(self.watch.request_start_s, start) {
-            self.watch = HlsAbandonWatch {
-                request_start_s: Some(start),
-                ..HlsAbandonWatch::default()
-            };
-        }
-        if let Some((at, next)) = self.watch.abort_at {
+        let watch = *self.watch.of(f);
+        if let Some((at, next)) = watch.abort_at {
             if f.elapsed_s >= at {
-                self.watch.abort_at = None;
+                self.watch.state.abort_at = None;
                 return self.abort_and_switch(f, next);
             }
             return None;
         }
-        if self.watch.done || f.rung == 0 {
+        if watch.done || f.rung == 0 {
             return None;
         }
         self.abandon_rules_check(f)
