@@ -1882,24 +1882,6 @@ pub(crate) mod tests {
         // 200 kbit/s, 10.7 s buffered: at 3.5 s (half a segment) the rest would take 7.5 s with
         // 7.2 s left; rung 1 would load in 6.75 s: switch, deferred by that time (finishing is
         // not twice as slow); `abortAndSwitch` then re-picks against the lowest bitrate: 0.
-        let mut hls = HlsJs::new();
-        hls.choose(&Decision {
-            ladder: &ladder,
-            segment: 0,
-            buffer_s: 0.0,
-            buffer_max_s: BUFFER_MAX_S,
-            last_rung: None,
-            now_s: 0.0,
-            stalled: true,
-        });
-        let (at, rung) =
-            watch_request(&mut hls, &ladder, 2, 100.0, 10.7, kbps(200.0)).expect("aborts");
-        assert_eq!(rung, 0);
-        assert!((10.2..10.4).contains(&at), "3.5 s + 6.75 s: {at}");
-
-        // With 10 s buffered the re-pick lands on rung 0 at once, and hls.js does not abort for
-        // rung 0: the request finishes, and the next segment is forced to the lowest rung.
-        let mut hls = HlsJs::new();
         let first = Decision {
             ladder: &ladder,
             segment: 0,
@@ -1909,6 +1891,16 @@ pub(crate) mod tests {
             now_s: 0.0,
             stalled: true,
         };
+        let mut hls = HlsJs::new();
+        hls.choose(&first);
+        let (at, rung) =
+            watch_request(&mut hls, &ladder, 2, 100.0, 10.7, kbps(200.0)).expect("aborts");
+        assert_eq!(rung, 0);
+        assert!((10.2..10.4).contains(&at), "3.5 s + 6.75 s: {at}");
+
+        // With 10 s buffered the re-pick lands on rung 0 at once, and hls.js does not abort for
+        // rung 0: the request finishes, and the next segment is forced to the lowest rung.
+        let mut hls = HlsJs::new();
         hls.choose(&first);
         hls.on_download(&download(100_000, 0.5, RTT_S));
         assert_eq!(
