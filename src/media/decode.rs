@@ -153,10 +153,10 @@ impl SourceDecoder {
                 "{channels} channels (at most {MAX_CHANNELS})"
             )));
         }
-        let codec = symphonia::default::get_codecs()
+        let codec = super::opus::codecs()
             .get_codec(params.codec)
             .map_or_else(|| "unknown".to_string(), |d| d.short_name.to_string());
-        let decoder = symphonia::default::get_codecs()
+        let decoder = super::opus::codecs()
             .make(params, &DecoderOptions::default())
             .map_err(|e| DecodeError::Unsupported(e.to_string()))?;
         let track_id = track.id;
@@ -167,6 +167,8 @@ impl SourceDecoder {
         } else {
             None
         };
+        // Opus's priming, which no demuxer trims for us (see `media::opus`).
+        let pre_skip = super::opus::pre_skip(params);
         Ok(Self {
             format,
             decoder,
@@ -179,7 +181,7 @@ impl SourceDecoder {
             layout: Channels::empty(),
             gains: Vec::new(),
             consecutive_errors: 0,
-            skip: edit.map_or(0, |e| e.skip),
+            skip: edit.map_or(0, |e| e.skip) + pre_skip,
             keep: edit.map(|e| e.keep),
             pcm,
             mpeg,
@@ -296,9 +298,11 @@ impl SourceDecoder {
                 self.sample_rate
             )));
         }
-        self.decoder = symphonia::default::get_codecs()
+        self.decoder = super::opus::codecs()
             .make(&track.codec_params, &DecoderOptions::default())
             .map_err(|e| DecodeError::Unsupported(e.to_string()))?;
+        // Each chained Opus stream starts with its own priming.
+        self.skip += super::opus::pre_skip(&track.codec_params);
         self.track_id = track.id;
         Ok(true)
     }
@@ -509,9 +513,9 @@ fn probe_format(path: &Path, gapless: bool) -> Result<ProbeResult, DecodeError> 
 
 /// Whether `path` is named as an audio file of a container we read.
 fn has_audio_extension(path: &Path) -> bool {
-    const AUDIO: [&str; 19] = [
+    const AUDIO: [&str; 20] = [
         "mp3", "mp2", "mp1", "m4a", "m4b", "mp4", "aac", "flac", "wav", "wave", "aif", "aiff",
-        "aifc", "ogg", "oga", "webm", "mka", "mkv", "caf",
+        "aifc", "ogg", "oga", "opus", "webm", "mka", "mkv", "caf",
     ];
     path.extension()
         .and_then(|e| e.to_str())

@@ -13,6 +13,7 @@ pub mod id3;
 pub mod layout;
 pub mod mp3;
 pub mod mp4_edit;
+pub mod opus;
 pub mod pipeline;
 pub mod resample;
 

@@ -110,6 +110,24 @@ pub const FIXTURES: &[Fixture] = &[
         secs: 8.0,
         args: &["-c:a", "libvorbis", "-q:a", "4"],
     },
+    Fixture {
+        // Opus always decodes at 48 kHz; a length that is no whole number of 20 ms packets, so
+        // the end trim (the last page's granule position) and the pre-skip both count.
+        name: "opus/stereo.opus",
+        rate: 48000,
+        channels: 2,
+        secs: 7.77,
+        args: &["-c:a", "libopus", "-b:a", "128k"],
+    },
+    Fixture {
+        // Speech settings at a low bitrate: libopus codes this in its SILK and hybrid modes,
+        // where the music above is CELT.
+        name: "opus/mono-voice.opus",
+        rate: 48000,
+        channels: 1,
+        secs: 6.3,
+        args: &["-c:a", "libopus", "-application", "voip", "-b:a", "20k"],
+    },
 ];
 
 pub struct Library {

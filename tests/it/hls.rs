@@ -182,7 +182,7 @@ fn lag_of(
 /// moment, so a player switching rungs neither repeats nor skips. Each codec primes for its own
 /// length, in samples of its own rate; unaligned, `mobile` lagged `high` by 23 ms and `low` by 27.
 /// And every source starts at that same moment, whatever its format: an M4A's own priming (its
-/// edit list) is not served, as ffmpeg does not play it either.
+/// edit list) is not served, as ffmpeg does not play it either, nor is an Opus file's pre-skip.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_variant_hears_the_source_at_the_same_time() {
     const RATE: u32 = 22050;
@@ -193,6 +193,7 @@ async fn every_variant_hears_the_source_at_the_same_time() {
         "flac/stereo44.flac",
         "wav/mono48-24bit.wav",
         "m4a/aac48.m4a",
+        "opus/stereo.opus",
     ] {
         let id = app.track_id(name).await;
         let source = decoded_mono(lib.path(name).to_str().unwrap(), RATE);

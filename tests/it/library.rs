@@ -257,6 +257,130 @@ async fn webm_is_catalogued_at_its_length_and_a_half_copied_m4a_is_named_as_such
     assert!((secs - 4.0).abs() < 0.05, "{secs} s served: {log}");
 }
 
+/// Opus, which symphonia demuxes but cannot decode (ours does, `media::opus`): in WebM (what
+/// `yt-dlp` saves), in 5.1 (several streams in each packet, RFC 7845 mapping family 1) and as
+/// chained Ogg streams, each with its own pre-skip. Each is catalogued at its length and served
+/// whole, and the surround is folded to stereo rather than lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opus_in_webm_in_surround_and_chained_is_catalogued_and_served_whole() {
+    let lib = tempfile::tempdir().unwrap();
+    let opus = |name: &str, source: &str, extra: &[&str]| {
+        let path = lib.path().join(name);
+        run(Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", source])
+            .args(extra)
+            .args(["-c:a", "libopus"])
+            .arg(&path));
+        path
+    };
+    opus(
+        "tone.webm",
+        "sine=frequency=440:duration=4:sample_rate=48000",
+        &["-ac", "2"],
+    );
+    // Six different tones, one per speaker.
+    let six: Vec<String> = [330, 440, 550, 660, 110, 770]
+        .iter()
+        .map(|hz| format!("0.3*sin(2*PI*{hz}*t)"))
+        .collect();
+    opus(
+        "surround.opus",
+        &format!("aevalsrc=exprs={}:c=5.1:s=48000:d=3.5", six.join("|")),
+        &["-mapping_family", "1"],
+    );
+    let a = opus(
+        "a.opus",
+        "sine=frequency=440:duration=2.5:sample_rate=48000",
+        &["-ac", "2"],
+    );
+    let b = opus(
+        "b.opus",
+        "sine=frequency=660:duration=3:sample_rate=48000",
+        &["-ac", "2"],
+    );
+    let joined = [std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap()].concat();
+    std::fs::write(lib.path().join("chained.opus"), joined).unwrap();
+    std::fs::remove_file(a).unwrap();
+    std::fs::remove_file(b).unwrap();
+
+    let app = spawn_app_with(Some(lib.path()), |c| c.library_rescan_secs = 0).await;
+    let tracks = app.json("/api/tracks").await;
+    let tracks = tracks.as_array().unwrap();
+    assert_eq!(tracks.len(), 3, "{tracks:?}");
+    for (name, secs, channels) in [
+        ("tone.webm", 4.0, 2),
+        ("surround.opus", 3.5, 6),
+        ("chained.opus", 5.5, 2),
+    ] {
+        let t = tracks
+            .iter()
+            .find(|t| t["filename"] == name)
+            .unwrap_or_else(|| panic!("{name} catalogued: {tracks:?}"));
+        assert_eq!(t["codec"], "opus", "{t}");
+        assert_eq!(t["sample_rate"], 48000, "{t}");
+        assert_eq!(t["channels"], channels, "{t}");
+        // WebM states no end trim that symphonia reads: up to one 20 ms packet over.
+        let ms = t["duration_ms"].as_f64().unwrap();
+        assert!(
+            (0.0..=25.0).contains(&(ms - secs * 1000.0)),
+            "{name}: {ms} ms catalogued"
+        );
+        let id = t["id"].as_str().unwrap();
+        // The MP3 profile: its Info tag tells ffmpeg the priming to drop.
+        let url = app.url(&format!("/stream/{id}?quality=low"));
+        let (samples, log) = decoded_samples(&url, 22050);
+        let served = samples as f64 / 22050.0;
+        assert!(
+            (served - secs).abs() < 0.05,
+            "{name}: {served} s served: {log}"
+        );
+        // Sound, not silence: every tone (all six speakers folded in) is heard.
+        let mono = crate::helpers::decoded_mono(&url, 22050);
+        let rms = (mono.iter().map(|s| s * s).sum::<f32>() / mono.len() as f32).sqrt();
+        assert!(rms > 0.03, "{name}: rms {rms}");
+    }
+}
+
+/// What our Opus decoder gives is what libopus gives, sample for sample: the same start (the
+/// pre-skip dropped, no more, no less), the same length, and the same sound, for music-like
+/// stereo (CELT) and for speech at a low bitrate (SILK and hybrid frames).
+#[test]
+fn opus_decodes_as_libopus_decodes_it() {
+    use stream_server::media::decode::SourceDecoder;
+    let lib = crate::fixtures::library();
+    for (name, channels) in [("opus/stereo.opus", 2), ("opus/mono-voice.opus", 1)] {
+        let path = lib.path(name);
+        // libopus, the reference decoder (ffmpeg's own resamples SILK its own way: 20 dB
+        // from libopus on the speech file), in the file's own channels (ffmpeg would upmix
+        // mono 3 dB down, where we play it at full level on both sides).
+        let out = run(Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-c:a", "libopus", "-i"])
+            .arg(&path)
+            .args(["-f", "f32le", "-ar", "48000", "-"]));
+        let theirs: Vec<f32> = out
+            .stdout
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let mut dec = SourceDecoder::open(&path).unwrap();
+        let mut stereo = Vec::new();
+        while dec.next_block(&mut stereo).unwrap() {}
+        let ours: Vec<f32> = if channels == 1 {
+            stereo.iter().step_by(2).copied().collect()
+        } else {
+            stereo
+        };
+        assert_eq!(ours.len(), theirs.len(), "{name}: samples");
+        let (mut signal, mut noise) = (0f64, 0f64);
+        for (a, b) in ours.iter().zip(&theirs) {
+            signal += f64::from(*b).powi(2);
+            noise += f64::from(a - b).powi(2);
+        }
+        let snr = 10.0 * (signal / noise.max(1e-20)).log10();
+        assert!(snr > 60.0, "{name}: {snr:.1} dB from libopus's decode");
+    }
+}
+
 /// Two MP3s joined with `cat` at different rates: symphonia's decoder fails every frame after
 /// the change, so such a file was catalogued and then failed at every play (422). It is skipped
 /// at the scan, with its reason; one at a single rate is not.
