@@ -3,6 +3,7 @@
 // keyboard, quality under a throttled link, playlists kept live across two tabs of the same
 // listener (e2e/playlists.mjs); what the page sends while it plays (the WebSocket frames, seen
 // through CDP, and the metrics POSTs); the seek slider; segment failures reported as loss; the
+// buffer-ahead setting (its default, kept across a reload, applied to the track playing); the
 // phone layout.
 //
 //   npm run test:e2e            (builds first)
@@ -141,6 +142,24 @@ async function main() {
       assert(n === 4, `expected 4 demo tracks, saw ${n}`);
     });
 
+    await test('buffer ahead: 2 min in a fresh profile; choosing 20 s is kept across a reload', async () => {
+      const select = page.getByTestId('buffer-ahead');
+      assert(await select.isVisible(), 'no buffer-ahead select in the player');
+      const first = await select.inputValue();
+      assert(first === '120', `a fresh profile buffers ${first} s ahead, not 120`);
+      const stored0 = await page.evaluate(() => localStorage.getItem('stream-server.bufferAhead'));
+      assert(stored0 === null, `a fresh profile has stream-server.bufferAhead = ${stored0}`);
+      // The listener picks the data saver: kept, and still chosen after a reload.
+      await select.selectOption('20');
+      const stored = await page.evaluate(() => localStorage.getItem('stream-server.bufferAhead'));
+      assert(stored === '20', `choosing 20 s stored ${stored}`);
+      await page.reload();
+      await page.getByTestId('track-row').first().waitFor({ timeout: 15_000 });
+      const after = await page.getByTestId('buffer-ahead').inputValue();
+      assert(after === '20', `after a reload the select says ${after}, not 20`);
+      // The data saver stays on for the tests below: the throttling test needs it (see there).
+    });
+
     await test('plays a track: audio.currentTime advances', async () => {
       // The longest demo track leaves the most room for the throttling test below.
       const rows = page.getByTestId('track-row');
@@ -189,7 +208,12 @@ async function main() {
 
     await test('under a ~140 kbit/s link the quality steps down without a long stall', async () => {
       // The track started above keeps playing (a few seconds in, after the keyboard test); its
-      // remaining ~40 s must be enough for hls.js to notice the link and step down.
+      // remaining ~40 s must be enough for hls.js to notice the link and step down. This is about
+      // the adaptation rule, not the buffer depth: with the default 2 min ahead, hls.js would
+      // have fetched the whole ~40 s track before the throttle and never step down, so the
+      // 20 s data saver was picked in the select before the track started (test above).
+      const depth = await page.getByTestId('buffer-ahead').inputValue();
+      assert(depth === '20', `the player buffers ${depth} s ahead, not the 20 s this test needs`);
       // Record what the media element goes through, for the log.
       await page.evaluate(() => {
         const a = document.querySelector('audio');
@@ -275,6 +299,38 @@ async function main() {
       return { trackId, clickedAt, playingAt: Date.now() };
     };
     const sessionShown = () => page.locator('.buffer-panel dd.mono').getAttribute('title');
+
+    /** Seconds buffered ahead of the playhead (0 outside the buffered ranges). */
+    const aheadS = () =>
+      page.evaluate(() => {
+        const a = document.querySelector('audio');
+        const b = a.buffered;
+        for (let i = 0; i < b.length; i++) {
+          if (b.start(i) <= a.currentTime + 0.25 && a.currentTime < b.end(i)) return b.end(i) - a.currentTime;
+        }
+        return 0;
+      });
+
+    await test('buffer ahead: a change applies at once to the track playing', async () => {
+      const select = page.getByTestId('buffer-ahead');
+      assert((await select.inputValue()) === '20', 'the data saver is not chosen');
+      await playLongestFromTop();
+      // 20 s ahead: hls.js stops within a segment (~6.8 s) of it, far from the end of the track.
+      await sleep(3000);
+      const capped = await aheadS();
+      assert(capped > 10 && capped < 30, `${capped.toFixed(1)} s buffered ahead with the 20 s setting`);
+      await select.selectOption('120');
+      let deep = capped;
+      for (const until = Date.now() + 15_000; deep <= 30 && Date.now() < until; ) {
+        await sleep(250);
+        deep = await aheadS();
+      }
+      log(`      20 s setting: ${capped.toFixed(1)} s ahead; after choosing 2 min: ${deep.toFixed(1)} s ahead`);
+      assert(deep > 30, `only ${deep.toFixed(1)} s buffered ahead after choosing 2 min`);
+      assert((await page.evaluate(() => localStorage.getItem('stream-server.bufferAhead'))) === '120', 'the choice of 2 min was not kept');
+      // Back to 20 s, the depth the tests below were written against.
+      await select.selectOption('20');
+    });
 
     await test('over ~20 s of playback: one Play, a progress Seek per 10 s (not per timeupdate), metrics every 5 s', async () => {
       await page.evaluate(() => {
@@ -436,8 +492,22 @@ async function main() {
         let o = await overflow();
         assert(o.innerWidth === PHONE.viewport.width, `viewport ${o.innerWidth} px wide`);
         assert(o.scrollWidth <= o.innerWidth, `the page is ${o.scrollWidth} px wide in a ${o.innerWidth} px viewport`);
+        const depth = await p.getByTestId('buffer-ahead').inputValue();
+        assert(depth === '120', `a fresh phone profile buffers ${depth} s ahead, not 120`);
         await p.getByTestId('track-row').first().locator('button.track-main').tap();
         await p.waitForFunction(() => (document.querySelector('audio')?.currentTime ?? 0) > 1, null, { timeout: 30_000 });
+        // The default reaches hls.js: on this fast link it fetches well past 20 s (plus a segment)
+        // ahead, up to the end of the ~48 s track.
+        const aheadHandle = await p.waitForFunction(() => {
+          const a = document.querySelector('audio');
+          const b = a.buffered;
+          for (let i = 0; i < b.length; i++) {
+            if (b.start(i) <= a.currentTime + 0.25 && a.currentTime < b.end(i) && b.end(i) - a.currentTime > 30) return b.end(i) - a.currentTime;
+          }
+          return false;
+        }, null, { timeout: 15_000 }).catch(() => null);
+        assert(aheadHandle, 'with 2 min ahead, no more than 30 s got buffered ahead');
+        log(`      2 min ahead: ${(await aheadHandle.jsonValue()).toFixed(1)} s buffered ahead`);
         const playBtn = p.getByTestId('play-button');
         const slider = p.getByTestId('seek-slider');
         for (const [name, loc] of [

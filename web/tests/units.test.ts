@@ -3,7 +3,15 @@
 import { act, renderHook } from '@testing-library/react';
 import { describe, expect, it } from 'vitest';
 import { entryAsTrack, hlsMasterPath, identifiedPath, progressivePath, type Track } from '../src/api';
-import { detectCapabilities, detectConnectionType, detectDeviceType, estimateBandwidthKbps } from '../src/capabilities';
+import {
+  BUFFER_AHEAD_S,
+  DATA_SAVER_BUFFER_S,
+  bufferAheadSeconds,
+  detectCapabilities,
+  detectConnectionType,
+  detectDeviceType,
+  estimateBandwidthKbps,
+} from '../src/capabilities';
 import { bufferHealthPercent, segmentLossPercent } from '../src/components/AdaptiveAudioPlayer';
 import { describeEvent } from '../src/components/EventFeed';
 import { formatKbps, formatTime, qualityFromUrl } from '../src/format';
@@ -48,19 +56,49 @@ describe('capabilities', () => {
     expect(detectDeviceType({ userAgent: '' })).toBe('Unknown');
   });
 
+  it('keeps 2 min buffered ahead unless Save-Data or the listener says otherwise', () => {
+    expect(BUFFER_AHEAD_S).toBe(120);
+    expect(DATA_SAVER_BUFFER_S).toBe(20);
+    const plain = { connection: { effectiveType: '3g' } };
+    const saveData = { connection: { effectiveType: '3g', saveData: true } };
+    // Nothing stored: 120 s, or 20 s when the browser asks to save data.
+    expect(bufferAheadSeconds(null, plain)).toBe(120);
+    expect(bufferAheadSeconds(null, {})).toBe(120);
+    expect(bufferAheadSeconds(null, { connection: null })).toBe(120);
+    expect(bufferAheadSeconds(null, { connection: { saveData: false } })).toBe(120);
+    expect(bufferAheadSeconds(null, saveData)).toBe(20);
+    // The listener's choice wins, either way.
+    expect(bufferAheadSeconds('20', plain)).toBe(20);
+    expect(bufferAheadSeconds('20', {})).toBe(20);
+    expect(bufferAheadSeconds('120', saveData)).toBe(120);
+    // Anything else stored is ignored: the default applies.
+    for (const garbage of ['', '60', '20 ', '120.0', 'true', 'null', '{"s":20}']) {
+      expect(bufferAheadSeconds(garbage, plain)).toBe(120);
+      expect(bufferAheadSeconds(garbage, saveData)).toBe(20);
+    }
+  });
+
   it('builds the capabilities the session endpoint takes', () => {
     const caps = detectCapabilities(
-      { adaptiveEnabled: true, preferredQuality: null },
+      { adaptiveEnabled: true, preferredQuality: null, bufferAheadSeconds: 120 },
       { connection: { downlink: 0.15, effectiveType: '3g' }, userAgent: ANDROID_PHONE },
     );
     expect(caps).toEqual({
       estimated_bandwidth_kbps: 150,
-      buffer_duration_ms: 20_000,
+      buffer_duration_ms: 120_000,
       connection_type: 'Cellular3G',
       device_type: 'Mobile',
       preferred_quality: null,
       adaptive_enabled: true,
     });
+    // The data-saver depth goes to the server as it is.
+    const saver = detectCapabilities(
+      { adaptiveEnabled: false, preferredQuality: 'mobile', bufferAheadSeconds: 20 },
+      { connection: { downlink: 0.15, effectiveType: '3g', saveData: true }, userAgent: ANDROID_PHONE },
+    );
+    expect(saver.buffer_duration_ms).toBe(20_000);
+    expect(saver.preferred_quality).toBe('mobile');
+    expect(saver.adaptive_enabled).toBe(false);
   });
 });
 

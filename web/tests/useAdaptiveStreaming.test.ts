@@ -85,6 +85,40 @@ describe('useAdaptiveStreaming against stream-server', () => {
     expect(session.client_capabilities).toMatchObject({ connection_type: 'Cellular3G', device_type: 'Mobile', estimated_bandwidth_kbps: 150, preferred_quality: null });
   });
 
+  it('sends the buffer depth: 2 min by default, then the listener\'s choice, kept in localStorage', async () => {
+    localStorage.removeItem('stream-server.bufferAhead');
+    try {
+      const { result } = renderHook(() => useAdaptiveStreaming());
+      expect(result.current.bufferAheadSeconds).toBe(120);
+      let first = '';
+      await act(async () => {
+        first = await result.current.createStreamingSession(tracks[0].id);
+      });
+      expect(result.current.session?.capabilities.buffer_duration_ms).toBe(120_000);
+      const held = await fetchJson<StreamingSession>(`/api/streaming/session/${first}`);
+      expect(held.client_capabilities.buffer_duration_ms).toBe(120_000);
+
+      act(() => result.current.setBufferAheadSeconds(20));
+      expect(result.current.bufferAheadSeconds).toBe(20);
+      expect(localStorage.getItem('stream-server.bufferAhead')).toBe('20');
+      let second = '';
+      await act(async () => {
+        second = await result.current.createStreamingSession(tracks[0].id);
+      });
+      const held2 = await fetchJson<StreamingSession>(`/api/streaming/session/${second}`);
+      expect(held2.client_capabilities.buffer_duration_ms).toBe(20_000);
+      // A later page starts from the stored choice.
+      const { result: later } = renderHook(() => useAdaptiveStreaming());
+      expect(later.current.bufferAheadSeconds).toBe(20);
+      await act(async () => {
+        await result.current.endStreamingSession(first);
+        await result.current.endStreamingSession(second);
+      });
+    } finally {
+      localStorage.removeItem('stream-server.bufferAhead');
+    }
+  });
+
   it('starts a desktop on 5 Mbit/s Ethernet at the high profile', async () => {
     const { result } = renderHook(() => useAdaptiveStreaming());
     const track = tracks[1];

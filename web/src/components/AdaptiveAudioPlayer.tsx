@@ -14,7 +14,7 @@
 import Hls, { ErrorDetails, Events, ErrorTypes, type ErrorData, type FragLoadedData, type Level } from 'hls.js/light';
 import { useCallback, useEffect, useMemo, useRef, useState, type ChangeEvent } from 'react';
 import { apiUrl, endSession, progressivePath, type AdaptiveProfile, type MetricsReport, type Track } from '../api';
-import { BUFFER_TARGET_S } from '../capabilities';
+import { BUFFER_AHEAD_S, DATA_SAVER_BUFFER_S, type BufferAheadSeconds } from '../capabilities';
 import { formatKbps, formatTime, qualityFromUrl } from '../format';
 import { useAdaptiveStreaming } from '../hooks/useAdaptiveStreaming';
 import { newCommandId } from '../protocol';
@@ -71,6 +71,11 @@ const PLAY_PAUSE_COALESCE_MS = 250;
 const VOLUME_KEY = 'stream-server.volume';
 /** The server's profiles, when its ladder is not known yet. */
 const DEFAULT_QUALITIES = ['high', 'medium', 'mobile', 'low'];
+/** The buffer depths the listener can pick, as the select lists them. */
+const BUFFER_AHEAD_CHOICES: { seconds: BufferAheadSeconds; label: string }[] = [
+  { seconds: BUFFER_AHEAD_S, label: '2 min ahead' },
+  { seconds: DATA_SAVER_BUFFER_S, label: '20 s ahead (data saver)' },
+];
 
 /** Where the last bandwidth estimate of this page is kept between tracks (bits/s). */
 let lastBandwidthEstimate: number | null = null;
@@ -98,7 +103,7 @@ function bufferedAhead(audio: HTMLAudioElement): number {
 
 /** Buffer health: seconds ahead against what can still be buffered (the target, or the rest of
  * the track near its end), as a percentage. */
-export function bufferHealthPercent(ahead: number, currentTime: number, duration: number, target = BUFFER_TARGET_S): number {
+export function bufferHealthPercent(ahead: number, currentTime: number, duration: number, target: number): number {
   const remaining = Number.isFinite(duration) && duration > 0 ? duration - currentTime : target;
   const want = Math.min(target, remaining);
   if (want <= 0.5) return 100;
@@ -138,6 +143,8 @@ export function AdaptiveAudioPlayer({
     isAdaptive,
     setIsAdaptive,
     setPreferredQuality,
+    bufferAheadSeconds,
+    setBufferAheadSeconds,
     reportMetrics,
     session,
     serverQuality,
@@ -206,6 +213,8 @@ export function AdaptiveAudioPlayer({
   sessionRef.current = session;
   const preferredRef = useRef(streaming.preferredQuality);
   preferredRef.current = streaming.preferredQuality;
+  const bufferAheadRef = useRef(bufferAheadSeconds);
+  bufferAheadRef.current = bufferAheadSeconds;
   const sendCommandRef = useRef(sendCommand);
   sendCommandRef.current = sendCommand;
 
@@ -297,10 +306,13 @@ export function AdaptiveAudioPlayer({
         setMode('hls.js');
         const hls = new Hls({
           autoStartLoad: false,
-          // For audio, hls.js's size-based rule (maxBufferSize / bitrate) would buffer up to
-          // maxMaxBufferLength: cap both, so the buffer target is what we report against.
-          maxBufferLength: BUFFER_TARGET_S,
-          maxMaxBufferLength: BUFFER_TARGET_S,
+          // The listener's buffer depth (2 min by default, to ride out tunnels; 20 s to save
+          // data), changed in place by chooseBufferAhead. For audio, hls.js's size-based rule
+          // (8 × maxBufferSize / bitrate) would buffer up to maxMaxBufferLength (600 s by
+          // default): cap both, so the setting is what is fetched and what we report against.
+          // On a QuotaExceededError hls.js halves maxMaxBufferLength itself and carries on.
+          maxBufferLength: bufferAheadRef.current,
+          maxMaxBufferLength: bufferAheadRef.current,
           backBufferLength: 30,
           // Seed ABR with what we know of the link: the last track's estimate, else the browser's.
           abrEwmaDefaultEstimate: lastBandwidthEstimate ?? (capsKbps > 0 ? capsKbps * 1000 : 500_000),
@@ -576,7 +588,7 @@ export function AdaptiveAudioPlayer({
       const audio = audioRef.current;
       if (!audio || !audio.src) return;
       const ahead = bufferedAhead(audio);
-      setBufferHealth(bufferHealthPercent(ahead, audio.currentTime, audio.duration));
+      setBufferHealth(bufferHealthPercent(ahead, audio.currentTime, audio.duration, bufferAheadRef.current));
       const hls = hlsRef.current;
       let kbps = 0;
       if (hls && m.current.playingLevel !== null) {
@@ -620,7 +632,7 @@ export function AdaptiveAudioPlayer({
       const position = audio.currentTime * 1000;
       const sendStartup = b.startupMs !== null && !b.startupSent;
       const metrics: MetricsReport = {
-        buffer_health_percentage: Math.round(bufferHealthPercent(ahead, audio.currentTime, audio.duration) * 10) / 10,
+        buffer_health_percentage: Math.round(bufferHealthPercent(ahead, audio.currentTime, audio.duration, bufferAheadRef.current) * 10) / 10,
         download_speed_kbps: Math.max(0, Math.round(hls ? hls.bandwidthEstimate / 1000 : b.measuredKbps)),
         packet_loss_percentage: segmentLossPercent(b.fragmentsLoaded, b.fragmentsFailed),
         latency_ms: Math.max(0, Math.round(b.latencyMs)),
@@ -838,6 +850,23 @@ export function AdaptiveAudioPlayer({
     }
   };
 
+  // ------------------------------------------------------------------ buffer depth choice
+  // Applies at once to the hls.js instance playing (both are plain config fields its stream
+  // controller reads on every tick: a deeper buffer starts loading again, a shallower one stops
+  // fetching until the playhead catches up), to every later track, and to the capabilities of
+  // every later session.
+  const chooseBufferAhead = (e: ChangeEvent<HTMLSelectElement>) => {
+    const seconds = BUFFER_AHEAD_CHOICES.find((c) => String(c.seconds) === e.target.value)?.seconds;
+    if (seconds === undefined) return;
+    setBufferAheadSeconds(seconds);
+    bufferAheadRef.current = seconds;
+    const hls = hlsRef.current;
+    if (hls) {
+      hls.config.maxBufferLength = seconds;
+      hls.config.maxMaxBufferLength = seconds;
+    }
+  };
+
   // The server moved this session (QualityChanged over the WebSocket): say so.
   const serverNote = useMemo(() => {
     if (!session) return null;
@@ -964,6 +993,16 @@ export function AdaptiveAudioPlayer({
             ))}
           </select>
         </label>
+        <label className="quality-select" title="How much audio to fetch ahead: more rides out tunnels and dead spots, less wastes less data when you skip">
+          <span>Buffer</span>
+          <select value={String(bufferAheadSeconds)} onChange={chooseBufferAhead} data-testid="buffer-ahead" aria-label="Buffer ahead">
+            {BUFFER_AHEAD_CHOICES.map((c) => (
+              <option key={c.seconds} value={String(c.seconds)}>
+                {c.label}
+              </option>
+            ))}
+          </select>
+        </label>
       </div>
 
       {error && <div className="notice warn" role="status">{error}</div>}
@@ -1006,7 +1045,7 @@ export function AdaptiveAudioPlayer({
           <h3>Buffer health</h3>
           <div className="buffer-value" data-testid="buffer-health" data-value={bufferHealth}>
             <span className={`big ${healthClass}`}>{hasTrack ? `${bufferHealth}%` : '—'}</span>
-            <span className="muted">{hasTrack ? `${bufferSeconds.toFixed(1)} s ahead · target ${BUFFER_TARGET_S} s` : ''}</span>
+            <span className="muted">{hasTrack ? `${bufferSeconds.toFixed(1)} s ahead · target ${bufferAheadSeconds} s` : ''}</span>
           </div>
           <div
             className="meter"
@@ -1028,7 +1067,7 @@ export function AdaptiveAudioPlayer({
 
       <div className="panel chart-panel">
         <h3>Last 2 minutes</h3>
-        <BitrateChart samples={samples} windowSeconds={CHART_WINDOW_S} bufferTargetSeconds={BUFFER_TARGET_S} />
+        <BitrateChart samples={samples} windowSeconds={CHART_WINDOW_S} bufferTargetSeconds={bufferAheadSeconds} />
       </div>
     </section>
   );

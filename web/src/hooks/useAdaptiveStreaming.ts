@@ -14,7 +14,7 @@ import {
   type MetricsReport,
   type MetricsResponse,
 } from '../api';
-import { detectCapabilities } from '../capabilities';
+import { bufferAheadSeconds, detectCapabilities, type BufferAheadSeconds } from '../capabilities';
 import { storedUserId } from './useUserIdentity';
 
 export interface StreamingSessionInfo {
@@ -47,6 +47,11 @@ export interface AdaptiveStreaming {
   /** The quality the user asked for (null = let the server and ABR decide). */
   preferredQuality: string | null;
   setPreferredQuality: (quality: string | null) => void;
+  /** Seconds of audio to keep buffered ahead (the listener's choice, else the default; see
+   * `bufferAheadSeconds`); sent as `buffer_duration_ms` with every later session. */
+  bufferAheadSeconds: BufferAheadSeconds;
+  /** The listener's choice of buffer depth, kept in localStorage. */
+  setBufferAheadSeconds: (seconds: BufferAheadSeconds) => void;
   /** Sends a PerformanceMetrics report (plus position, quality played, startup time) for the
    * current session; resolves to the server's answer. */
   reportMetrics: (metrics: MetricsReport) => Promise<MetricsResponse | null>;
@@ -59,6 +64,8 @@ export interface AdaptiveStreaming {
 }
 
 const ADAPTIVE_KEY = 'stream-server.adaptive';
+/** The listener's explicit buffer depth, "120" or "20" (anything else is ignored). */
+export const BUFFER_AHEAD_KEY = 'stream-server.bufferAhead';
 
 function readAdaptive(): boolean {
   try {
@@ -66,6 +73,16 @@ function readAdaptive(): boolean {
   } catch {
     return true;
   }
+}
+
+function readBufferAhead(): BufferAheadSeconds {
+  let stored: string | null = null;
+  try {
+    stored = globalThis.localStorage?.getItem(BUFFER_AHEAD_KEY) ?? null;
+  } catch {
+    // Storage disabled: the default (Save-Data aware) applies.
+  }
+  return bufferAheadSeconds(stored);
 }
 
 export function describeInitialProfile(caps: ClientCapabilities, profile: AdaptiveProfile): string {
@@ -85,12 +102,13 @@ export function useAdaptiveStreaming(): AdaptiveStreaming {
   const [bufferHealth, setBufferHealthState] = useState<number>(100);
   const [isAdaptive, setIsAdaptiveState] = useState<boolean>(readAdaptive);
   const [preferredQuality, setPreferredQuality] = useState<string | null>(null);
+  const [bufferAhead, setBufferAheadState] = useState<BufferAheadSeconds>(readBufferAhead);
   const [session, setSession] = useState<StreamingSessionInfo | null>(null);
   const [serverQuality, setServerQuality] = useState<string | null>(null);
 
   // Latest values for the stable callbacks below.
-  const stateRef = useRef({ isAdaptive, preferredQuality });
-  stateRef.current = { isAdaptive, preferredQuality };
+  const stateRef = useRef({ isAdaptive, preferredQuality, bufferAhead });
+  stateRef.current = { isAdaptive, preferredQuality, bufferAhead };
   const requestSeq = useRef(0);
   const latestSession = useRef<StreamingSessionInfo | null>(null);
   const getSession = useCallback(() => latestSession.current, []);
@@ -104,12 +122,23 @@ export function useAdaptiveStreaming(): AdaptiveStreaming {
     }
   }, []);
 
+  const setBufferAheadSeconds = useCallback((seconds: BufferAheadSeconds) => {
+    // At once, for a session created before the next render (the player's next track).
+    stateRef.current = { ...stateRef.current, bufferAhead: seconds };
+    setBufferAheadState(seconds);
+    try {
+      globalThis.localStorage?.setItem(BUFFER_AHEAD_KEY, String(seconds));
+    } catch {
+      // Private mode or no storage: the choice lasts for this page only.
+    }
+  }, []);
+
   const createStreamingSession = useCallback(
     async (trackId: string, overrides?: Partial<ClientCapabilities>): Promise<string> => {
       const seq = ++requestSeq.current;
-      const { isAdaptive: adaptive, preferredQuality: preferred } = stateRef.current;
+      const { isAdaptive: adaptive, preferredQuality: preferred, bufferAhead: seconds } = stateRef.current;
       const capabilities: ClientCapabilities = {
-        ...detectCapabilities({ adaptiveEnabled: adaptive, preferredQuality: preferred }),
+        ...detectCapabilities({ adaptiveEnabled: adaptive, preferredQuality: preferred, bufferAheadSeconds: seconds }),
         ...overrides,
       };
       const res = await createSession(trackId, capabilities, undefined, storedUserId());
@@ -179,6 +208,8 @@ export function useAdaptiveStreaming(): AdaptiveStreaming {
     setBufferHealth,
     preferredQuality,
     setPreferredQuality,
+    bufferAheadSeconds: bufferAhead,
+    setBufferAheadSeconds,
     reportMetrics,
     endStreamingSession,
     serverQuality,
