@@ -449,4 +449,107 @@ mod tests {
         assert!(OpusHead::parse(b"OpusHead").is_none());
         assert!(OpusHead::parse(&head(2, 0, &[])[..18]).is_none());
     }
+
+    /// RFC 6716 §3.2.1's 1–2 byte length.
+    fn len_bytes(n: usize) -> Vec<u8> {
+        if n < 252 {
+            vec![n as u8]
+        } else {
+            let first = 252 + (n - 252) % 4;
+            vec![first as u8, ((n - first) / 4) as u8]
+        }
+    }
+
+    /// One packet in both framings, built from its parts: (standard, self-delimited).
+    fn framings(toc: u8, frames: &[Vec<u8>], vbr: bool, pad: usize) -> (Vec<u8>, Vec<u8>) {
+        let code = toc & 3;
+        let mut head = vec![toc];
+        let mut lengths = Vec::new();
+        match code {
+            0 | 1 => {}
+            2 => head.extend(len_bytes(frames[0].len())),
+            _ => {
+                let mut ch = frames.len() as u8;
+                if vbr {
+                    ch |= 0x80;
+                }
+                if pad > 0 {
+                    ch |= 0x40;
+                }
+                head.push(ch);
+                if pad > 0 {
+                    let mut left = pad;
+                    while left >= 255 {
+                        head.push(255);
+                        left -= 254;
+                    }
+                    head.push(left as u8);
+                }
+                if vbr {
+                    for f in &frames[..frames.len() - 1] {
+                        lengths.extend(len_bytes(f.len()));
+                    }
+                }
+            }
+        }
+        let extra = len_bytes(frames[frames.len() - 1].len());
+        let body: Vec<u8> = frames.concat();
+        let tail = vec![0u8; if code == 3 { pad } else { 0 }];
+        let standard = [head.clone(), lengths.clone(), body.clone(), tail.clone()].concat();
+        let delimited = [head, lengths, extra, body, tail].concat();
+        (standard, delimited)
+    }
+
+    #[test]
+    fn self_delimited_packets_of_every_code_become_standard_ones() {
+        let f = |n: usize, b: u8| vec![b; n];
+        let cases = [
+            (0b1111_1000, vec![f(120, 1)], false, 0),
+            (0b1111_1001, vec![f(300, 2), f(300, 3)], false, 0),
+            (0b1111_1010, vec![f(260, 4), f(7, 5)], false, 0),
+            (0b1111_1011, vec![f(40, 6), f(40, 7), f(40, 8)], false, 3),
+            (0b1111_1011, vec![f(40, 6), f(400, 7), f(1, 8)], true, 600),
+        ];
+        for (toc, frames, vbr, pad) in cases {
+            let (standard, delimited) = framings(toc, &frames, vbr, pad);
+            // The next stream's bytes follow: they are not part of this one.
+            let data = [delimited.clone(), vec![0xAB; 9]].concat();
+            let mut out = Vec::new();
+            assert_eq!(
+                undelimit(&data, &mut out),
+                Some(delimited.len()),
+                "code {}",
+                toc & 3
+            );
+            assert_eq!(out, standard, "code {}", toc & 3);
+        }
+    }
+
+    proptest::proptest! {
+        /// Any packet survives the round trip, and any cut of one is refused, never misread.
+        #[test]
+        fn undelimit_inverts_the_framing_and_refuses_cuts(
+            config in 0u8..32,
+            code in 0u8..4,
+            sizes in proptest::collection::vec(0usize..1276, 1..6),
+            vbr: bool,
+            pad in 0usize..700,
+            cut in 0usize..4000,
+        ) {
+            let toc = config << 3 | code;
+            let frames: Vec<Vec<u8>> = match code {
+                0 => vec![vec![0x11; sizes[0]]],
+                1 => vec![vec![0x22; sizes[0]]; 2],
+                2 => vec![vec![0x33; sizes[0]], vec![0x44; *sizes.get(1).unwrap_or(&3)]],
+                _ if vbr => sizes.iter().map(|&n| vec![0x55; n]).collect(),
+                _ => vec![vec![0x66; sizes[0]]; sizes.len()],
+            };
+            let (standard, delimited) = framings(toc, &frames, vbr && code == 3, pad);
+            let mut out = Vec::new();
+            proptest::prop_assert_eq!(undelimit(&delimited, &mut out), Some(delimited.len()));
+            proptest::prop_assert_eq!(&out, &standard);
+            let cut = cut % delimited.len();
+            proptest::prop_assert_eq!(undelimit(&delimited[..cut], &mut out), None);
+        }
+    }
 }
