@@ -51,6 +51,8 @@ pub struct OpusHead {
     pub pre_skip: u16,
     /// Gain to apply to the output, Q7.8 dB.
     pub output_gain: i16,
+    /// Channel mapping family: 0 (mono or stereo), 1 (Vorbis order, up to 8), 255 (unordered).
+    pub family: u8,
     /// `None` for mapping family 0 (one stream, mono or stereo).
     pub streams: Option<StreamMap>,
 }
@@ -98,35 +100,51 @@ impl OpusHead {
             channels,
             pre_skip,
             output_gain,
+            family: b[18],
             streams,
         })
     }
 }
 
-/// The speakers of `n` channels in the Vorbis order Opus uses (RFC 7845 §5.1.1.2), as the Ogg
-/// demuxer gives them; past eight, the first `n` positions.
-fn vorbis_order(n: usize) -> Channels {
+/// The layout handed to symphonia, and for each decoded channel the plane it goes to.
+/// symphonia orders a buffer's planes by speaker bit (FL, FR, FC, LFE, RL, RR, …), and so does
+/// our stereo fold; Opus decodes in the Vorbis order (RFC 7845 §5.1.1.2: FL, FC, FR, …), which
+/// symphonia's own Vorbis decoder reorders for its planes: taken plane for plane, a 5.1 file's
+/// centre would be heard on the right and its right surround on the left. Family 255 names no
+/// speakers: its channels take the first positions, in order.
+fn planes(head: &OpusHead) -> (Channels, Vec<usize>) {
     use Channels as C;
-    let front = C::FRONT_LEFT | C::FRONT_RIGHT;
-    match n {
-        1 => C::FRONT_CENTRE,
-        2 => front,
-        3 => front | C::FRONT_CENTRE,
-        4 => front | C::REAR_LEFT | C::REAR_RIGHT,
-        5 => front | C::FRONT_CENTRE | C::REAR_LEFT | C::REAR_RIGHT,
-        6 => front | C::FRONT_CENTRE | C::REAR_LEFT | C::REAR_RIGHT | C::LFE1,
-        7 => front | C::FRONT_CENTRE | C::SIDE_LEFT | C::SIDE_RIGHT | C::REAR_CENTRE | C::LFE1,
-        8 => {
-            front
-                | C::FRONT_CENTRE
-                | C::SIDE_LEFT
-                | C::SIDE_RIGHT
-                | C::REAR_LEFT
-                | C::REAR_RIGHT
-                | C::LFE1
-        }
-        n => C::from_bits_truncate(((1u64 << n.min(32)) - 1) as u32),
+    let (fl, fr, fc, lfe) = (C::FRONT_LEFT, C::FRONT_RIGHT, C::FRONT_CENTRE, C::LFE1);
+    let (rl, rr, sl, sr, rc) = (
+        C::REAR_LEFT,
+        C::REAR_RIGHT,
+        C::SIDE_LEFT,
+        C::SIDE_RIGHT,
+        C::REAR_CENTRE,
+    );
+    let speakers: &[Channels] = match (head.family, head.channels) {
+        (255, _) => &[],
+        (_, 1) => &[fc],
+        (_, 2) => &[fl, fr],
+        (_, 3) => &[fl, fc, fr],
+        (_, 4) => &[fl, fr, rl, rr],
+        (_, 5) => &[fl, fc, fr, rl, rr],
+        (_, 6) => &[fl, fc, fr, rl, rr, lfe],
+        (_, 7) => &[fl, fc, fr, sl, sr, rc, lfe],
+        (_, 8) => &[fl, fc, fr, sl, sr, rl, rr, lfe],
+        _ => &[],
+    };
+    if speakers.is_empty() {
+        let n = head.channels.min(32);
+        let layout = C::from_bits_truncate(((1u64 << n) - 1) as u32);
+        return (layout, (0..n).collect());
     }
+    let layout = speakers.iter().fold(C::empty(), |acc, &s| acc | s);
+    let planes = speakers
+        .iter()
+        .map(|s| (layout.bits() & (s.bits() - 1)).count_ones() as usize)
+        .collect();
+    (layout, planes)
 }
 
 /// Samples to drop at the start of a track of these parameters (its pre-skip), 0 if it is not
@@ -321,6 +339,8 @@ pub struct OpusDecoder {
     params: CodecParameters,
     streams: Streams,
     channels: usize,
+    /// The plane of each decoded channel (see [`planes`]).
+    planes: Vec<usize>,
     gain: f32,
     pcm: Vec<f32>,
     buf: AudioBuffer<f32>,
@@ -335,10 +355,7 @@ impl Decoder for OpusDecoder {
             return unsupported_error("opus: missing or unsupported identification header");
         };
         // The header is the authority on channels (Matroska's own element may be missing).
-        let layout = params
-            .channels
-            .filter(|c| c.count() == head.channels)
-            .unwrap_or_else(|| vorbis_order(head.channels));
+        let (layout, planes) = planes(&head);
         let Ok(streams) = Streams::new(&head) else {
             return unsupported_error("opus: unsupported channel mapping");
         };
@@ -346,6 +363,7 @@ impl Decoder for OpusDecoder {
             params: params.clone(),
             streams,
             channels: head.channels,
+            planes,
             gain: 10f32.powf(f32::from(head.output_gain) / (20.0 * 256.0)),
             pcm: vec![0.0; MAX_FRAMES * head.channels],
             buf: AudioBuffer::new(MAX_FRAMES as u64, SignalSpec::new(RATE, layout)),
@@ -379,9 +397,8 @@ impl Decoder for OpusDecoder {
             return decode_error("opus: invalid packet");
         };
         self.buf.render_reserved(Some(frames));
-        for ch in 0..self.channels {
-            let plane = self.buf.chan_mut(ch);
-            for (i, s) in plane.iter_mut().enumerate() {
+        for (ch, &plane) in self.planes.iter().enumerate() {
+            for (i, s) in self.buf.chan_mut(plane).iter_mut().enumerate() {
                 *s = self.pcm[i * self.channels + ch] * self.gain;
             }
         }
@@ -424,6 +441,7 @@ mod tests {
                 channels: 2,
                 pre_skip: 312,
                 output_gain: -256,
+                family: 0,
                 streams: None
             }
         );
@@ -448,6 +466,26 @@ mod tests {
         assert!(OpusHead::parse(&v2).is_none());
         assert!(OpusHead::parse(b"OpusHead").is_none());
         assert!(OpusHead::parse(&head(2, 0, &[])[..18]).is_none());
+    }
+
+    #[test]
+    fn channels_land_on_symphonias_planes() {
+        let parse =
+            |channels, family, table: &[u8]| OpusHead::parse(&head(channels, family, table));
+        // 5.1 in the Vorbis order FL FC FR RL RR LFE; symphonia's planes FL FR FC LFE RL RR.
+        let (layout, planes) = super::planes(&parse(6, 1, &[4, 2, 0, 4, 1, 2, 3, 5]).unwrap());
+        assert_eq!(layout.count(), 6);
+        assert_eq!(planes, [0, 2, 1, 4, 5, 3]);
+        let (_, planes) = super::planes(&parse(3, 1, &[2, 1, 0, 2, 1]).unwrap());
+        assert_eq!(planes, [0, 2, 1], "FL FC FR");
+        let (layout, planes) = super::planes(&parse(2, 0, &[]).unwrap());
+        assert_eq!(
+            (layout, planes),
+            (Channels::FRONT_LEFT | Channels::FRONT_RIGHT, vec![0, 1])
+        );
+        // Unordered (255): the channels keep their order.
+        let (layout, planes) = super::planes(&parse(3, 255, &[3, 0, 0, 1, 2]).unwrap());
+        assert_eq!((layout.count(), planes), (3, vec![0, 1, 2]));
     }
 
     /// RFC 6716 §3.2.1's 1–2 byte length.
