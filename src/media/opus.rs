@@ -213,9 +213,8 @@ impl Streams {
         })
     }
 
-    /// Decodes one packet into `out` (interleaved, one sample per output channel per frame);
-    /// returns the frames decoded.
-    fn decode(&mut self, packet: &[u8], out: &mut [f32]) -> Option<usize> {
+    /// Decodes one packet into each stream's buffer; returns the frames decoded.
+    fn decode(&mut self, packet: &[u8]) -> Option<usize> {
         let n = self.decoders.len();
         let mut frames = usize::MAX;
         if n == 1 {
@@ -235,20 +234,19 @@ impl Streams {
                 frames = frames.min(d.decoder.decode(part, MAX_FRAMES, &mut d.pcm).ok()?);
             }
         }
-        let frames = frames.min(MAX_FRAMES);
-        let width = self.routes.len();
-        for (ch, route) in self.routes.iter().enumerate() {
-            for f in 0..frames {
-                out[f * width + ch] = match *route {
-                    Some((s, c)) => {
-                        let d = &self.decoders[s];
-                        d.pcm[f * d.channels + c]
-                    }
-                    None => 0.0,
-                };
+        Some(frames.min(MAX_FRAMES))
+    }
+
+    /// Output channel `ch`'s sample of frame `f` of the last packet (silence for a channel the
+    /// mapping leaves out).
+    fn sample(&self, ch: usize, f: usize) -> f32 {
+        match self.routes[ch] {
+            Some((s, c)) => {
+                let d = &self.decoders[s];
+                d.pcm[f * d.channels + c]
             }
+            None => 0.0,
         }
-        Some(frames)
     }
 
     fn reset(&mut self) {
@@ -338,11 +336,9 @@ fn undelimit(data: &[u8], out: &mut Vec<u8>) -> Option<usize> {
 pub struct OpusDecoder {
     params: CodecParameters,
     streams: Streams,
-    channels: usize,
     /// The plane of each decoded channel (see [`planes`]).
     planes: Vec<usize>,
     gain: f32,
-    pcm: Vec<f32>,
     buf: AudioBuffer<f32>,
 }
 
@@ -362,10 +358,8 @@ impl Decoder for OpusDecoder {
         Ok(Self {
             params: params.clone(),
             streams,
-            channels: head.channels,
             planes,
             gain: 10f32.powf(f32::from(head.output_gain) / (20.0 * 256.0)),
-            pcm: vec![0.0; MAX_FRAMES * head.channels],
             buf: AudioBuffer::new(MAX_FRAMES as u64, SignalSpec::new(RATE, layout)),
         })
     }
@@ -393,13 +387,13 @@ impl Decoder for OpusDecoder {
         if packet.buf().is_empty() {
             return decode_error("opus: empty packet");
         }
-        let Some(frames) = self.streams.decode(packet.buf(), &mut self.pcm) else {
+        let Some(frames) = self.streams.decode(packet.buf()) else {
             return decode_error("opus: invalid packet");
         };
         self.buf.render_reserved(Some(frames));
         for (ch, &plane) in self.planes.iter().enumerate() {
-            for (i, s) in self.buf.chan_mut(plane).iter_mut().enumerate() {
-                *s = self.pcm[i * self.channels + ch] * self.gain;
+            for (f, s) in self.buf.chan_mut(plane).iter_mut().enumerate() {
+                *s = self.streams.sample(ch, f) * self.gain;
             }
         }
         self.buf
