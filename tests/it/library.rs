@@ -338,23 +338,7 @@ async fn opus_in_webm_in_surround_and_chained_is_served_whole_each_speaker_in_pl
         if channels == 6 {
             // Opus decodes in the Vorbis order (FL FC FR RL RR LFE): taken as it came, its back
             // right was folded to the left.
-            let out = run(Command::new("ffmpeg")
-                .args(["-nostdin", "-v", "error", "-i", &url])
-                .args(["-f", "f32le", "-ac", "2", "-ar", "22050", "-"]));
-            let stereo: Vec<f32> = out
-                .stdout
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                .collect();
-            let side = |c: usize| {
-                stereo
-                    .iter()
-                    .skip(c)
-                    .step_by(2)
-                    .copied()
-                    .collect::<Vec<_>>()
-            };
-            let (left, right) = (side(0), side(1));
+            let (left, right) = served_sides(&url);
             let (l440, l660) = (tone_power(&left, 440.0), tone_power(&left, 660.0));
             let (r440, r660) = (tone_power(&right, 440.0), tone_power(&right, 660.0));
             assert!(
@@ -363,6 +347,80 @@ async fn opus_in_webm_in_surround_and_chained_is_served_whole_each_speaker_in_pl
             );
         }
     }
+}
+
+/// Surround Vorbis as libvorbis writes it (5.1 coupled in four steps that share channels), one
+/// tone per speaker: each is heard where it belongs once folded to stereo: the left speakers on
+/// the left only, the right ones on the right only, the centre on both, the LFE nowhere.
+/// symphonia 0.5.5 undid the coupling steps in the wrong order (patched in `vendor/`), which put
+/// the rear right's tone on the left and left the right with a warble of other channels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn surround_vorbis_keeps_each_speaker_in_place() {
+    let lib = tempfile::tempdir().unwrap();
+    // ffmpeg's 5.1 order: FL FR FC LFE BL BR.
+    let tones = [440.0, 550.0, 660.0, 50.0, 770.0, 880.0];
+    let exprs: Vec<String> = tones
+        .iter()
+        .map(|hz| format!("0.15*sin(2*PI*{hz}*t)"))
+        .collect();
+    let source = format!("aevalsrc=exprs={}:c=5.1:s=48000:d=3", exprs.join("|"));
+    run(Command::new("ffmpeg")
+        .args([
+            "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", &source,
+        ])
+        .args(["-c:a", "libvorbis"])
+        .arg(lib.path().join("surround.ogg")));
+
+    let app = spawn_app_with(Some(lib.path()), |c| c.library_rescan_secs = 0).await;
+    let tracks = app.json("/api/tracks").await;
+    let track = &tracks[0];
+    assert_eq!(track["channels"], 6, "{tracks}");
+    let id = track["id"].as_str().unwrap();
+    let (left, right) = served_sides(&app.url(&format!("/stream/{id}?quality=low")));
+    let heard = |side: &[f32], hz: f64| tone_power(side, hz) > 1e-4;
+    let silent = |side: &[f32], hz: f64| tone_power(side, hz) < 1e-6;
+    let report = || {
+        let p = |side: &[f32]| {
+            tones
+                .iter()
+                .map(|&hz| format!("{hz} Hz {:.1e}", tone_power(side, hz)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!("left: {}; right: {}", p(&left), p(&right))
+    };
+    for (hz, on_left, on_right) in [
+        (440.0, true, false), // front left
+        (550.0, false, true), // front right
+        (660.0, true, true),  // centre
+        (770.0, true, false), // rear left
+        (880.0, false, true), // rear right
+    ] {
+        for (side, on) in [(&left, on_left), (&right, on_right)] {
+            let ok = if on {
+                heard(side, hz)
+            } else {
+                silent(side, hz)
+            };
+            assert!(ok, "{hz} Hz: {}", report());
+        }
+    }
+    // The LFE is left out of a stereo fold (a 50 Hz tone would survive the MP3 profile).
+    assert!(silent(&left, 50.0) && silent(&right, 50.0), "{}", report());
+}
+
+/// The left and right channels of what `url` serves, decoded by ffmpeg at 22.05 kHz.
+fn served_sides(url: &str) -> (Vec<f32>, Vec<f32>) {
+    let out = run(Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i", url])
+        .args(["-f", "f32le", "-ac", "2", "-ar", "22050", "-"]));
+    let stereo: Vec<f32> = out
+        .stdout
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let side = |c: usize| stereo.iter().skip(c).step_by(2).copied().collect();
+    (side(0), side(1))
 }
 
 /// Power of the `hz` component of `x` (22.05 kHz): A²/4 for a sine of amplitude A.
