@@ -23,8 +23,9 @@ pub mod resample;
 /// 4: every variant starts the source at the same time (leading silence, see `encoder_delay`);
 /// MP4 edit lists applied (M4A priming and padding no longer served). 5: the ends of MP3 files
 /// with a LAME tag and of Ogg Vorbis files are no longer cut (gapless trims were counted twice);
-/// a progressive MP3's Info tag declares the variant's lead-in as priming.
-pub const PIPELINE_REVISION: u32 = 5;
+/// a progressive MP3's Info tag declares the variant's lead-in as priming. 6: 5.1 Vorbis decoded
+/// with its channel coupling undone in the right order (the rear right was scrambled).
+pub const PIPELINE_REVISION: u32 = 6;
 
 /// The version under which a source's encodes are cached and served (segment names, ETags):
 /// the source file's version followed by the pipeline's revision (still hex), so that bytes
