@@ -102,6 +102,8 @@ pub struct SourceDecoder {
     pcm: bool,
     /// An MPEG audio track (MP1/2/3): its frames each state their rate and channel count.
     mpeg: bool,
+    /// (decoded rate, declared rate): container counts are converted by this ratio.
+    rates: (u64, u64),
 }
 
 impl SourceDecoder {
@@ -141,7 +143,18 @@ impl SourceDecoder {
             })
             .ok_or(DecodeError::NoAudioTrack)?;
         let params = &track.codec_params;
-        let sample_rate = params.sample_rate.unwrap_or(0);
+        let declared_rate = params.sample_rate.unwrap_or(0);
+        // HE-AAC (SBR) declares its output rate, but symphonia's AAC decoder decodes only the
+        // core at half that rate: taken at the declared rate, such a file played an octave up,
+        // twice as fast, then fell silent. What the decoder gives is what we resample from.
+        let sample_rate = if params.codec == CODEC_TYPE_AAC {
+            first_decoded_rate(path, track.id).unwrap_or(declared_rate)
+        } else {
+            declared_rate
+        };
+        // Container counts (packet durations, edit lists, iTunes notes) are at the declared
+        // rate; decoded samples at `sample_rate`.
+        let rates = (u64::from(sample_rate), u64::from(declared_rate.max(1)));
         if !(MIN_RATE..=MAX_RATE).contains(&sample_rate) {
             return Err(DecodeError::Limit(format!(
                 "sample rate {sample_rate} Hz outside {MIN_RATE}..={MAX_RATE}"
@@ -163,7 +176,12 @@ impl SourceDecoder {
         let pcm = PCM_CODECS.contains(&params.codec);
         let mpeg = [CODEC_TYPE_MP1, CODEC_TYPE_MP2, CODEC_TYPE_MP3].contains(&params.codec);
         let edit = if [CODEC_TYPE_AAC, CODEC_TYPE_ALAC].contains(&params.codec) {
-            super::mp4_edit::presentation(path, sample_rate)
+            super::mp4_edit::presentation(path, declared_rate).map(|e| {
+                super::mp4_edit::Presentation {
+                    skip: scale(e.skip, rates),
+                    keep: scale(e.keep, rates),
+                }
+            })
         } else {
             None
         };
@@ -185,6 +203,7 @@ impl SourceDecoder {
             keep: edit.map(|e| e.keep),
             pcm,
             mpeg,
+            rates,
         })
     }
 
@@ -207,7 +226,7 @@ impl SourceDecoder {
     /// Counts the samples (per channel) the file decodes to, from packet durations (demuxing
     /// only, with gapless trimming and the edit list), without decoding.
     pub fn count_samples(&mut self) -> Result<u64, DecodeError> {
-        let presented = self.packet_samples()?.saturating_sub(self.skip);
+        let presented = scale(self.packet_samples()?, self.rates).saturating_sub(self.skip);
         Ok(self.keep.map_or(presented, |k| presented.min(k)))
     }
 
@@ -481,6 +500,40 @@ fn to_stereo(samples: &[f32], gains: &[(f32, f32)], out: &mut Vec<f32>) {
             }
         }
     }
+}
+
+/// `n` samples at rate `rates.1` counted at rate `rates.0`.
+fn scale(n: u64, (to, from): (u64, u64)) -> u64 {
+    if to == from {
+        return n;
+    }
+    u64::try_from(u128::from(n) * u128::from(to) / u128::from(from.max(1))).unwrap_or(u64::MAX)
+}
+
+/// The rate the decoder really gives for track `track_id` of `path`: that of the first packet
+/// that decodes to any audio (a fresh reader and decoder, so the caller's are left at the
+/// start). `None` if nothing decodes within the first few packets.
+fn first_decoded_rate(path: &Path, track_id: u32) -> Option<u32> {
+    const PACKETS: usize = 16;
+    let mut probed = probe_format(path, true).ok()?;
+    let track = probed.format.tracks().iter().find(|t| t.id == track_id)?;
+    let mut decoder = super::opus::codecs()
+        .make(&track.codec_params, &DecoderOptions::default())
+        .ok()?;
+    let mut seen = 0;
+    while seen < PACKETS {
+        let packet = probed.format.next_packet().ok()?;
+        if packet.track_id() != track_id {
+            continue;
+        }
+        seen += 1;
+        if let Ok(decoded) = decoder.decode(&packet) {
+            if decoded.frames() > 0 {
+                return Some(decoded.spec().rate);
+            }
+        }
+    }
+    None
 }
 
 /// Probes `path`'s container, with or without gapless trimming.

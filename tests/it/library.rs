@@ -508,3 +508,148 @@ fn an_mp3_that_changes_rate_midway_is_skipped_with_its_reason() {
         "{text}"
     );
 }
+
+/// An HE-AAC ADTS stream of `secs` seconds at 44.1 kHz (v1: SBR, AOT 5; v2: SBR and parametric
+/// stereo, AOT 29) with 440 Hz on the left and 660 Hz on the right, encoded by fdk-aac itself:
+/// the ffmpeg on the test machines has no HE-AAC encoder.
+fn he_aac_adts(path: &Path, aot: u32, secs: f64) {
+    use fdk_aac_sys as fdk;
+    use std::os::raw::c_void;
+    const RATE: u32 = 44_100;
+    let n = (secs * f64::from(RATE)) as usize;
+    let mut pcm: Vec<i16> = Vec::with_capacity(n * 2);
+    for i in 0..n {
+        let t = i as f64 / f64::from(RATE);
+        let tone = |hz: f64| (0.3 * (2.0 * std::f64::consts::PI * hz * t).sin() * 32767.0) as i16;
+        pcm.extend([tone(440.0), tone(660.0)]);
+    }
+    let mut stream = Vec::new();
+    let mut out = vec![0u8; 1 << 14];
+    // SAFETY: the handle lives for this function only; every buffer descriptor points at live
+    // buffers of the sizes it states.
+    unsafe {
+        let mut h: fdk::HANDLE_AACENCODER = std::ptr::null_mut();
+        assert_eq!(fdk::aacEncOpen(&mut h, 0, 2), 0);
+        for (param, value) in [
+            (fdk::AACENC_PARAM_AACENC_AOT, aot),
+            (fdk::AACENC_PARAM_AACENC_SAMPLERATE, RATE),
+            (fdk::AACENC_PARAM_AACENC_CHANNELMODE, 2),
+            (fdk::AACENC_PARAM_AACENC_BITRATE, 48_000),
+            (
+                fdk::AACENC_PARAM_AACENC_TRANSMUX,
+                fdk::TRANSPORT_TYPE_TT_MP4_ADTS as u32,
+            ),
+        ] {
+            assert_eq!(fdk::aacEncoder_SetParam(h, param, value), 0, "{param}");
+        }
+        // A call without buffers applies the parameters.
+        let (none, no_args) = (std::ptr::null(), std::ptr::null());
+        assert_eq!(
+            fdk::aacEncEncode(h, none, none, no_args, std::ptr::null_mut()),
+            0
+        );
+        let mut pos = 0;
+        loop {
+            let left = (pcm.len() - pos) as i32;
+            let mut in_buf = pcm[pos..].as_ptr() as *mut c_void;
+            let (mut in_id, mut in_size, mut in_el) = (
+                fdk::AACENC_BufferIdentifier_IN_AUDIO_DATA as i32,
+                left * 2,
+                2,
+            );
+            let input = fdk::AACENC_BufDesc {
+                numBufs: 1,
+                bufs: &mut in_buf,
+                bufferIdentifiers: &mut in_id,
+                bufSizes: &mut in_size,
+                bufElSizes: &mut in_el,
+            };
+            let mut out_buf = out.as_mut_ptr() as *mut c_void;
+            let (mut out_id, mut out_size, mut out_el) = (
+                fdk::AACENC_BufferIdentifier_OUT_BITSTREAM_DATA as i32,
+                out.len() as i32,
+                1,
+            );
+            let output = fdk::AACENC_BufDesc {
+                numBufs: 1,
+                bufs: &mut out_buf,
+                bufferIdentifiers: &mut out_id,
+                bufSizes: &mut out_size,
+                bufElSizes: &mut out_el,
+            };
+            let args = fdk::AACENC_InArgs {
+                numInSamples: if left > 0 { left } else { -1 },
+                numAncBytes: 0,
+            };
+            let mut res: fdk::AACENC_OutArgs = std::mem::zeroed();
+            let e = fdk::aacEncEncode(h, &input, &output, &args, &mut res);
+            if e == fdk::AACENC_ERROR_AACENC_ENCODE_EOF {
+                break;
+            }
+            assert_eq!(e, 0);
+            pos += res.numInSamples as usize;
+            stream.extend_from_slice(&out[..res.numOutBytes as usize]);
+        }
+        fdk::aacEncClose(&mut h);
+    }
+    std::fs::write(path, stream).unwrap();
+}
+
+/// HE-AAC, the low-bitrate AAC of podcasts and radio recordings, in M4A (as `ffmpeg -c copy`
+/// writes it: the sample entry states the output rate) and in ADTS. symphonia decodes only the
+/// AAC core, at half the stated rate; taken at the stated rate, the M4A played an octave up,
+/// twice as fast, and the second half was silence. Now each is served at its pitch, as long as
+/// ffmpeg hears it (ffmpeg decodes the SBR band too; the high band is lost, the tones are not).
+/// HE-AAC v2's parametric stereo is not decoded either: its core is mono.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn he_aac_plays_at_its_pitch_to_its_end() {
+    let lib = tempfile::tempdir().unwrap();
+    for (aot, name) in [(5, "he-v1"), (29, "he-v2")] {
+        let adts = lib.path().join(format!("{name}.aac"));
+        he_aac_adts(&adts, aot, 4.0);
+        run(Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-y", "-i"])
+            .arg(&adts)
+            .args(["-c", "copy"])
+            .arg(lib.path().join(format!("{name}.m4a"))));
+    }
+    let app = spawn_app_with(Some(lib.path()), |c| c.library_rescan_secs = 0).await;
+    let tracks = app.json("/api/tracks").await;
+    let tracks = tracks.as_array().unwrap();
+    assert_eq!(tracks.len(), 4, "{tracks:?}");
+    for t in tracks {
+        let name = t["filename"].as_str().unwrap();
+        // ffmpeg's length of the file (it decodes SBR: the rate the container states).
+        let out = run(Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries", "format=duration"])
+            .args(["-of", "csv=p=0"])
+            .arg(lib.path().join(name)));
+        let theirs: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let ms = t["duration_ms"].as_f64().unwrap();
+        assert!(
+            (ms - theirs * 1000.0).abs() < 30.0,
+            "{name}: {ms} ms catalogued, ffprobe {theirs} s"
+        );
+        let id = t["id"].as_str().unwrap();
+        let url = app.url(&format!("/stream/{id}?quality=high"));
+        let (left, right) = served_sides(&url);
+        let served = left.len() as f64 / 22050.0;
+        assert!(
+            (served - theirs).abs() < 0.1,
+            "{name}: {served} s served, {theirs} s in the file"
+        );
+        // At its pitch: the tones where they were (v2's mono core puts both on both sides).
+        let (l440, r660) = (tone_power(&left, 440.0), tone_power(&right, 660.0));
+        assert!(l440 > 5e-3 && r660 > 5e-3, "{name}: {l440:.1e} {r660:.1e}");
+        if name.starts_with("he-v1") {
+            assert!(
+                tone_power(&left, 660.0) < 1e-5 && tone_power(&right, 440.0) < 1e-5,
+                "{name}: each tone on its own side"
+            );
+        }
+        // Sound to the end: the last half second is not silence.
+        let tail = &left[left.len() - 11025..];
+        let rms = (tail.iter().map(|s| s * s).sum::<f32>() / tail.len() as f32).sqrt();
+        assert!(rms > 0.1, "{name}: the end is silent ({rms})");
+    }
+}
