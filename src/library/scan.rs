@@ -68,8 +68,8 @@ pub struct ScanControl<'a> {
 /// 4: MP3 (LAME tag) and Ogg Vorbis lengths no longer lose their gapless trims a second time.
 /// 5: PCM lengths are what the bytes hold (a cut or piped WAV was rounded up to a full packet);
 ///    Matroska/WebM Vorbis, whose packets carry no duration, is counted by decoding.
-/// 6: HE-AAC is recorded at the rate it decodes to (its AAC core's), not the one its container
-///    states, with its length counted at that rate.
+/// 6: AAC is decoded by fdk-aac: HE-AAC recorded at the rate and channels it decodes to (not
+///    its core's, which ADTS states), multichannel AAC catalogued (symphonia refused it).
 const INDEX_FORMAT: u32 = 6;
 
 #[derive(Serialize, Deserialize, Default)]

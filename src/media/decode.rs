@@ -144,14 +144,16 @@ impl SourceDecoder {
             .ok_or(DecodeError::NoAudioTrack)?;
         let params = &track.codec_params;
         let declared_rate = params.sample_rate.unwrap_or(0);
-        // HE-AAC (SBR) declares its output rate, but symphonia's AAC decoder decodes only the
-        // core at half that rate: taken at the declared rate, such a file played an octave up,
-        // twice as fast, then fell silent. What the decoder gives is what we resample from.
-        let sample_rate = if params.codec == CODEC_TYPE_AAC {
-            first_decoded_rate(path, track.id).unwrap_or(declared_rate)
+        // AAC's container may state another rate and channel count than the decoder gives:
+        // HE-AAC with implicit signalling states its core's (half the rate; v2: one channel),
+        // and taken at a rate it was not decoded at, a track played an octave off and its
+        // length was wrong. What the decoder gives is what we resample from.
+        let decoded = if params.codec == CODEC_TYPE_AAC {
+            first_decoded_spec(path, track.id)
         } else {
-            declared_rate
+            None
         };
+        let sample_rate = decoded.map_or(declared_rate, |(rate, _)| rate);
         // Container counts (packet durations, edit lists, iTunes notes) are at the declared
         // rate; decoded samples at `sample_rate`.
         let rates = (u64::from(sample_rate), u64::from(declared_rate.max(1)));
@@ -160,16 +162,16 @@ impl SourceDecoder {
                 "sample rate {sample_rate} Hz outside {MIN_RATE}..={MAX_RATE}"
             )));
         }
-        let channels = params.channels.map_or(0, |c| c.count());
+        let channels = decoded.map_or_else(|| params.channels.map_or(0, |c| c.count()), |d| d.1);
         if channels > MAX_CHANNELS {
             return Err(DecodeError::Limit(format!(
                 "{channels} channels (at most {MAX_CHANNELS})"
             )));
         }
-        let codec = super::opus::codecs()
+        let codec = super::codecs::codecs()
             .get_codec(params.codec)
             .map_or_else(|| "unknown".to_string(), |d| d.short_name.to_string());
-        let decoder = super::opus::codecs()
+        let decoder = super::codecs::codecs()
             .make(params, &DecoderOptions::default())
             .map_err(|e| DecodeError::Unsupported(e.to_string()))?;
         let track_id = track.id;
@@ -317,7 +319,7 @@ impl SourceDecoder {
                 self.sample_rate
             )));
         }
-        self.decoder = super::opus::codecs()
+        self.decoder = super::codecs::codecs()
             .make(&track.codec_params, &DecoderOptions::default())
             .map_err(|e| DecodeError::Unsupported(e.to_string()))?;
         // Each chained Opus stream starts with its own priming.
@@ -510,14 +512,14 @@ fn scale(n: u64, (to, from): (u64, u64)) -> u64 {
     u64::try_from(u128::from(n) * u128::from(to) / u128::from(from.max(1))).unwrap_or(u64::MAX)
 }
 
-/// The rate the decoder really gives for track `track_id` of `path`: that of the first packet
-/// that decodes to any audio (a fresh reader and decoder, so the caller's are left at the
-/// start). `None` if nothing decodes within the first few packets.
-fn first_decoded_rate(path: &Path, track_id: u32) -> Option<u32> {
+/// The rate and channel count the decoder really gives for track `track_id` of `path`: those
+/// of the first packet that decodes to any audio (a fresh reader and decoder, so the caller's
+/// are left at the start). `None` if nothing decodes within the first few packets.
+fn first_decoded_spec(path: &Path, track_id: u32) -> Option<(u32, usize)> {
     const PACKETS: usize = 16;
     let mut probed = probe_format(path, true).ok()?;
     let track = probed.format.tracks().iter().find(|t| t.id == track_id)?;
-    let mut decoder = super::opus::codecs()
+    let mut decoder = super::codecs::codecs()
         .make(&track.codec_params, &DecoderOptions::default())
         .ok()?;
     let mut seen = 0;
@@ -529,7 +531,8 @@ fn first_decoded_rate(path: &Path, track_id: u32) -> Option<u32> {
         seen += 1;
         if let Ok(decoded) = decoder.decode(&packet) {
             if decoded.frames() > 0 {
-                return Some(decoded.spec().rate);
+                let spec = decoded.spec();
+                return Some((spec.rate, spec.channels.count()));
             }
         }
     }

@@ -6,7 +6,9 @@
 //! on-disk results, LRU eviction).
 
 pub mod aac;
+pub mod aac_decoder;
 pub mod cache;
+pub mod codecs;
 pub mod decode;
 pub mod encoder_delay;
 pub mod id3;
@@ -24,8 +26,8 @@ pub mod resample;
 /// MP4 edit lists applied (M4A priming and padding no longer served). 5: the ends of MP3 files
 /// with a LAME tag and of Ogg Vorbis files are no longer cut (gapless trims were counted twice);
 /// a progressive MP3's Info tag declares the variant's lead-in as priming. 6: 5.1 Vorbis decoded
-/// with its channel coupling undone in the right order (the rear right was scrambled); HE-AAC
-/// resampled from the rate it decodes to (it played an octave up, then fell silent).
+/// with its channel coupling undone in the right order (the rear right was scrambled); AAC decoded
+/// by fdk-aac (HE-AAC had played its core alone, in M4A an octave up and then silence).
 pub const PIPELINE_REVISION: u32 = 6;
 
 /// The version under which a source's encodes are cached and served (segment names, ETags):

@@ -13,15 +13,12 @@
 //! demuxers do not turn it into packet trims, so [`pre_skip`] tells the caller how much to
 //! drop, as it does for an MP4 edit list.
 
-use std::sync::LazyLock;
-
 use rusty_opus::OpusDecoder as Single;
 use symphonia::core::audio::{
     AsAudioBufferRef, AudioBuffer, AudioBufferRef, Channels, Signal, SignalSpec,
 };
 use symphonia::core::codecs::{
-    CodecDescriptor, CodecParameters, CodecRegistry, Decoder, DecoderOptions, FinalizeResult,
-    CODEC_TYPE_OPUS,
+    CodecDescriptor, CodecParameters, Decoder, DecoderOptions, FinalizeResult, CODEC_TYPE_OPUS,
 };
 use symphonia::core::errors::{decode_error, unsupported_error, Result};
 use symphonia::core::formats::Packet;
@@ -31,17 +28,6 @@ use symphonia::core::formats::Packet;
 const RATE: u32 = 48_000;
 /// Longest packet: 120 ms at 48 kHz (RFC 6716 §3.2.5).
 const MAX_FRAMES: usize = 5760;
-
-/// symphonia's codecs plus ours.
-pub fn codecs() -> &'static CodecRegistry {
-    static CODECS: LazyLock<CodecRegistry> = LazyLock::new(|| {
-        let mut registry = CodecRegistry::new();
-        symphonia::default::register_enabled_codecs(&mut registry);
-        registry.register_all::<OpusDecoder>();
-        registry
-    });
-    &CODECS
-}
 
 /// What the identification header ("OpusHead") says.
 #[derive(Debug, Clone, PartialEq)]

@@ -349,13 +349,14 @@ async fn opus_in_webm_in_surround_and_chained_is_served_whole_each_speaker_in_pl
     }
 }
 
-/// Surround Vorbis as libvorbis writes it (5.1 coupled in four steps that share channels), one
-/// tone per speaker: each is heard where it belongs once folded to stereo: the left speakers on
-/// the left only, the right ones on the right only, the centre on both, the LFE nowhere.
-/// symphonia 0.5.5 undid the coupling steps in the wrong order (patched in `vendor/`), which put
-/// the rear right's tone on the left and left the right with a warble of other channels.
+/// Surround, one tone per speaker, in the codecs that carry it: each is heard where it belongs
+/// once folded to stereo: the left speakers on the left only, the right ones on the right only,
+/// the centre on both, the LFE nowhere. Vorbis as libvorbis writes 5.1 (coupled in four steps
+/// that share channels: symphonia 0.5.5 undid them in the wrong order, patched in `vendor/`, and
+/// put the rear right's tone on the left); AAC 5.1 (symphonia's own decoder refused it; fdk-aac
+/// decodes it, in WAV order); FLAC as the plain case.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn surround_vorbis_keeps_each_speaker_in_place() {
+async fn surround_keeps_each_speaker_in_place() {
     let lib = tempfile::tempdir().unwrap();
     // ffmpeg's 5.1 order: FL FR FC LFE BL BR.
     let tones = [440.0, 550.0, 660.0, 50.0, 770.0, 880.0];
@@ -364,49 +365,57 @@ async fn surround_vorbis_keeps_each_speaker_in_place() {
         .map(|hz| format!("0.15*sin(2*PI*{hz}*t)"))
         .collect();
     let source = format!("aevalsrc=exprs={}:c=5.1:s=48000:d=3", exprs.join("|"));
-    run(Command::new("ffmpeg")
-        .args([
-            "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", &source,
-        ])
-        .args(["-c:a", "libvorbis"])
-        .arg(lib.path().join("surround.ogg")));
+    for (name, codec) in [
+        ("surround.ogg", "libvorbis"),
+        ("surround.m4a", "aac"),
+        ("surround.flac", "flac"),
+    ] {
+        run(Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi"])
+            .args(["-i", &source, "-c:a", codec])
+            .arg(lib.path().join(name)));
+    }
 
     let app = spawn_app_with(Some(lib.path()), |c| c.library_rescan_secs = 0).await;
     let tracks = app.json("/api/tracks").await;
-    let track = &tracks[0];
-    assert_eq!(track["channels"], 6, "{tracks}");
-    let id = track["id"].as_str().unwrap();
-    let (left, right) = served_sides(&app.url(&format!("/stream/{id}?quality=low")));
-    let heard = |side: &[f32], hz: f64| tone_power(side, hz) > 1e-4;
-    let silent = |side: &[f32], hz: f64| tone_power(side, hz) < 1e-6;
-    let report = || {
-        let p = |side: &[f32]| {
-            tones
-                .iter()
-                .map(|&hz| format!("{hz} Hz {:.1e}", tone_power(side, hz)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        format!("left: {}; right: {}", p(&left), p(&right))
-    };
-    for (hz, on_left, on_right) in [
-        (440.0, true, false), // front left
-        (550.0, false, true), // front right
-        (660.0, true, true),  // centre
-        (770.0, true, false), // rear left
-        (880.0, false, true), // rear right
-    ] {
-        for (side, on) in [(&left, on_left), (&right, on_right)] {
-            let ok = if on {
-                heard(side, hz)
-            } else {
-                silent(side, hz)
+    let tracks = tracks.as_array().unwrap();
+    assert_eq!(tracks.len(), 3, "{tracks:?}");
+    for track in tracks {
+        let name = &track["filename"];
+        assert_eq!(track["channels"], 6, "{track}");
+        let id = track["id"].as_str().unwrap();
+        let (left, right) = served_sides(&app.url(&format!("/stream/{id}?quality=low")));
+        let heard = |side: &[f32], hz: f64| tone_power(side, hz) > 1e-4;
+        let silent = |side: &[f32], hz: f64| tone_power(side, hz) < 1e-6;
+        let report = || {
+            let p = |side: &[f32]| {
+                tones
+                    .iter()
+                    .map(|&hz| format!("{hz} Hz {:.1e}", tone_power(side, hz)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
-            assert!(ok, "{hz} Hz: {}", report());
+            format!("{name}: left: {}; right: {}", p(&left), p(&right))
+        };
+        for (hz, on_left, on_right) in [
+            (440.0, true, false), // front left
+            (550.0, false, true), // front right
+            (660.0, true, true),  // centre
+            (770.0, true, false), // rear left
+            (880.0, false, true), // rear right
+        ] {
+            for (side, on) in [(&left, on_left), (&right, on_right)] {
+                let ok = if on {
+                    heard(side, hz)
+                } else {
+                    silent(side, hz)
+                };
+                assert!(ok, "{hz} Hz: {}", report());
+            }
         }
+        // The LFE is left out of a stereo fold (a 50 Hz tone would survive the MP3 profile).
+        assert!(silent(&left, 50.0) && silent(&right, 50.0), "{}", report());
     }
-    // The LFE is left out of a stereo fold (a 50 Hz tone would survive the MP3 profile).
-    assert!(silent(&left, 50.0) && silent(&right, 50.0), "{}", report());
 }
 
 /// The left and right channels of what `url` serves, decoded by ffmpeg at 22.05 kHz.
@@ -434,6 +443,90 @@ fn tone_power(x: &[f32], hz: f64) -> f64 {
     }
     let n = x.len().max(1) as f64;
     (c * c + s * s) / (n * n)
+}
+
+/// What our AAC decoder (fdk-aac) gives is what ffmpeg's gives, sample for sample once the
+/// edit list is applied: the same start (the priming dropped, no more, no less), the same
+/// sound, and the end the edit list states. AAC-LC from ffmpeg's encoder in mono and stereo,
+/// and HE-AAC v1 with nothing above the core's band (SBR rebuilds a high band as shaped noise,
+/// which no two decoders share); SBR's filter-bank delay is the same in both.
+#[test]
+fn aac_decodes_as_ffmpeg_decodes_it() {
+    use stream_server::media::decode::SourceDecoder;
+    let dir = tempfile::tempdir().unwrap();
+    let lc = |name: &str, channels: &str| {
+        let path = dir.path().join(name);
+        run(Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi"])
+            .args(["-i", "sine=frequency=440:duration=3:sample_rate=44100"])
+            .args(["-f", "lavfi", "-i", "anoisesrc=d=3:c=pink:a=0.2:r=44100"])
+            .args(["-filter_complex", "amix=inputs=2", "-ac", channels])
+            // No perceptual noise substitution: each decoder fills such bands with its own
+            // random noise.
+            .args(["-c:a", "aac", "-b:a", "128k", "-aac_pns", "0"])
+            .arg(&path));
+        path
+    };
+    let he = dir.path().join("he.aac");
+    he_aac_adts(&he, 5, 3.0, 0.0);
+    let he_m4a = dir.path().join("he.m4a");
+    run(Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-i"])
+        .arg(&he)
+        .args(["-c", "copy"])
+        .arg(&he_m4a));
+    for (path, channels, min_snr) in [
+        (lc("stereo.m4a", "2"), 2, 60.0),
+        (lc("mono.m4a", "1"), 1, 60.0),
+        (he_m4a, 2, 60.0),
+    ] {
+        // In the file's own channels (ffmpeg would upmix mono 3 dB down, where we play it at
+        // full level on both sides).
+        let out = run(Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-i"])
+            .arg(&path)
+            .args(["-f", "f32le", "-"]));
+        let theirs: Vec<f32> = out
+            .stdout
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let mut dec = SourceDecoder::open(&path).unwrap();
+        let mut stereo = Vec::new();
+        while dec.next_block(&mut stereo).unwrap() {}
+        let ours: Vec<f32> = stereo.iter().step_by(3 - channels).copied().collect();
+        let name = path.file_name().unwrap().to_string_lossy();
+        // ffmpeg drops the priming the edit list states but keeps the padding after the
+        // track's end (less than a frame), which we cut: the same start, and our end where the
+        // edit list puts it (ffmpeg's encoder wrote exactly 3 s).
+        assert!(
+            ours.len() <= theirs.len() && theirs.len() - ours.len() < channels * 1024,
+            "{name}: {} samples, ffmpeg {}",
+            ours.len(),
+            theirs.len()
+        );
+        if name.starts_with("he") {
+            assert_eq!(
+                ours.len(),
+                theirs.len(),
+                "{name}: no edit list, nothing cut"
+            );
+        } else {
+            assert_eq!(
+                ours.len(),
+                channels * 3 * 44100,
+                "{name}: the edit list's length"
+            );
+        }
+        let (mut signal, mut noise) = (0f64, 0f64);
+        for (a, b) in ours.iter().zip(&theirs) {
+            signal += f64::from(*b).powi(2);
+            noise += f64::from(a - b).powi(2);
+        }
+        let snr = 10.0 * (signal / noise.max(1e-20)).log10();
+        eprintln!("{name}: {snr:.1} dB");
+        assert!(snr > min_snr, "{name}: {snr:.1} dB from ffmpeg's decode");
+    }
 }
 
 /// What our Opus decoder gives is what libopus gives, sample for sample: the same start (the
@@ -510,9 +603,10 @@ fn an_mp3_that_changes_rate_midway_is_skipped_with_its_reason() {
 }
 
 /// An HE-AAC ADTS stream of `secs` seconds at 44.1 kHz (v1: SBR, AOT 5; v2: SBR and parametric
-/// stereo, AOT 29) with 440 Hz on the left and 660 Hz on the right, encoded by fdk-aac itself:
+/// stereo, AOT 29) with 440 Hz on the left, 660 Hz on the right and 15 kHz at amplitude `high`
+/// on both, encoded by fdk-aac itself:
 /// the ffmpeg on the test machines has no HE-AAC encoder.
-fn he_aac_adts(path: &Path, aot: u32, secs: f64) {
+fn he_aac_adts(path: &Path, aot: u32, secs: f64, high: f64) {
     use fdk_aac_sys as fdk;
     use std::os::raw::c_void;
     const RATE: u32 = 44_100;
@@ -520,8 +614,12 @@ fn he_aac_adts(path: &Path, aot: u32, secs: f64) {
     let mut pcm: Vec<i16> = Vec::with_capacity(n * 2);
     for i in 0..n {
         let t = i as f64 / f64::from(RATE);
-        let tone = |hz: f64| (0.3 * (2.0 * std::f64::consts::PI * hz * t).sin() * 32767.0) as i16;
-        pcm.extend([tone(440.0), tone(660.0)]);
+        let tone = |hz: f64, a: f64| a * (2.0 * std::f64::consts::PI * hz * t).sin();
+        // 15 kHz on both sides: above the core's band, only SBR carries it.
+        let high = tone(15_000.0, high);
+        pcm.extend(
+            [tone(440.0, 0.3) + high, tone(660.0, 0.3) + high].map(|v| (v * 32767.0) as i16),
+        );
     }
     let mut stream = Vec::new();
     let mut out = vec![0u8; 1 << 14];
@@ -595,18 +693,19 @@ fn he_aac_adts(path: &Path, aot: u32, secs: f64) {
     std::fs::write(path, stream).unwrap();
 }
 
-/// HE-AAC, the low-bitrate AAC of podcasts and radio recordings, in M4A (as `ffmpeg -c copy`
-/// writes it: the sample entry states the output rate) and in ADTS. symphonia decodes only the
-/// AAC core, at half the stated rate; taken at the stated rate, the M4A played an octave up,
-/// twice as fast, and the second half was silence. Now each is served at its pitch, as long as
-/// ffmpeg hears it (ffmpeg decodes the SBR band too; the high band is lost, the tones are not).
-/// HE-AAC v2's parametric stereo is not decoded either: its core is mono.
+/// HE-AAC, the low-bitrate AAC of podcasts, audiobooks and radio recordings, in M4A (as
+/// `ffmpeg -c copy` writes it: the sample entry states the output rate) and in ADTS (whose
+/// header states the core's rate, half the output's). symphonia's decoder played only the AAC
+/// core: the M4A an octave up, twice as fast, then silence; everywhere without the high band
+/// (SBR) and v2 in mono (no parametric stereo). fdk-aac decodes all of it: each file is served
+/// at its pitch, as long as ffmpeg hears it, with each tone on its side and the high band as
+/// loud as in ffmpeg's decode.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn he_aac_plays_at_its_pitch_to_its_end() {
     let lib = tempfile::tempdir().unwrap();
     for (aot, name) in [(5, "he-v1"), (29, "he-v2")] {
         let adts = lib.path().join(format!("{name}.aac"));
-        he_aac_adts(&adts, aot, 4.0);
+        he_aac_adts(&adts, aot, 4.0, 0.1);
         run(Command::new("ffmpeg")
             .args(["-nostdin", "-v", "error", "-y", "-i"])
             .arg(&adts)
@@ -625,6 +724,9 @@ async fn he_aac_plays_at_its_pitch_to_its_end() {
             .args(["-of", "csv=p=0"])
             .arg(lib.path().join(name)));
         let theirs: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        // The rate and channels it decodes to, whatever the container states.
+        assert_eq!(t["sample_rate"], 44100, "{name}: {t}");
+        assert_eq!(t["channels"], 2, "{name}: {t}");
         let ms = t["duration_ms"].as_f64().unwrap();
         assert!(
             (ms - theirs * 1000.0).abs() < 30.0,
@@ -638,18 +740,36 @@ async fn he_aac_plays_at_its_pitch_to_its_end() {
             (served - theirs).abs() < 0.1,
             "{name}: {served} s served, {theirs} s in the file"
         );
-        // At its pitch: the tones where they were (v2's mono core puts both on both sides).
+        // At its pitch, each tone on its side (v2: rebuilt by parametric stereo).
         let (l440, r660) = (tone_power(&left, 440.0), tone_power(&right, 660.0));
-        assert!(l440 > 5e-3 && r660 > 5e-3, "{name}: {l440:.1e} {r660:.1e}");
-        if name.starts_with("he-v1") {
-            assert!(
-                tone_power(&left, 660.0) < 1e-5 && tone_power(&right, 440.0) < 1e-5,
-                "{name}: each tone on its own side"
-            );
-        }
+        let (l660, r440) = (tone_power(&left, 660.0), tone_power(&right, 440.0));
+        assert!(
+            l440 > 5e-3 && r660 > 5e-3 && l660 < 1e-4 && r440 < 1e-4,
+            "{name}: left 440/660 Hz {l440:.1e}/{l660:.1e}, right {r440:.1e}/{r660:.1e}"
+        );
+        // The high band: as loud as in ffmpeg's decode of the file (the core alone has none).
+        let ours = high_band_db(&url);
+        let theirs = high_band_db(lib.path().join(name).to_str().unwrap());
+        assert!(
+            (ours - theirs).abs() < 3.0,
+            "{name}: above 12 kHz {ours} dB served, {theirs} dB in ffmpeg's decode"
+        );
         // Sound to the end: the last half second is not silence.
         let tail = &left[left.len() - 11025..];
         let rms = (tail.iter().map(|s| s * s).sum::<f32>() / tail.len() as f32).sqrt();
         assert!(rms > 0.1, "{name}: the end is silent ({rms})");
     }
+}
+
+/// Mean level above 12 kHz of what `input` decodes to (ffmpeg's `volumedetect`), in dB.
+fn high_band_db(input: &str) -> f64 {
+    let out = run(Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "info", "-i", input])
+        .args(["-af", "highpass=f=12000,highpass=f=12000,volumedetect"])
+        .args(["-f", "null", "-"]));
+    let log = String::from_utf8_lossy(&out.stderr);
+    log.lines()
+        .find_map(|l| l.split("mean_volume:").nth(1))
+        .and_then(|v| v.trim().trim_end_matches("dB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no level in {log}"))
 }
