@@ -69,7 +69,8 @@ pub struct ScanControl<'a> {
 /// 5: PCM lengths are what the bytes hold (a cut or piped WAV was rounded up to a full packet);
 ///    Matroska/WebM Vorbis, whose packets carry no duration, is counted by decoding.
 /// 6: AAC is decoded by fdk-aac: HE-AAC recorded at the rate and channels it decodes to (not
-///    its core's, which ADTS states), multichannel AAC catalogued (symphonia refused it).
+///    its core's, which ADTS states), multichannel AAC catalogued (symphonia refused it), and
+///    AAC above 65 kHz (an MP4 sample entry cannot state its rate) counted in its timescale.
 const INDEX_FORMAT: u32 = 6;
 
 #[derive(Serialize, Deserialize, Default)]

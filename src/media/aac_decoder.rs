@@ -214,7 +214,8 @@ impl Decoder for AacDecoder {
         // SAFETY: one input buffer of `size` bytes, alive for the call; fdk copies what it takes
         // into its own buffer and says how much is left in `free`.
         let err = unsafe { fdk::aacDecoder_Fill(self.handle, &mut in_ptr, &size, &mut free) };
-        if err != fdk::AAC_DECODER_ERROR_AAC_DEC_OK {
+        // All of it taken, or a truncated unit would be decoded.
+        if err != fdk::AAC_DECODER_ERROR_AAC_DEC_OK || free != 0 {
             return decode_error("aac: input refused");
         }
         // SAFETY: the output buffer holds `pcm.len()` samples, as stated.
@@ -237,15 +238,16 @@ impl Decoder for AacDecoder {
             usize::try_from(info.numChannels).unwrap_or(0),
             usize::try_from(info.frameSize).unwrap_or(0),
         );
+        // A lost packet, not a lost file: the decoder is capped at 8 output channels.
         let Some(layout) = layout(channels) else {
-            return unsupported_error("aac: unsupported channel count");
+            return decode_error("aac: unsupported channel count");
         };
         if rate == 0 || frames == 0 || frames * channels > self.pcm.len() {
             return decode_error("aac: invalid output");
         }
         let spec = SignalSpec::new(rate, layout);
         if *self.buf.spec() != spec || (self.buf.capacity()) < frames {
-            self.buf = AudioBuffer::new(MAX_FRAME as u64, spec);
+            self.buf = AudioBuffer::new(frames.max(MAX_FRAME) as u64, spec);
         }
         self.buf.render_reserved(Some(frames));
         for ch in 0..channels {
@@ -293,8 +295,8 @@ mod tests {
     }
 
     /// ADTS frames of our own encoder (AAC-LC 44.1 kHz stereo, 128 kbps) for `secs` of a
-    /// 1 kHz sine on the left, silence on the right, stripped to raw access units as symphonia's
-    /// ADTS reader hands them over.
+    /// 1 kHz sine on the left, silence on the right, stripped of their headers to raw access
+    /// units, as an ADTS reader hands them over.
     fn access_units(secs: f64) -> Vec<Vec<u8>> {
         let mut enc = crate::media::aac::AacEncoder::new(44100, 128).unwrap();
         let n = (secs * 44100.0) as usize;

@@ -102,7 +102,7 @@ pub struct SourceDecoder {
     pcm: bool,
     /// An MPEG audio track (MP1/2/3): its frames each state their rate and channel count.
     mpeg: bool,
-    /// (decoded rate, declared rate): container counts are converted by this ratio.
+    /// Packet durations to decoded samples: × `.0` / `.1` (see `open`).
     rates: (u64, u64),
 }
 
@@ -154,9 +154,17 @@ impl SourceDecoder {
             None
         };
         let sample_rate = decoded.map_or(declared_rate, |(rate, _)| rate);
-        // Container counts (packet durations, edit lists, iTunes notes) are at the declared
-        // rate; decoded samples at `sample_rate`.
-        let rates = (u64::from(sample_rate), u64::from(declared_rate.max(1)));
+        // Packet durations are in the track's time base (an MP4's media timescale), which for
+        // such a track is not the rate decoded: (numerator, denominator) to decoded samples.
+        // Other codecs' durations are their samples already.
+        let rates = match (decoded, params.time_base) {
+            (Some(_), Some(tb)) if tb.denom > 0 => (
+                u64::from(sample_rate) * u64::from(tb.numer),
+                u64::from(tb.denom),
+            ),
+            (Some(_), _) => (u64::from(sample_rate), u64::from(declared_rate.max(1))),
+            (None, _) => (1, 1),
+        };
         if !(MIN_RATE..=MAX_RATE).contains(&sample_rate) {
             return Err(DecodeError::Limit(format!(
                 "sample rate {sample_rate} Hz outside {MIN_RATE}..={MAX_RATE}"
@@ -178,12 +186,8 @@ impl SourceDecoder {
         let pcm = PCM_CODECS.contains(&params.codec);
         let mpeg = [CODEC_TYPE_MP1, CODEC_TYPE_MP2, CODEC_TYPE_MP3].contains(&params.codec);
         let edit = if [CODEC_TYPE_AAC, CODEC_TYPE_ALAC].contains(&params.codec) {
-            super::mp4_edit::presentation(path, declared_rate).map(|e| {
-                super::mp4_edit::Presentation {
-                    skip: scale(e.skip, rates),
-                    keep: scale(e.keep, rates),
-                }
-            })
+            // Edit lists are in the file's timescales: converted straight to the decoded rate.
+            super::mp4_edit::presentation(path, sample_rate)
         } else {
             None
         };
@@ -354,7 +358,15 @@ impl SourceDecoder {
             if packet.track_id() != self.track_id {
                 continue;
             }
-            match self.decoder.decode(&packet) {
+            let lost = match self.decoder.decode(&packet) {
+                // The rate resampled from is fixed at the start: a stream that changes it
+                // (an ADTS recording switching between AAC-LC and HE-AAC) cannot go on at the
+                // wrong pitch; its odd packets are lost, and if they persist the file fails.
+                Ok(decoded) if decoded.spec().rate != self.sample_rate => format!(
+                    "the stream changes rate mid-file ({} Hz, then {} Hz)",
+                    self.sample_rate,
+                    decoded.spec().rate
+                ),
                 Ok(decoded) => {
                     self.consecutive_errors = 0;
                     let spec = *decoded.spec();
@@ -381,21 +393,18 @@ impl SourceDecoder {
                     }
                     return Ok(true);
                 }
-                Err(SymphoniaError::DecodeError(e)) => {
-                    self.consecutive_errors += 1;
-                    if self.consecutive_errors > MAX_CONSECUTIVE_ERRORS {
-                        return Err(DecodeError::Corrupt(e.to_string()));
-                    }
-                    // Keep timing: a lost packet is heard as silence of its (trimmed) length.
-                    out.extend(std::iter::repeat_n(
-                        0.0,
-                        packet.dur.min(1 << 16) as usize * 2,
-                    ));
-                    self.present(out, start);
-                    return Ok(true);
-                }
+                Err(SymphoniaError::DecodeError(e)) => e.to_string(),
                 Err(e) => return Err(DecodeError::Corrupt(e.to_string())),
+            };
+            self.consecutive_errors += 1;
+            if self.consecutive_errors > MAX_CONSECUTIVE_ERRORS {
+                return Err(DecodeError::Corrupt(lost));
             }
+            // Keep timing: a lost packet is heard as silence of its (trimmed) length.
+            let frames = scale(packet.dur, self.rates).min(1 << 16);
+            out.extend(std::iter::repeat_n(0.0, frames as usize * 2));
+            self.present(out, start);
+            return Ok(true);
         }
     }
 }
@@ -504,7 +513,7 @@ fn to_stereo(samples: &[f32], gains: &[(f32, f32)], out: &mut Vec<f32>) {
     }
 }
 
-/// `n` samples at rate `rates.1` counted at rate `rates.0`.
+/// `n` × `to` / `from`: a packet duration in decoded samples.
 fn scale(n: u64, (to, from): (u64, u64)) -> u64 {
     if to == from {
         return n;
@@ -512,31 +521,38 @@ fn scale(n: u64, (to, from): (u64, u64)) -> u64 {
     u64::try_from(u128::from(n) * u128::from(to) / u128::from(from.max(1))).unwrap_or(u64::MAX)
 }
 
-/// The rate and channel count the decoder really gives for track `track_id` of `path`: those
-/// of the first packet that decodes to any audio (a fresh reader and decoder, so the caller's
-/// are left at the start). `None` if nothing decodes within the first few packets.
+/// The rate and channel count the decoder really gives for track `track_id` of `path`: the
+/// highest over the first packets that decode to audio (implicitly signalled SBR may start a
+/// few frames in, and only ever raises the rate), read with a fresh reader and decoder, so the
+/// caller's are left at the start. `None` if nothing decodes within the first packets.
 fn first_decoded_spec(path: &Path, track_id: u32) -> Option<(u32, usize)> {
     const PACKETS: usize = 16;
+    const DECODED: usize = 4;
     let mut probed = probe_format(path, true).ok()?;
     let track = probed.format.tracks().iter().find(|t| t.id == track_id)?;
     let mut decoder = super::codecs::codecs()
         .make(&track.codec_params, &DecoderOptions::default())
         .ok()?;
-    let mut seen = 0;
-    while seen < PACKETS {
-        let packet = probed.format.next_packet().ok()?;
+    let (mut seen, mut decoded_packets) = (0, 0);
+    let mut best: Option<(u32, usize)> = None;
+    while seen < PACKETS && decoded_packets < DECODED {
+        let Ok(packet) = probed.format.next_packet() else {
+            break;
+        };
         if packet.track_id() != track_id {
             continue;
         }
         seen += 1;
         if let Ok(decoded) = decoder.decode(&packet) {
             if decoded.frames() > 0 {
+                decoded_packets += 1;
                 let spec = decoded.spec();
-                return Some((spec.rate, spec.channels.count()));
+                let now = (spec.rate, spec.channels.count());
+                best = Some(best.map_or(now, |b| b.max(now)));
             }
         }
     }
-    None
+    best
 }
 
 /// Probes `path`'s container, with or without gapless trimming.

@@ -454,12 +454,13 @@ fn tone_power(x: &[f32], hz: f64) -> f64 {
 fn aac_decodes_as_ffmpeg_decodes_it() {
     use stream_server::media::decode::SourceDecoder;
     let dir = tempfile::tempdir().unwrap();
-    let lc = |name: &str, channels: &str| {
+    let lc = |name: &str, channels: &str, rate: u32| {
         let path = dir.path().join(name);
         run(Command::new("ffmpeg")
-            .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi"])
-            .args(["-i", "sine=frequency=440:duration=3:sample_rate=44100"])
-            .args(["-f", "lavfi", "-i", "anoisesrc=d=3:c=pink:a=0.2:r=44100"])
+            .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("sine=frequency=440:duration=3:sample_rate={rate}"))
+            .args(["-f", "lavfi", "-i"])
+            .arg(format!("anoisesrc=d=3:c=pink:a=0.2:r={rate}"))
             .args(["-filter_complex", "amix=inputs=2", "-ac", channels])
             // No perceptual noise substitution: each decoder fills such bands with its own
             // random noise.
@@ -475,10 +476,13 @@ fn aac_decodes_as_ffmpeg_decodes_it() {
         .arg(&he)
         .args(["-c", "copy"])
         .arg(&he_m4a));
-    for (path, channels, min_snr) in [
-        (lc("stereo.m4a", "2"), 2, 60.0),
-        (lc("mono.m4a", "1"), 1, 60.0),
-        (he_m4a, 2, 60.0),
+    for (path, channels, rate, min_snr) in [
+        (lc("stereo.m4a", "2", 44100), 2, 44100, 60.0),
+        (lc("mono.m4a", "1", 44100), 1, 44100, 60.0),
+        // 96 kHz, which the MP4 sample entry's 16-bit rate field cannot state (ffmpeg writes
+        // 0): the rate is the decoder's, durations the media timescale's.
+        (lc("hires96.m4a", "2", 96000), 2, 96000, 60.0),
+        (he_m4a, 2, 44100, 60.0),
     ] {
         // In the file's own channels (ffmpeg would upmix mono 3 dB down, where we play it at
         // full level on both sides).
@@ -514,7 +518,7 @@ fn aac_decodes_as_ffmpeg_decodes_it() {
         } else {
             assert_eq!(
                 ours.len(),
-                channels * 3 * 44100,
+                channels * 3 * rate,
                 "{name}: the edit list's length"
             );
         }
