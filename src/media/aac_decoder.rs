@@ -7,8 +7,9 @@
 //! multichannel AAC (5.1, 7.1), which it refused; and AAC-LD/ELD. fdk-aac is the decoder of
 //! Android and is already linked for our encoders (`fdk-aac-sys` builds the whole library), so
 //! this module is only the adapter: the stream's AudioSpecificConfig (from the MP4 sample entry,
-//! or made from an ADTS header's fields), one access unit per packet, the output in WAV channel
-//! order, which is symphonia's speaker-bit order for the layouts AAC defines.
+//! or made from an ADTS header's fields), one access unit per packet, and each output channel
+//! put on its speaker's plane as the decoder describes the channels (the stream's channel
+//! configuration or its program config element).
 //!
 //! The output rate is the decoder's: with implicit SBR signalling (an ADTS stream, or an ASC that
 //! states only the core) the container states half of it; `SourceDecoder` takes the rate from
@@ -53,8 +54,104 @@ fn lc_config(rate: u32, channels: usize) -> Option<[u8; 2]> {
     Some([(2 << 3) | (index >> 1), ((index & 1) << 7) | (config << 3)])
 }
 
+/// The speaker of each output channel, from fdk-aac's description of them: its type (front,
+/// side, back, LFE, with a height flag) and its index within that type, counted from the
+/// centre outward at the front (centre first when there is one) and from the front backward
+/// elsewhere (a back centre last). This is what a program config element states, so quad (L R
+/// Ls Rs) and 2.1 (L R LFE) come out as they are, where their channel count alone would say
+/// L R C and a back centre, or L R C. `None` if a type is not one we place.
+fn speakers(channels: &[(fdk::AUDIO_CHANNEL_TYPE, u8)]) -> Option<Vec<Channels>> {
+    let count = |t: fdk::AUDIO_CHANNEL_TYPE| channels.iter().filter(|c| c.0 == t).count();
+    let mut lfe = 0;
+    channels
+        .iter()
+        .map(|&(kind, index)| {
+            let n = count(kind);
+            let i = usize::from(index);
+            // A pair's side: fronts pair off after a centre, the others from the first.
+            let pair = |centred: bool| -> Option<(usize, bool)> {
+                let k = if centred { i.checked_sub(1)? } else { i };
+                Some((k / 2, k % 2 == 0))
+            };
+            Some(match kind {
+                fdk::AUDIO_CHANNEL_TYPE_ACT_LFE => {
+                    lfe += 1;
+                    if lfe == 1 {
+                        Channels::LFE1
+                    } else {
+                        Channels::LFE2
+                    }
+                }
+                fdk::AUDIO_CHANNEL_TYPE_ACT_FRONT => {
+                    if n % 2 == 1 && i == 0 {
+                        Channels::FRONT_CENTRE
+                    } else {
+                        let (p, left) = pair(n % 2 == 1)?;
+                        // The outermost pair is left and right; those inside it the centre
+                        // pairs (7.1 as channel configuration 7 has both).
+                        let outer = p + 1 == n / 2;
+                        match (outer, left) {
+                            (true, true) => Channels::FRONT_LEFT,
+                            (true, false) => Channels::FRONT_RIGHT,
+                            (false, true) => Channels::FRONT_LEFT_CENTRE,
+                            (false, false) => Channels::FRONT_RIGHT_CENTRE,
+                        }
+                    }
+                }
+                fdk::AUDIO_CHANNEL_TYPE_ACT_SIDE | fdk::AUDIO_CHANNEL_TYPE_ACT_BACK => {
+                    let side = kind == fdk::AUDIO_CHANNEL_TYPE_ACT_SIDE;
+                    if n % 2 == 1 && i + 1 == n {
+                        Channels::REAR_CENTRE
+                    } else {
+                        match (side, pair(false)?.1) {
+                            (true, true) => Channels::SIDE_LEFT,
+                            (true, false) => Channels::SIDE_RIGHT,
+                            (false, true) => Channels::REAR_LEFT,
+                            (false, false) => Channels::REAR_RIGHT,
+                        }
+                    }
+                }
+                fdk::AUDIO_CHANNEL_TYPE_ACT_FRONT_TOP => match pair(n % 2 == 1) {
+                    None => Channels::TOP_FRONT_CENTRE,
+                    Some((_, true)) => Channels::TOP_FRONT_LEFT,
+                    Some((_, false)) => Channels::TOP_FRONT_RIGHT,
+                },
+                fdk::AUDIO_CHANNEL_TYPE_ACT_SIDE_TOP | fdk::AUDIO_CHANNEL_TYPE_ACT_BACK_TOP => {
+                    if n % 2 == 1 && i + 1 == n {
+                        Channels::TOP_REAR_CENTRE
+                    } else if pair(false)?.1 {
+                        Channels::TOP_REAR_LEFT
+                    } else {
+                        Channels::TOP_REAR_RIGHT
+                    }
+                }
+                _ => return None,
+            })
+        })
+        .collect()
+}
+
+/// The layout of `speakers` and the plane of each output channel (symphonia's planes are in
+/// speaker-bit order, which fdk's output order need not be: a side pair after a back pair).
+/// `None` if two channels name the same speaker.
+fn planes(speakers: &[Channels]) -> Option<(Channels, Vec<usize>)> {
+    let mut layout = Channels::empty();
+    for &s in speakers {
+        if layout.intersects(s) {
+            return None;
+        }
+        layout |= s;
+    }
+    let planes = speakers
+        .iter()
+        .map(|s| (layout.bits() & (s.bits() - 1)).count_ones() as usize)
+        .collect();
+    Some((layout, planes))
+}
+
 /// symphonia's layout for `n` channels in fdk-aac's WAV order (the channel configurations of
-/// ISO 14496-3 Table 1.19, reordered by the decoder).
+/// ISO 14496-3 Table 1.19, reordered by the decoder): the fallback when fdk does not describe
+/// its channels in terms [`speakers`] places.
 fn layout(n: usize) -> Option<Channels> {
     let (fl, fr, fc, lfe) = (
         Channels::FRONT_LEFT,
@@ -238,20 +335,36 @@ impl Decoder for AacDecoder {
             usize::try_from(info.numChannels).unwrap_or(0),
             usize::try_from(info.frameSize).unwrap_or(0),
         );
-        // A lost packet, not a lost file: the decoder is capped at 8 output channels.
-        let Some(layout) = layout(channels) else {
-            return decode_error("aac: unsupported channel count");
-        };
         if rate == 0 || frames == 0 || frames * channels > self.pcm.len() {
             return decode_error("aac: invalid output");
         }
+        // Each channel's speaker, as the stream describes it (a program config element may
+        // say quad or 2.1), else as its channel count implies.
+        let described = (!info.pChannelType.is_null() && !info.pChannelIndices.is_null())
+            .then(|| {
+                // SAFETY: fdk describes each of its `numChannels` output channels in these two
+                // arrays, which live as long as the decoder.
+                (0..channels)
+                    .map(|ch| unsafe {
+                        (*info.pChannelType.add(ch), *info.pChannelIndices.add(ch))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .and_then(|c| speakers(&c))
+            .and_then(|s| planes(&s));
+        // A lost packet, not a lost file: the decoder is capped at 8 output channels.
+        let Some((layout, planes)) =
+            described.or_else(|| layout(channels).map(|l| (l, (0..channels).collect())))
+        else {
+            return decode_error("aac: unsupported channel count");
+        };
         let spec = SignalSpec::new(rate, layout);
         if *self.buf.spec() != spec || (self.buf.capacity()) < frames {
             self.buf = AudioBuffer::new(frames.max(MAX_FRAME) as u64, spec);
         }
         self.buf.render_reserved(Some(frames));
-        for ch in 0..channels {
-            for (f, s) in self.buf.chan_mut(ch).iter_mut().enumerate() {
+        for (ch, &plane) in planes.iter().enumerate() {
+            for (f, s) in self.buf.chan_mut(plane).iter_mut().enumerate() {
                 *s = f32::from(self.pcm[f * channels + ch]) / 32768.0;
             }
         }
@@ -284,6 +397,84 @@ mod tests {
         assert_eq!(lc_config(44000, 2), None);
         assert_eq!(lc_config(44100, 0), None);
         assert_eq!(lc_config(44100, 7), None);
+    }
+
+    /// What fdk-aac reports (type, index) for ffmpeg-made AAC in each layout (printed from the
+    /// decoder), and the speakers that makes.
+    #[test]
+    fn speakers_follow_what_the_decoder_reports() {
+        use fdk::{
+            AUDIO_CHANNEL_TYPE_ACT_BACK as B, AUDIO_CHANNEL_TYPE_ACT_FRONT as F,
+            AUDIO_CHANNEL_TYPE_ACT_LFE as LFE, AUDIO_CHANNEL_TYPE_ACT_SIDE as S,
+        };
+        let c = |v: &[(fdk::AUDIO_CHANNEL_TYPE, u8)]| speakers(v).unwrap();
+        let (fl, fr, fc) = (
+            Channels::FRONT_LEFT,
+            Channels::FRONT_RIGHT,
+            Channels::FRONT_CENTRE,
+        );
+        let (rl, rr, rc) = (
+            Channels::REAR_LEFT,
+            Channels::REAR_RIGHT,
+            Channels::REAR_CENTRE,
+        );
+        assert_eq!(c(&[(F, 0)]), [fc]);
+        assert_eq!(c(&[(F, 0), (F, 1)]), [fl, fr]);
+        assert_eq!(c(&[(F, 1), (F, 2), (F, 0)]), [fl, fr, fc]);
+        // 2.1 and quad: program config elements.
+        assert_eq!(c(&[(F, 0), (F, 1), (LFE, 0)]), [fl, fr, Channels::LFE1]);
+        assert_eq!(c(&[(F, 0), (F, 1), (B, 0), (B, 1)]), [fl, fr, rl, rr]);
+        assert_eq!(c(&[(F, 1), (F, 2), (F, 0), (B, 0)]), [fl, fr, fc, rc]);
+        assert_eq!(
+            c(&[(F, 1), (F, 2), (F, 0), (LFE, 0), (B, 0), (B, 1)]),
+            [fl, fr, fc, Channels::LFE1, rl, rr]
+        );
+        // Configuration 7: two front pairs; the outer one is left and right.
+        assert_eq!(
+            c(&[
+                (F, 3),
+                (F, 4),
+                (F, 0),
+                (LFE, 0),
+                (B, 0),
+                (B, 1),
+                (F, 1),
+                (F, 2)
+            ]),
+            [
+                fl,
+                fr,
+                fc,
+                Channels::LFE1,
+                rl,
+                rr,
+                Channels::FRONT_LEFT_CENTRE,
+                Channels::FRONT_RIGHT_CENTRE
+            ]
+        );
+        // Sides and backs (7.1 by a program config element).
+        assert_eq!(
+            c(&[(S, 0), (S, 1), (B, 0), (B, 1), (B, 2)]),
+            [Channels::SIDE_LEFT, Channels::SIDE_RIGHT, rl, rr, rc]
+        );
+        assert!(speakers(&[(fdk::AUDIO_CHANNEL_TYPE_ACT_NONE, 0)]).is_none());
+    }
+
+    #[test]
+    fn each_channel_goes_to_its_speakers_plane() {
+        // Sides after backs in the output; in bit order the backs come first.
+        let order = [
+            Channels::FRONT_LEFT,
+            Channels::FRONT_RIGHT,
+            Channels::SIDE_LEFT,
+            Channels::SIDE_RIGHT,
+            Channels::REAR_LEFT,
+            Channels::REAR_RIGHT,
+        ];
+        let (layout, planes) = planes(&order).unwrap();
+        assert_eq!(layout.count(), 6);
+        assert_eq!(planes, [0, 1, 4, 5, 2, 3]);
+        assert!(super::planes(&[Channels::FRONT_LEFT, Channels::FRONT_LEFT]).is_none());
     }
 
     #[test]
