@@ -1,4 +1,4 @@
-//! AAC-LC encoding with fdk-aac, producing ADTS frames.
+//! AAC encoding with fdk-aac (AAC-LC for what we serve), producing ADTS frames.
 //!
 //! A thin wrapper over `fdk-aac-sys` rather than the `fdk-aac` crate: that crate cannot flush the
 //! encoder, so the last ≈3000 samples of every track were lost (measured, `design.md`). Here the
@@ -27,8 +27,32 @@ pub struct AacEncoder {
 // thread-local state, so moving it between threads is sound (it is never shared).
 unsafe impl Send for AacEncoder {}
 
+/// The AAC flavours we encode: AAC-LC for every profile we serve; HE-AAC (SBR, and v2's
+/// parametric stereo) for test sources, since ffmpeg's own encoder makes only AAC-LC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AacObjectType {
+    Lc,
+    HeV1,
+    HeV2,
+}
+
 impl AacEncoder {
+    /// AAC-LC, stereo, CBR, ADTS.
     pub fn new(sample_rate: u32, bitrate_kbps: u32) -> Result<Self, EncodeError> {
+        Self::with_object_type(sample_rate, bitrate_kbps, AacObjectType::Lc)
+    }
+
+    /// Stereo, CBR, ADTS, of the given object type.
+    pub fn with_object_type(
+        sample_rate: u32,
+        bitrate_kbps: u32,
+        object_type: AacObjectType,
+    ) -> Result<Self, EncodeError> {
+        let aot = match object_type {
+            AacObjectType::Lc => fdk::AUDIO_OBJECT_TYPE_AOT_AAC_LC,
+            AacObjectType::HeV1 => fdk::AUDIO_OBJECT_TYPE_AOT_SBR,
+            AacObjectType::HeV2 => fdk::AUDIO_OBJECT_TYPE_AOT_PS,
+        };
         let mut handle: fdk::HANDLE_AACENCODER = ptr::null_mut();
         // SAFETY: aacEncOpen writes a fresh handle into `handle`; 0/2 = no module restriction,
         // two channels.
@@ -40,10 +64,7 @@ impl AacEncoder {
             delay: 0,
         };
         let params: [(fdk::AACENC_PARAM, u32); 8] = [
-            (
-                fdk::AACENC_PARAM_AACENC_AOT,
-                fdk::AUDIO_OBJECT_TYPE_AOT_AAC_LC as u32,
-            ),
+            (fdk::AACENC_PARAM_AACENC_AOT, aot as u32),
             (fdk::AACENC_PARAM_AACENC_SAMPLERATE, sample_rate),
             (
                 fdk::AACENC_PARAM_AACENC_CHANNELMODE,

@@ -29,6 +29,8 @@ use symphonia::core::codecs::{
 use symphonia::core::errors::{decode_error, unsupported_error, Result};
 use symphonia::core::formats::Packet;
 
+use super::codecs::speaker_planes;
+
 /// Most output channels fdk-aac gives (7.1 and the 22.2 configurations are capped here).
 const MAX_CHANNELS: usize = 8;
 /// Most samples per channel in one access unit: 2048 (HE-AAC), 4096 for USAC.
@@ -129,24 +131,6 @@ fn speakers(channels: &[(fdk::AUDIO_CHANNEL_TYPE, u8)]) -> Option<Vec<Channels>>
             })
         })
         .collect()
-}
-
-/// The layout of `speakers` and the plane of each output channel (symphonia's planes are in
-/// speaker-bit order, which fdk's output order need not be: a side pair after a back pair).
-/// `None` if two channels name the same speaker.
-fn planes(speakers: &[Channels]) -> Option<(Channels, Vec<usize>)> {
-    let mut layout = Channels::empty();
-    for &s in speakers {
-        if layout.intersects(s) {
-            return None;
-        }
-        layout |= s;
-    }
-    let planes = speakers
-        .iter()
-        .map(|s| (layout.bits() & (s.bits() - 1)).count_ones() as usize)
-        .collect();
-    Some((layout, planes))
 }
 
 /// symphonia's layout for `n` channels in fdk-aac's WAV order (the channel configurations of
@@ -351,7 +335,7 @@ impl Decoder for AacDecoder {
                     .collect::<Vec<_>>()
             })
             .and_then(|c| speakers(&c))
-            .and_then(|s| planes(&s));
+            .and_then(|s| speaker_planes(&s));
         // A lost packet, not a lost file: the decoder is capped at 8 output channels.
         let Some((layout, planes)) =
             described.or_else(|| layout(channels).map(|l| (l, (0..channels).collect())))
@@ -458,23 +442,6 @@ mod tests {
             [Channels::SIDE_LEFT, Channels::SIDE_RIGHT, rl, rr, rc]
         );
         assert!(speakers(&[(fdk::AUDIO_CHANNEL_TYPE_ACT_NONE, 0)]).is_none());
-    }
-
-    #[test]
-    fn each_channel_goes_to_its_speakers_plane() {
-        // Sides after backs in the output; in bit order the backs come first.
-        let order = [
-            Channels::FRONT_LEFT,
-            Channels::FRONT_RIGHT,
-            Channels::SIDE_LEFT,
-            Channels::SIDE_RIGHT,
-            Channels::REAR_LEFT,
-            Channels::REAR_RIGHT,
-        ];
-        let (layout, planes) = planes(&order).unwrap();
-        assert_eq!(layout.count(), 6);
-        assert_eq!(planes, [0, 1, 4, 5, 2, 3]);
-        assert!(super::planes(&[Channels::FRONT_LEFT, Channels::FRONT_LEFT]).is_none());
     }
 
     #[test]

@@ -120,17 +120,13 @@ fn planes(head: &OpusHead) -> (Channels, Vec<usize>) {
         (_, 8) => &[fl, fc, fr, sl, sr, rl, rr, lfe],
         _ => &[],
     };
-    if speakers.is_empty() {
-        let n = head.channels.min(32);
-        let layout = C::from_bits_truncate(((1u64 << n) - 1) as u32);
-        return (layout, (0..n).collect());
-    }
-    let layout = speakers.iter().fold(C::empty(), |acc, &s| acc | s);
-    let planes = speakers
-        .iter()
-        .map(|s| (layout.bits() & (s.bits() - 1)).count_ones() as usize)
-        .collect();
-    (layout, planes)
+    super::codecs::speaker_planes(speakers)
+        .filter(|_| !speakers.is_empty())
+        .unwrap_or_else(|| {
+            let n = head.channels.min(32);
+            let layout = C::from_bits_truncate(((1u64 << n) - 1) as u32);
+            (layout, (0..n).collect())
+        })
 }
 
 /// Samples to drop at the start of a track of these parameters (its pre-skip), 0 if it is not
