@@ -205,7 +205,12 @@ pub fn decoded_mono(input: &str, rate: u32) -> Vec<f32> {
         ])
         .arg(rate.to_string())
         .arg("-"));
-    out.stdout
+    f32le(&out.stdout)
+}
+
+/// Raw little-endian f32 samples (ffmpeg's `-f f32le`).
+pub fn f32le(bytes: &[u8]) -> Vec<f32> {
+    bytes
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
         .collect()

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::helpers::{decoded_samples, first_uri, run, spawn_app_with, TestApp};
+use crate::helpers::{decoded_samples, f32le, first_uri, run, spawn_app_with, TestApp};
 
 /// A `secs`-long stereo WAV of a tone at `hz`, written by ffmpeg.
 fn write_tone(path: &Path, hz: u32, secs: f64) {
@@ -431,13 +431,28 @@ fn served_sides(url: &str) -> (Vec<f32>, Vec<f32>) {
     let out = run(Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-i", url])
         .args(["-f", "f32le", "-ac", "2", "-ar", "22050", "-"]));
-    let stereo: Vec<f32> = out
-        .stdout
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
+    let stereo = f32le(&out.stdout);
     let side = |c: usize| stereo.iter().skip(c).step_by(2).copied().collect();
     (side(0), side(1))
+}
+
+/// What our decoder gives for `path`, interleaved in the file's own `channels` (1 or 2): mono
+/// is played on both sides, so one side is the file's channel.
+fn our_decode(path: &Path, channels: usize) -> Vec<f32> {
+    let mut dec = stream_server::media::decode::SourceDecoder::open(path).unwrap();
+    let mut stereo = Vec::new();
+    while dec.next_block(&mut stereo).unwrap() {}
+    stereo.iter().step_by(3 - channels).copied().collect()
+}
+
+/// Signal-to-noise ratio of `ours` against the reference `theirs`, in dB.
+fn snr_db(ours: &[f32], theirs: &[f32]) -> f64 {
+    let (mut signal, mut noise) = (0f64, 0f64);
+    for (a, b) in ours.iter().zip(theirs) {
+        signal += f64::from(*b).powi(2);
+        noise += f64::from(a - b).powi(2);
+    }
+    10.0 * (signal / noise.max(1e-20)).log10()
 }
 
 /// Power of the `hz` component of `x` (22.05 kHz): A²/4 for a sine of amplitude A.
@@ -460,7 +475,6 @@ fn tone_power(x: &[f32], hz: f64) -> f64 {
 /// which no two decoders share); SBR's filter-bank delay is the same in both.
 #[test]
 fn aac_decodes_as_ffmpeg_decodes_it() {
-    use stream_server::media::decode::SourceDecoder;
     let dir = tempfile::tempdir().unwrap();
     let lc = |name: &str, channels: &str, rate: u32| {
         let path = dir.path().join(name);
@@ -498,15 +512,8 @@ fn aac_decodes_as_ffmpeg_decodes_it() {
             .args(["-nostdin", "-v", "error", "-i"])
             .arg(&path)
             .args(["-f", "f32le", "-"]));
-        let theirs: Vec<f32> = out
-            .stdout
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect();
-        let mut dec = SourceDecoder::open(&path).unwrap();
-        let mut stereo = Vec::new();
-        while dec.next_block(&mut stereo).unwrap() {}
-        let ours: Vec<f32> = stereo.iter().step_by(3 - channels).copied().collect();
+        let theirs = f32le(&out.stdout);
+        let ours = our_decode(&path, channels);
         let name = path.file_name().unwrap().to_string_lossy();
         // ffmpeg drops the priming the edit list states but keeps the padding after the
         // track's end (less than a frame), which we cut: the same start, and our end where the
@@ -530,12 +537,7 @@ fn aac_decodes_as_ffmpeg_decodes_it() {
                 "{name}: the edit list's length"
             );
         }
-        let (mut signal, mut noise) = (0f64, 0f64);
-        for (a, b) in ours.iter().zip(&theirs) {
-            signal += f64::from(*b).powi(2);
-            noise += f64::from(a - b).powi(2);
-        }
-        let snr = 10.0 * (signal / noise.max(1e-20)).log10();
+        let snr = snr_db(&ours, &theirs);
         eprintln!("{name}: {snr:.1} dB");
         assert!(snr > min_snr, "{name}: {snr:.1} dB from ffmpeg's decode");
     }
@@ -546,7 +548,6 @@ fn aac_decodes_as_ffmpeg_decodes_it() {
 /// stereo (CELT) and for speech at a low bitrate (SILK and hybrid frames).
 #[test]
 fn opus_decodes_as_libopus_decodes_it() {
-    use stream_server::media::decode::SourceDecoder;
     let lib = crate::fixtures::library();
     for (name, channels) in [("opus/stereo.opus", 2), ("opus/mono-voice.opus", 1)] {
         let path = lib.path(name);
@@ -557,26 +558,10 @@ fn opus_decodes_as_libopus_decodes_it() {
             .args(["-nostdin", "-v", "error", "-c:a", "libopus", "-i"])
             .arg(&path)
             .args(["-f", "f32le", "-ar", "48000", "-"]));
-        let theirs: Vec<f32> = out
-            .stdout
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect();
-        let mut dec = SourceDecoder::open(&path).unwrap();
-        let mut stereo = Vec::new();
-        while dec.next_block(&mut stereo).unwrap() {}
-        let ours: Vec<f32> = if channels == 1 {
-            stereo.iter().step_by(2).copied().collect()
-        } else {
-            stereo
-        };
+        let theirs = f32le(&out.stdout);
+        let ours = our_decode(&path, channels);
         assert_eq!(ours.len(), theirs.len(), "{name}: samples");
-        let (mut signal, mut noise) = (0f64, 0f64);
-        for (a, b) in ours.iter().zip(&theirs) {
-            signal += f64::from(*b).powi(2);
-            noise += f64::from(a - b).powi(2);
-        }
-        let snr = 10.0 * (signal / noise.max(1e-20)).log10();
+        let snr = snr_db(&ours, &theirs);
         assert!(snr > 60.0, "{name}: {snr:.1} dB from libopus's decode");
     }
 }
