@@ -277,10 +277,17 @@ async fn scan(args: CommonArgs) -> anyhow::Result<()> {
     for p in &report.problems {
         println!("skipped  {}: {}", p.path.display(), p.reason);
     }
+    for p in &report.settling {
+        println!(
+            "changing {}: changed while read (still being copied?); scan again once it is whole",
+            p.display()
+        );
+    }
     println!(
-        "{} tracks, {} skipped",
+        "{} tracks, {} skipped, {} changing",
         report.tracks.len(),
-        report.problems.len()
+        report.problems.len(),
+        report.settling.len()
     );
     Ok(())
 }

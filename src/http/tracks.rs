@@ -17,7 +17,7 @@ use super::auth::require_admin;
 use super::openapi::{ErrorBody, Identity};
 use super::{ApiError, AppState};
 use crate::library::scan::ScanError;
-use crate::library::{CatalogChange, Track};
+use crate::library::{ScanOutcome, Track};
 
 /// A track as clients see it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -139,15 +139,6 @@ pub async fn one(
         })
 }
 
-/// What `POST /api/admin/rescan` found.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RescanReport {
-    #[serde(flatten)]
-    pub change: CatalogChange,
-    /// Files that are not playable (each named, with the reason, in the server's log).
-    pub skipped: usize,
-}
-
 /// Scans the library folder again now (an admin token, or the operator on the server machine):
 /// new files become tracks, replaced ones get a new version (new segment names), removed ones
 /// leave the catalogue. The server also does this every `library_rescan_secs`.
@@ -157,7 +148,7 @@ pub struct RescanReport {
     tag = "library",
     params(Identity),
     responses(
-        (status = 200, description = "Scanned", body = RescanReport),
+        (status = 200, description = "Scanned", body = ScanOutcome),
         (status = 401, description = "Invalid token", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 503, description = "The library folder cannot be read (the catalogue is kept), or the server is shutting down", body = ErrorBody),
@@ -169,14 +160,14 @@ pub async fn rescan(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<RescanReport>, ApiError> {
+) -> Result<Json<ScanOutcome>, ApiError> {
     require_admin(&state, peer, &headers, &q)?;
-    let (change, skipped) = state.scan_library().await.map_err(|e| {
+    let outcome = state.scan_library().await.map_err(|e| {
         let code = match e {
             ScanError::Cancelled => "shutting_down",
             ScanError::Root { .. } => "library_unreadable",
         };
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, e.to_string())
     })?;
-    Ok(Json(RescanReport { change, skipped }))
+    Ok(Json(outcome))
 }

@@ -117,6 +117,18 @@ pub struct CatalogChange {
     pub changed: usize,
 }
 
+/// What a rescan did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ScanOutcome {
+    #[serde(flatten)]
+    pub change: CatalogChange,
+    /// Files that are not playable (each named, with the reason, in the server's log).
+    pub skipped: usize,
+    /// Files that changed while they were read (still being copied?): not catalogued yet; the
+    /// server scans again shortly.
+    pub settling: usize,
+}
+
 impl Library {
     /// An empty library over `root`, not yet scanned.
     pub fn new(root: &Path) -> Self {
@@ -171,7 +183,7 @@ impl Library {
 
     /// Scans the folder (on a blocking thread; one scan at a time; files unchanged since the
     /// last scan, as `index` records them, are not read again) and publishes the catalogue.
-    /// Returns what changed and the number of files skipped.
+    /// Returns what changed and the number of files skipped or left to settle.
     ///
     /// The scan runs to its end and is published even if the caller stops waiting (an HTTP
     /// client that hangs up): the lock is held by the scan, not by the caller.
@@ -180,7 +192,7 @@ impl Library {
         index: PathBuf,
         max_secs: u64,
         threads: usize,
-    ) -> Result<(CatalogChange, usize), scan::ScanError> {
+    ) -> Result<ScanOutcome, scan::ScanError> {
         let lib = self.clone();
         tokio::spawn(async move {
             let _one_at_a_time = lib.scanning.lock().await;
@@ -198,6 +210,7 @@ impl Library {
             .await
             .expect("scan thread panicked")?;
             let skipped = report.problems.len();
+            let settling = report.settling.len();
             let change = lib.set_catalog(Catalog::new(report.tracks));
             tracing::info!(
                 tracks = change.tracks,
@@ -205,10 +218,15 @@ impl Library {
                 removed = change.removed,
                 changed = change.changed,
                 skipped,
+                settling,
                 root = %lib.root.display(),
                 "library scanned"
             );
-            Ok((change, skipped))
+            Ok(ScanOutcome {
+                change,
+                skipped,
+                settling,
+            })
         })
         .await
         .expect("scan task panicked")

@@ -35,6 +35,17 @@ pub struct ScanProblem {
 pub struct ScanReport {
     pub tracks: Vec<Track>,
     pub problems: Vec<ScanProblem>,
+    /// Files that changed while they were read (still being copied or recorded): left out of
+    /// the catalogue and the index, for a later scan to read whole.
+    pub settling: Vec<PathBuf>,
+}
+
+/// What reading one file gave.
+enum Probed {
+    Track(Track),
+    Problem(String),
+    /// The file's size or modification time moved while it was read.
+    Changing,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -223,7 +234,7 @@ pub fn scan_with(
     let queue = Mutex::new(todo.into_iter());
     // Results, and when progress was last reported; the worker that adds a result reports, so
     // a report is never later than the result that makes it due.
-    let found = Mutex::new((Vec::new(), Vec::new(), Instant::now(), 0usize));
+    let found = Mutex::new((Vec::new(), Vec::new(), Vec::new(), Instant::now(), 0usize));
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
             s.spawn(|| loop {
@@ -233,14 +244,18 @@ pub fn scan_with(
                 let Some((filename, path)) = queue.lock().next() else {
                     break;
                 };
-                let r = probe_one(&filename, &path, &cached, max_secs);
+                let r = probe_one(&filename, &path, &cached, |p| probe(p, max_secs));
                 let mut found = found.lock();
-                let (tracks, problems, last, reported) = &mut *found;
+                let (tracks, problems, settling, last, reported) = &mut *found;
                 match r {
-                    Ok(track) => tracks.push(track),
-                    Err(reason) => {
+                    Probed::Track(track) => tracks.push(track),
+                    Probed::Problem(reason) => {
                         tracing::warn!(path = %path.display(), %reason, "skipping file");
                         problems.push(ScanProblem { path, reason });
+                    }
+                    Probed::Changing => {
+                        tracing::info!(path = %path.display(), "file changed while read (still being written?); left for the next scan");
+                        settling.push(path);
                     }
                 }
                 if let Some(progress) = control.on_progress {
@@ -253,9 +268,10 @@ pub fn scan_with(
             });
         }
     });
-    let (tracks, problems, _, _) = found.into_inner();
+    let (tracks, problems, settling, _, _) = found.into_inner();
     report.tracks = tracks;
     report.problems.extend(problems);
+    report.settling = settling;
     let cancelled = control.cancel.load(Ordering::Relaxed);
     report.tracks.sort_by(|a, b| a.filename.cmp(&b.filename));
     if cancelled {
@@ -318,31 +334,48 @@ fn relative_name(root: &Path, path: &Path) -> Option<String> {
     Some(parts?.join("/"))
 }
 
+/// Reads one file (`probe` is [`probe`] but for tests), or takes it from the index when its
+/// version is the one indexed.
+///
+/// The version is taken before the file is read and checked again after: a file still being
+/// copied into the library would otherwise be catalogued, and indexed, at the length it had
+/// when read. One that moved is left out until it holds still ([`Probed::Changing`]); one that
+/// happens to pause while read is caught later, when an encode finds its version changed.
 fn probe_one(
     filename: &str,
     path: &Path,
     cached: &IndexFile,
-    max_secs: u64,
-) -> Result<Track, String> {
-    let version = file_version(filename, path).map_err(|e| e.to_string())?;
+    probe: impl FnOnce(&Path) -> Result<super::probe::Probe, super::probe::ProbeError>,
+) -> Probed {
+    let version = match file_version(filename, path) {
+        Ok(v) => v,
+        Err(e) => return Probed::Problem(e.to_string()),
+    };
     if let Some(t) = cached
         .entries
         .get(filename)
         .filter(|t| t.version == version)
     {
-        return Ok(Track {
+        return Probed::Track(Track {
             path: path.to_path_buf(),
             ..t.clone()
         });
     }
-    let p = probe(path, max_secs).map_err(|e| e.to_string())?;
+    let read = probe(path);
+    if !file_version(filename, path).is_ok_and(|now| now == version) {
+        return Probed::Changing;
+    }
+    let p = match read {
+        Ok(p) => p,
+        Err(e) => return Probed::Problem(e.to_string()),
+    };
     let title = p.tags.title.clone().unwrap_or_else(|| {
         Path::new(filename).file_stem().map_or_else(
             || filename.to_string(),
             |s| s.to_string_lossy().into_owned(),
         )
     });
-    Ok(Track {
+    Probed::Track(Track {
         id: track_id(filename),
         filename: filename.to_string(),
         title,
@@ -477,5 +510,39 @@ mod tests {
         ));
         let none: IndexFile = serde_json::from_slice(&std::fs::read(&fresh).unwrap()).unwrap();
         assert!(none.entries.is_empty());
+    }
+
+    #[test]
+    fn a_file_that_changes_while_read_is_left_for_a_later_scan() {
+        let lib = library(1);
+        let path = lib.path().join("t0.wav").canonicalize().unwrap();
+        let empty = IndexFile::default();
+        // Appended to while read, as a copy in progress is: not catalogued at the length read.
+        let growing = probe_one("t0.wav", &path, &empty, |p| {
+            let read = probe(p, 3600);
+            let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+            std::io::Write::write_all(&mut f, &[0u8; 4096]).unwrap();
+            read
+        });
+        assert!(matches!(growing, Probed::Changing));
+        // Removed while read: the same (the next scan finds it gone).
+        let scratch = lib.path().join("gone.wav");
+        std::fs::copy(&path, &scratch).unwrap();
+        let gone = probe_one("gone.wav", &scratch, &empty, |p| {
+            let read = probe(p, 3600);
+            std::fs::remove_file(p).unwrap();
+            read
+        });
+        assert!(matches!(gone, Probed::Changing));
+        // Holding still: catalogued, at the length of what is there now.
+        let whole = probe_one("t0.wav", &path, &empty, |p| probe(p, 3600));
+        let Probed::Track(t) = whole else {
+            panic!("a still file is catalogued")
+        };
+        assert_eq!(t.version, file_version("t0.wav", &path).unwrap());
+        // A broken file that holds still is a problem, not a settling one.
+        std::fs::write(&path, b"not audio at all").unwrap();
+        let broken = probe_one("t0.wav", &path, &empty, |p| probe(p, 3600));
+        assert!(matches!(broken, Probed::Problem(_)));
     }
 }
