@@ -236,9 +236,17 @@ pub async fn metrics(
 ) -> Result<Json<MetricsAck>, ApiError> {
     let Json(report) = body?;
     let uuid = session_uuid(&id)?;
-    if state.streaming.get_session(&id).await.is_none() {
+    let Some(before) = state.streaming.get_session(&id).await else {
         return Err(StreamingError::UnknownSession(id).into());
-    }
+    };
+    // What is left of the track after the playhead: near the end, buffer health is measured
+    // against it (see `report_metrics_with_media_left`).
+    let media_left = report.position_ms.and_then(|p| {
+        let track = state.library.catalog().get(&before.track_id)?;
+        Some(std::time::Duration::from_millis(
+            track.duration_ms.saturating_sub(p),
+        ))
+    });
     // A switch is a change from what the player reported before (not from the server's choice,
     // which a player's next report may not reflect yet). Before the report: the player's own
     // `quality_switches` already counts this switch, and the report keeps the larger count.
@@ -255,7 +263,7 @@ pub async fn metrics(
     };
     let session = state
         .streaming
-        .report_metrics(&id, report.metrics.clone())
+        .report_metrics_with_media_left(&id, report.metrics.clone(), media_left)
         .await?;
     // Progress first: what was played up to this report was played on the old profile.
     if let Some(p) = report.position_ms {

@@ -42,7 +42,7 @@ pub struct ScanReport {
 
 /// What reading one file gave.
 enum Probed {
-    Track(Track),
+    Track(Box<Track>),
     Problem(String),
     /// The file's size or modification time moved while it was read.
     Changing,
@@ -248,7 +248,7 @@ pub fn scan_with(
                 let mut found = found.lock();
                 let (tracks, problems, settling, last, reported) = &mut *found;
                 match r {
-                    Probed::Track(track) => tracks.push(track),
+                    Probed::Track(track) => tracks.push(*track),
                     Probed::Problem(reason) => {
                         tracing::warn!(path = %path.display(), %reason, "skipping file");
                         problems.push(ScanProblem { path, reason });
@@ -356,10 +356,10 @@ fn probe_one(
         .get(filename)
         .filter(|t| t.version == version)
     {
-        return Probed::Track(Track {
+        return Probed::Track(Box::new(Track {
             path: path.to_path_buf(),
             ..t.clone()
-        });
+        }));
     }
     let read = probe(path);
     if !file_version(filename, path).is_ok_and(|now| now == version) {
@@ -375,7 +375,7 @@ fn probe_one(
             |s| s.to_string_lossy().into_owned(),
         )
     });
-    Probed::Track(Track {
+    Probed::Track(Box::new(Track {
         id: track_id(filename),
         filename: filename.to_string(),
         title,
@@ -389,7 +389,7 @@ fn probe_one(
         samples: p.samples,
         version,
         path: path.to_path_buf(),
-    })
+    }))
 }
 
 #[cfg(test)]

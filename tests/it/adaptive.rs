@@ -167,6 +167,49 @@ async fn the_monitor_adapts_a_3g_session_and_tells_its_listener() {
     assert_eq!(progress["buffer_percentage"], 8.0);
 }
 
+/// Near the end of a track a player measures its buffer against what is left (ours does): a
+/// report of 100 % with five seconds to go on a weak link is not a full 30 s buffer, and the
+/// monitor does not step the session up on it; the same report mid-track is, and it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_of_a_track_buffered_is_not_headroom() {
+    let app = spawn_app(None).await;
+    let tracks = app.json("/api/tracks").await;
+    let track = tracks[0]["id"].as_str().unwrap().to_string();
+    let duration_ms = tracks[0]["duration_ms"].as_u64().unwrap();
+    assert!(
+        duration_ms > 40_000,
+        "a track longer than the target buffer"
+    );
+    let mut ws = connect_ready(&app, "user_id=listener-7").await;
+    let created = app
+        .post_json("/api/streaming/session", &json!({
+            "track_id": track,
+            "user_id": "listener-7",
+            "client_capabilities": {"estimated_bandwidth_kbps": 150, "buffer_duration_ms": 30000,
+                "connection_type": "Cellular3G", "device_type": "Mobile", "adaptive_enabled": true},
+        }))
+        .await;
+    assert_eq!(created["initial_profile"]["quality_id"], "mobile");
+    let sid = created["session_id"].as_str().unwrap().to_string();
+    let at = |position_ms: u64| {
+        json!({"buffer_health_percentage": 100.0, "download_speed_kbps": 400,
+            "latency_ms": 80, "rebuffer_count": 0, "position_ms": position_ms})
+    };
+    for _ in 0..3 {
+        report(&app, &sid, at(duration_ms - 5_000)).await;
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+        assert_eq!(session_quality(&app, &sid).await, "mobile");
+    }
+    assert!(
+        events_named(&mut ws, "QualityChanged", Duration::from_millis(300))
+            .await
+            .is_empty()
+    );
+    // Mid-track, with more than the target left, 100 % is a full buffer: the monitor steps up.
+    let moved = report_until(&app, &sid, at(1_000), "high").await;
+    assert!(moved <= 3, "took {moved} reports");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_player_below_the_servers_choice_is_not_flooded() {
     let app = spawn_app(None).await;

@@ -96,6 +96,10 @@ struct SessionState {
     /// The quality the player last said it plays (initially the session's first profile).
     player_quality: String,
     pending_report: bool,
+    /// Seconds of the track after the playhead at the latest report, when the player said where
+    /// it was: near the end a player's buffer health is measured against what is left, not
+    /// against its target (see [`buffer_seconds`]).
+    media_left_s: Option<f64>,
     /// The profile of the session's progressive download (`/stream`), fixed by its first
     /// `GET`: a download is one file, and a player that asks for the next byte range must get
     /// bytes of the same encoding, whatever the monitor decided meanwhile.
@@ -301,6 +305,7 @@ impl AdaptiveStreamingManager {
                 player_quality: profile.quality_id.clone(),
                 progressive: None,
                 pending_report: false,
+                media_left_s: None,
             },
         );
         self.stats.sessions_created.fetch_add(1, Ordering::Relaxed);
@@ -374,6 +379,21 @@ impl AdaptiveStreamingManager {
         session_id: &str,
         metrics: PerformanceMetrics,
     ) -> Result<StreamingSession, StreamingError> {
+        self.report_metrics_with_media_left(session_id, metrics, None)
+            .await
+    }
+
+    /// [`Self::report_metrics`], knowing how much of the track is left after the playhead
+    /// (from the position the player reports and the track's length). Near the end of a track
+    /// a player's buffer cannot reach its target, so players (ours included) measure buffer
+    /// health against what is left: 100 % then means "the rest of the track is here", not
+    /// "a full buffer", and the monitor must not read it as headroom to step up on.
+    pub async fn report_metrics_with_media_left(
+        &self,
+        session_id: &str,
+        metrics: PerformanceMetrics,
+        media_left: Option<Duration>,
+    ) -> Result<StreamingSession, StreamingError> {
         let mut sessions = self.sessions.write().await;
         let state = sessions
             .get_mut(session_id)
@@ -385,6 +405,7 @@ impl AdaptiveStreamingManager {
         };
         state.session.last_updated = SystemTime::now();
         state.pending_report = true;
+        state.media_left_s = media_left.map(|d| d.as_secs_f64());
         Ok(state.session.clone())
     }
 
@@ -680,6 +701,20 @@ impl AdaptiveStreamingManager {
     }
 }
 
+/// Seconds buffered, from a report's buffer health: a percentage of the player's target, or of
+/// the rest of the track when less than the target is left (as players measure it). `None`
+/// when the rest of the track is all buffered.
+fn buffer_seconds(health_pct: f32, target_s: f64, media_left_s: Option<f64>) -> Option<f64> {
+    let pct = f64::from(health_pct).clamp(0.0, 100.0);
+    match media_left_s {
+        Some(left) if left < target_s => (pct < FULL_PCT).then_some(pct / 100.0 * left),
+        _ => Some(pct / 100.0 * target_s),
+    }
+}
+
+/// Buffer health at which what a player holds is "everything" (reports are rounded).
+const FULL_PCT: f64 = 99.5;
+
 /// Feeds a session's latest report to its controller and applies the decision; returns the
 /// change to announce, if the server's choice changed.
 fn monitor_decision(
@@ -710,11 +745,14 @@ fn monitor_decision(
         0 => DEFAULT_BUFFER_S,
         ms => f64::from(ms) / 1000.0,
     };
+    // The rest of the track is buffered: nothing is left to choose a rung for, and the buffer
+    // will run out at the end of the track whatever the link does.
+    let buffer_s = buffer_seconds(metrics.buffer_health_percentage, target, state.media_left_s)?;
     let decision = state.controller.decide(&AbrInput {
         rungs_kbps: &rungs,
         current,
         segment_s,
-        buffer_s: f64::from(metrics.buffer_health_percentage) / 100.0 * target,
+        buffer_s,
         buffer_max_s: target,
         rtt_s: f64::from(metrics.latency_ms) / 1000.0,
         loss: f64::from(metrics.packet_loss_percentage) / 100.0,
@@ -923,5 +961,64 @@ mod tests {
             .is_err());
         let stats = m.get_streaming_stats().await;
         assert_eq!(stats["active_sessions"], 0);
+    }
+
+    #[test]
+    fn buffer_health_near_the_end_is_read_against_what_is_left() {
+        assert_eq!(buffer_seconds(50.0, 120.0, None), Some(60.0));
+        assert_eq!(buffer_seconds(50.0, 120.0, Some(300.0)), Some(60.0));
+        assert_eq!(buffer_seconds(50.0, 120.0, Some(20.0)), Some(10.0));
+        assert_eq!(buffer_seconds(100.0, 120.0, None), Some(120.0));
+        assert_eq!(buffer_seconds(100.0, 120.0, Some(20.0)), None);
+        assert_eq!(buffer_seconds(100.0, 120.0, Some(0.0)), None);
+    }
+
+    /// A player on a weak link that has the rest of its track buffered reports 100 % (of what
+    /// is left): the monitor takes no step up from it, where the same report mid-track (a full
+    /// 120 s buffer) is headroom it does step up on.
+    #[tokio::test(start_paused = true)]
+    async fn the_rest_of_a_track_buffered_is_no_reason_to_step_up() {
+        let m = AdaptiveStreamingManager::new(Arc::new(Config::default()));
+        let caps = ClientCapabilities {
+            estimated_bandwidth_kbps: 150,
+            buffer_duration_ms: 120_000,
+            connection_type: crate::streaming::adaptive::ConnectionType::Cellular3G,
+            device_type: crate::streaming::adaptive::DeviceType::Mobile,
+            adaptive_enabled: true,
+            ..ClientCapabilities::default()
+        };
+        for id in ["ending", "midway"] {
+            let p = m
+                .create_session_with_capabilities(
+                    id.into(),
+                    "any".into(),
+                    String::new(),
+                    caps.clone(),
+                )
+                .await;
+            assert_eq!(p.quality_id, "mobile");
+        }
+        m.start_quality_monitor().await;
+        for _ in 0..3 {
+            for (id, left) in [("ending", Some(Duration::from_secs(8))), ("midway", None)] {
+                let report = PerformanceMetrics {
+                    buffer_health_percentage: 100.0,
+                    download_speed_kbps: 400,
+                    ..Default::default()
+                };
+                m.report_metrics_with_media_left(id, report, left)
+                    .await
+                    .unwrap();
+            }
+            tokio::time::sleep(MONITOR_PERIOD + Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            m.get_session("ending").await.unwrap().current_quality,
+            "mobile"
+        );
+        assert_ne!(
+            m.get_session("midway").await.unwrap().current_quality,
+            "mobile"
+        );
     }
 }
