@@ -97,6 +97,14 @@ pub const FIXTURES: &[Fixture] = &[
         args: &["-c:a", "libmp3lame", "-q:a", "4", "-write_xing", "0"],
     },
     Fixture {
+        // MPEG-1 Layer II, as broadcast recordings and old rips have it.
+        name: "mp2/broadcast48.mp2",
+        rate: 48000,
+        channels: 2,
+        secs: 7.3,
+        args: &["-c:a", "mp2", "-b:a", "256k"],
+    },
+    Fixture {
         name: "m4a/aac48.m4a",
         rate: 48000,
         channels: 2,
