@@ -571,6 +571,17 @@ fn probe_format(path: &Path, gapless: bool) -> Result<ProbeResult, DecodeError> 
     symphonia::default::get_probe()
         .format(&hint, mss, &format_opts, &MetadataOptions::default())
         .map_err(|e| match e {
+            // Frame-sync formats (no header to point past the end): the probe read to the end
+            // without finding one frame it accepts, which is not a file cut short.
+            SymphoniaError::IoError(io)
+                if io.kind() == std::io::ErrorKind::UnexpectedEof
+                    && has_extension(path, &FRAME_SYNC) =>
+            {
+                DecodeError::Corrupt(
+                    "no valid audio frame found in it (damaged, or a variant we cannot read)"
+                        .into(),
+                )
+            }
             // An audio file whose header points past its end (an MP4 whose index comes first,
             // half copied): say so, not "unsupported". Other files end this way too (a cover
             // image's bytes look like an MPEG sync to the probe), so only for audio file names.
@@ -579,9 +590,19 @@ fn probe_format(path: &Path, gapless: bool) -> Result<ProbeResult, DecodeError> 
             {
                 DecodeError::Corrupt("the file ends early (truncated or still being copied)".into())
             }
+            // The probe found no reader for it (it reads to the end looking for a sync):
+            // say what we read, which "end of stream" did not (WMA, AC-3, WavPack, images).
+            SymphoniaError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                DecodeError::Unsupported(UNRECOGNISED.into())
+            }
+            SymphoniaError::Unsupported(_) => DecodeError::Unsupported(UNRECOGNISED.into()),
             e => DecodeError::Unsupported(e.to_string()),
         })
 }
+
+/// Why a file no reader recognises is skipped.
+const UNRECOGNISED: &str = "not in a format we read (MP3, MP2, FLAC, WAV, AIFF, CAF, MP4/M4A, \
+     ADTS AAC, Ogg, Matroska/WebM)";
 
 /// Whether `path` is named as an audio file of a container we read.
 fn has_audio_extension(path: &Path) -> bool {
@@ -589,9 +610,16 @@ fn has_audio_extension(path: &Path) -> bool {
         "mp3", "mp2", "mp1", "m4a", "m4b", "mp4", "aac", "flac", "wav", "wave", "aif", "aiff",
         "aifc", "ogg", "oga", "opus", "webm", "mka", "mkv", "caf",
     ];
+    has_extension(path, &AUDIO)
+}
+
+/// Raw streams of frames, each found by its sync word (MPEG audio, ADTS AAC).
+const FRAME_SYNC: [&str; 4] = ["mp3", "mp2", "mp1", "aac"];
+
+fn has_extension(path: &Path, names: &[&str]) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
-        .is_some_and(|e| AUDIO.iter().any(|a| a.eq_ignore_ascii_case(e)))
+        .is_some_and(|e| names.iter().any(|a| a.eq_ignore_ascii_case(e)))
 }
 
 fn merge_tags(tags: &mut Tags, rev: &MetadataRevision) {
@@ -687,6 +715,26 @@ mod tests {
             SourceDecoder::open(&p),
             Err(DecodeError::Unsupported(_))
         ));
+        // A format no reader knows, under its own name: the reason says what is read.
+        let wma = dir.path().join("x.wma");
+        std::fs::write(&wma, [0x30u8, 0x26, 0xB2, 0x75].repeat(2048)).unwrap();
+        let Err(e) = SourceDecoder::open(&wma) else {
+            panic!("not audio we read")
+        };
+        assert!(
+            e.to_string().contains("not in a format we read (MP3"),
+            "{e}"
+        );
+        // MPEG frames none of which is valid (Layer II mono at 384 kbit/s, which the standard
+        // does not allow and ffmpeg's default makes) are damaged audio, not a file cut short.
+        let invalid = dir.path().join("mono384.mp2");
+        let mut frame = vec![0xFF, 0xFD, 0xE0, 0xC0];
+        frame.resize(1253, 0);
+        std::fs::write(&invalid, frame.repeat(20)).unwrap();
+        let Err(e) = SourceDecoder::open(&invalid) else {
+            panic!("no frame to decode")
+        };
+        assert!(e.to_string().contains("no valid audio frame"), "{e}");
     }
 
     /// A WAV cut short (copy in progress, a crashed recorder) or piped (its data length is
