@@ -82,7 +82,8 @@ pub struct ScanControl<'a> {
 /// 6: AAC is decoded by fdk-aac: HE-AAC recorded at the rate and channels it decodes to (not
 ///    its core's, which ADTS states), multichannel AAC catalogued (symphonia refused it), and
 ///    AAC above 65 kHz (an MP4 sample entry cannot state its rate) counted in its timescale.
-const INDEX_FORMAT: u32 = 6;
+/// 7: MP3 in MP4 counted as its edit list says (its encoder priming was counted).
+const INDEX_FORMAT: u32 = 7;
 
 #[derive(Serialize, Deserialize, Default)]
 struct IndexFile {

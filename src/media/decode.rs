@@ -185,7 +185,7 @@ impl SourceDecoder {
         let track_id = track.id;
         let pcm = PCM_CODECS.contains(&params.codec);
         let mpeg = [CODEC_TYPE_MP1, CODEC_TYPE_MP2, CODEC_TYPE_MP3].contains(&params.codec);
-        let edit = if [CODEC_TYPE_AAC, CODEC_TYPE_ALAC].contains(&params.codec) {
+        let edit = if mpeg || [CODEC_TYPE_AAC, CODEC_TYPE_ALAC].contains(&params.codec) {
             // Edit lists are in the file's timescales: converted straight to the decoded rate.
             super::mp4_edit::presentation(path, sample_rate)
         } else {

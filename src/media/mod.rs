@@ -28,7 +28,8 @@ pub mod resample;
 /// a progressive MP3's Info tag declares the variant's lead-in as priming. 6: 5.1 Vorbis decoded
 /// with its channel coupling undone in the right order (the rear right was scrambled); AAC decoded
 /// by fdk-aac (HE-AAC had played its core alone, in M4A an octave up and then silence).
-pub const PIPELINE_REVISION: u32 = 6;
+/// 7: MP3 in MP4 follows its edit list (its encoder priming was served as leading silence).
+pub const PIPELINE_REVISION: u32 = 7;
 
 /// The version under which a source's encodes are cached and served (segment names, ETags):
 /// the source file's version followed by the pipeline's revision (still hex), so that bytes

@@ -257,6 +257,38 @@ async fn webm_is_catalogued_at_its_length_and_a_half_copied_m4a_is_named_as_such
     assert!((secs - 4.0).abs() < 0.05, "{secs} s served: {log}");
 }
 
+/// MP3 in an MP4 (some podcast tools write it): the MP4 edit list, not a LAME tag, says where
+/// the encoder's priming ends; it was applied to AAC and ALAC only, so such a file was
+/// catalogued 25 ms long and played that much silence first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mp3_in_mp4_is_catalogued_as_its_edit_list_says() {
+    let lib = tempfile::tempdir().unwrap();
+    run(Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("sine=frequency=440:duration=7.3:sample_rate=44100")
+        .args(["-ac", "2", "-c:a", "libmp3lame", "-b:a", "192k"])
+        .arg(lib.path().join("podcast.mp4")));
+    let app = spawn_app_with(Some(lib.path()), |c| c.library_rescan_secs = 0).await;
+    let tracks = app.json("/api/tracks").await;
+    assert_eq!(tracks.as_array().unwrap().len(), 1, "{tracks}");
+    assert_eq!(tracks[0]["codec"], "mp3");
+    let ms = tracks[0]["duration_ms"].as_u64().unwrap();
+    assert!(ms.abs_diff(7300) <= 1, "{ms} ms catalogued");
+    // Served from its first sound (the MP3 profile, whose Info tag tells ffmpeg its own
+    // priming): the tone is there in the first 10 ms, where the source's priming was ~25 ms of
+    // near silence.
+    let id = tracks[0]["id"].as_str().unwrap();
+    let mono = crate::helpers::decoded_mono(&app.url(&format!("/stream/{id}?quality=low")), 22050);
+    assert!(
+        (mono.len() as f64 / 22050.0 - 7.3).abs() < 0.05,
+        "{} samples",
+        mono.len()
+    );
+    let head = &mono[..220];
+    let rms = (head.iter().map(|s| s * s).sum::<f32>() / head.len() as f32).sqrt();
+    assert!(rms > 0.05, "first 10 ms rms {rms} (a whole tone: 0.088)");
+}
+
 /// Opus, which symphonia demuxes but cannot decode (ours does, `media::opus`): in WebM (what
 /// `yt-dlp` saves), in 5.1 (several streams in each packet, RFC 7845 mapping family 1) and as
 /// chained Ogg streams, each with its own pre-skip. Each is catalogued at its length and served
