@@ -279,12 +279,12 @@ async fn scan(args: CommonArgs) -> anyhow::Result<()> {
     }
     for p in &report.settling {
         println!(
-            "changing {}: changed while read (still being copied?); scan again once it is whole",
+            "settling {}: changed while read (still being copied?); scan again once it is whole",
             p.display()
         );
     }
     println!(
-        "{} tracks, {} skipped, {} changing",
+        "{} tracks, {} skipped, {} settling",
         report.tracks.len(),
         report.problems.len(),
         report.settling.len()

@@ -136,13 +136,15 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartupError> 
     }))
 }
 
-/// Scans the library again every `library_rescan_secs`, and at once when an encode finds its
+/// Scans the library again every `library_rescan_secs`, at once when an encode finds its
 /// file changed since the last scan (so a replaced file is served again within seconds, under
-/// a new version; such scans at most every 30 s). A failed rescan (the folder unmounted, say)
-/// keeps the catalogue it has.
+/// a new version; such scans at most every 30 s), and when the library asks after a scan that
+/// found files still being written (it spaces those out itself). A failed rescan (the folder
+/// unmounted, say) keeps the catalogue it has.
 fn spawn_library_rescans(state: Arc<AppState>) {
     let period = state.config.library_rescan_secs;
     let changes = state.cache.source_changes();
+    let settle = state.library.settle_wanted();
     let weak = Arc::downgrade(&state);
     drop(state);
     tokio::spawn(async move {
@@ -165,6 +167,7 @@ fn spawn_library_rescans(state: Arc<AppState>) {
                     }
                     last_triggered = Some(tokio::time::Instant::now());
                 }
+                () = settle.notified() => {}
             }
             let Some(state) = weak.upgrade() else { break };
             match state.scan_library().await {

@@ -54,23 +54,16 @@ pub struct AppState {
 
 impl AppState {
     /// Scans the library folder again (see [`Library::rescan`]) with the configured limits.
-    /// Files that were still changing while read ask for another scan (the rescan loop spaces
-    /// such scans out), so a file copied in while a scan runs is catalogued once it is whole.
     pub async fn scan_library(
         &self,
     ) -> Result<crate::library::ScanOutcome, crate::library::scan::ScanError> {
-        let outcome = self
-            .library
+        self.library
             .rescan(
                 self.config.data_dir.join("library-index.json"),
                 self.config.max_track_secs,
                 self.config.effective_workers(),
             )
-            .await?;
-        if outcome.settling > 0 {
-            self.cache.source_changes().notify_one();
-        }
-        Ok(outcome)
+            .await
     }
 }
 

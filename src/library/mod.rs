@@ -10,7 +10,7 @@ pub mod scan;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -104,7 +104,17 @@ pub struct Library {
     scanning: tokio::sync::Mutex<()>,
     /// Set at shutdown: a scan in progress stops between two files.
     stopping: AtomicBool,
+    /// Notified when a scan found files still changing: the owner scans again then.
+    settle: Arc<tokio::sync::Notify>,
+    /// Scans in a row that found files still changing (the wait before the next one doubles).
+    settle_streak: AtomicU32,
 }
+
+/// How long after a scan that found files still changing the next is asked for; doubled for
+/// each such scan in a row (a recorder writing into the library for an hour is re-read every
+/// few minutes, not every few seconds), up to [`SETTLE_WAIT_MAX`].
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const SETTLE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// What a new catalogue changed, by track id.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -124,8 +134,8 @@ pub struct ScanOutcome {
     pub change: CatalogChange,
     /// Files that are not playable (each named, with the reason, in the server's log).
     pub skipped: usize,
-    /// Files that changed while they were read (still being copied?): not catalogued yet; the
-    /// server scans again shortly.
+    /// Files that changed while they were read (still being copied or rewritten): a new one is
+    /// not catalogued yet, a known one keeps its previous entry; the server scans again shortly.
     pub settling: usize,
 }
 
@@ -138,7 +148,15 @@ impl Library {
             ready: AtomicBool::new(false),
             scanning: tokio::sync::Mutex::new(()),
             stopping: AtomicBool::new(false),
+            settle: Arc::default(),
+            settle_streak: AtomicU32::new(0),
         }
+    }
+
+    /// Notified some time after a scan that found files still being written (see
+    /// [`ScanOutcome::settling`]): scan again then to catalogue them whole.
+    pub fn settle_wanted(&self) -> Arc<tokio::sync::Notify> {
+        self.settle.clone()
     }
 
     /// A library with a known catalogue (tests, tools).
@@ -211,6 +229,17 @@ impl Library {
             .expect("scan thread panicked")?;
             let skipped = report.problems.len();
             let settling = report.settling.len();
+            if settling == 0 {
+                lib.settle_streak.store(0, Ordering::Relaxed);
+            } else {
+                let streak = lib.settle_streak.fetch_add(1, Ordering::Relaxed).min(16);
+                let wait = SETTLE_WAIT.saturating_mul(1 << streak).min(SETTLE_WAIT_MAX);
+                let settle = lib.settle.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    settle.notify_one();
+                });
+            }
             let change = lib.set_catalog(Catalog::new(report.tracks));
             tracing::info!(
                 tracks = change.tracks,

@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::probe::probe;
+use super::probe::{probe, Probe, ProbeError};
 use super::Track;
 
 /// A file the scan skipped, and why.
@@ -35,8 +35,10 @@ pub struct ScanProblem {
 pub struct ScanReport {
     pub tracks: Vec<Track>,
     pub problems: Vec<ScanProblem>,
-    /// Files that changed while they were read (still being copied or recorded): left out of
-    /// the catalogue and the index, for a later scan to read whole.
+    /// Files that changed while they were read (still being copied or recorded), for a later
+    /// scan to read whole: a new one is left out of the catalogue and the index; one already
+    /// indexed keeps its entry under its old version (encodes then refuse it as changed and
+    /// ask for a rescan, rather than the track vanishing while it is rewritten).
     pub settling: Vec<PathBuf>,
 }
 
@@ -44,8 +46,9 @@ pub struct ScanReport {
 enum Probed {
     Track(Box<Track>),
     Problem(String),
-    /// The file's size or modification time moved while it was read.
-    Changing,
+    /// The file's size or modification time moved while it was read (or it vanished): its
+    /// index entry, if it had one, under the version it had.
+    Changing(Option<Box<Track>>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +146,21 @@ pub fn scan_with(
     max_secs: u64,
     threads: usize,
     control: &ScanControl<'_>,
+) -> Result<ScanReport, ScanError> {
+    scan_probing(root, index, threads, control, &|p: &Path| {
+        probe(p, max_secs)
+    })
+}
+
+/// Reads one file's facts: [`probe`], or a stand-in in tests.
+type ProbeFn<'a> = dyn Fn(&Path) -> Result<Probe, ProbeError> + Sync + 'a;
+
+fn scan_probing(
+    root: &Path,
+    index: Option<&Path>,
+    threads: usize,
+    control: &ScanControl<'_>,
+    probe: &ProbeFn<'_>,
 ) -> Result<ScanReport, ScanError> {
     let root = root.canonicalize().map_err(|source| ScanError::Root {
         path: root.to_path_buf(),
@@ -245,7 +263,7 @@ pub fn scan_with(
                 let Some((filename, path)) = queue.lock().next() else {
                     break;
                 };
-                let r = probe_one(&filename, &path, &cached, |p| probe(p, max_secs));
+                let r = probe_one(&filename, &path, &cached, probe);
                 let mut found = found.lock();
                 let (tracks, problems, settling, last, reported) = &mut *found;
                 match r {
@@ -254,8 +272,11 @@ pub fn scan_with(
                         tracing::warn!(path = %path.display(), %reason, "skipping file");
                         problems.push(ScanProblem { path, reason });
                     }
-                    Probed::Changing => {
-                        tracing::info!(path = %path.display(), "file changed while read (still being written?); left for the next scan");
+                    Probed::Changing(indexed) => {
+                        tracing::info!(path = %path.display(), "file changed while read (still being written?); left for a later scan");
+                        if let Some(track) = indexed {
+                            tracks.push(*track);
+                        }
                         settling.push(path);
                     }
                 }
@@ -340,23 +361,25 @@ fn relative_name(root: &Path, path: &Path) -> Option<String> {
 ///
 /// The version is taken before the file is read and checked again after: a file still being
 /// copied into the library would otherwise be catalogued, and indexed, at the length it had
-/// when read. One that moved is left out until it holds still ([`Probed::Changing`]); one that
-/// happens to pause while read is caught later, when an encode finds its version changed.
-fn probe_one(
-    filename: &str,
-    path: &Path,
-    cached: &IndexFile,
-    probe: impl FnOnce(&Path) -> Result<super::probe::Probe, super::probe::ProbeError>,
-) -> Probed {
+/// when read. One that moved waits for a later scan ([`Probed::Changing`]); one that happens
+/// to pause while read is caught later, when an encode finds its version changed.
+fn probe_one(filename: &str, path: &Path, cached: &IndexFile, probe: &ProbeFn<'_>) -> Probed {
+    let indexed = cached.entries.get(filename);
+    let changing = || {
+        Probed::Changing(indexed.map(|t| {
+            Box::new(Track {
+                path: path.to_path_buf(),
+                ..t.clone()
+            })
+        }))
+    };
     let version = match file_version(filename, path) {
         Ok(v) => v,
+        // Listed a moment ago, gone now: moved or renamed during the scan.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return changing(),
         Err(e) => return Probed::Problem(e.to_string()),
     };
-    if let Some(t) = cached
-        .entries
-        .get(filename)
-        .filter(|t| t.version == version)
-    {
+    if let Some(t) = indexed.filter(|t| t.version == version) {
         return Probed::Track(Box::new(Track {
             path: path.to_path_buf(),
             ..t.clone()
@@ -364,7 +387,7 @@ fn probe_one(
     }
     let read = probe(path);
     if !file_version(filename, path).is_ok_and(|now| now == version) {
-        return Probed::Changing;
+        return changing();
     }
     let p = match read {
         Ok(p) => p,
@@ -513,37 +536,87 @@ mod tests {
         assert!(none.entries.is_empty());
     }
 
+    /// A scan whose probe appends to `grow` after reading it (a copy in progress) and removes
+    /// `vanish` (a file moved away mid-scan).
+    fn scan_while_copying(
+        lib: &Path,
+        index: &Path,
+        grow: &'static str,
+        vanish: Option<&'static str>,
+    ) -> ScanReport {
+        let never = AtomicBool::new(false);
+        let control = ScanControl {
+            cancel: &never,
+            on_progress: None,
+            progress_every: Duration::MAX,
+        };
+        let copying = |p: &Path| {
+            let read = probe(p, 3600);
+            if p.ends_with(grow) {
+                let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+                std::io::Write::write_all(&mut f, &[0u8; 4096]).unwrap();
+            }
+            if vanish.is_some_and(|v| p.ends_with(v)) {
+                std::fs::remove_file(p).unwrap();
+            }
+            read
+        };
+        scan_probing(lib, Some(index), 1, &control, &copying).unwrap()
+    }
+
+    fn names(paths: &[PathBuf]) -> Vec<String> {
+        let mut v: Vec<String> = paths
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
     #[test]
     fn a_file_that_changes_while_read_is_left_for_a_later_scan() {
-        let lib = library(1);
-        let path = lib.path().join("t0.wav").canonicalize().unwrap();
-        let empty = IndexFile::default();
-        // Appended to while read, as a copy in progress is: not catalogued at the length read.
-        let growing = probe_one("t0.wav", &path, &empty, |p| {
-            let read = probe(p, 3600);
-            let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
-            std::io::Write::write_all(&mut f, &[0u8; 4096]).unwrap();
-            read
-        });
-        assert!(matches!(growing, Probed::Changing));
-        // Removed while read: the same (the next scan finds it gone).
-        let scratch = lib.path().join("gone.wav");
-        std::fs::copy(&path, &scratch).unwrap();
-        let gone = probe_one("gone.wav", &scratch, &empty, |p| {
-            let read = probe(p, 3600);
-            std::fs::remove_file(p).unwrap();
-            read
-        });
-        assert!(matches!(gone, Probed::Changing));
-        // Holding still: catalogued, at the length of what is there now.
-        let whole = probe_one("t0.wav", &path, &empty, |p| probe(p, 3600));
-        let Probed::Track(t) = whole else {
-            panic!("a still file is catalogued")
-        };
-        assert_eq!(t.version, file_version("t0.wav", &path).unwrap());
+        let lib = library(3);
+        let data = tempfile::tempdir().unwrap();
+        let index = data.path().join("index.json");
+        // New files written to while read, or gone: neither catalogued nor indexed at what was
+        // read, and reported as settling; the still one is catalogued.
+        let report = scan_while_copying(lib.path(), &index, "t0.wav", Some("t1.wav"));
+        let found: Vec<&str> = report.tracks.iter().map(|t| t.filename.as_str()).collect();
+        assert_eq!(found, ["t2.wav"]);
+        assert_eq!(names(&report.settling), ["t0.wav", "t1.wav"]);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let kept: IndexFile = serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap();
+        assert_eq!(kept.entries.len(), 1);
+        // Once it holds still, the next scan catalogues it whole, at its version now.
+        let report = scan(lib.path(), Some(&index), 3600, 1).unwrap();
+        assert!(report.settling.is_empty());
+        let t0 = report
+            .tracks
+            .iter()
+            .find(|t| t.filename == "t0.wav")
+            .unwrap();
+        assert_eq!(t0.version, file_version("t0.wav", &t0.path).unwrap());
+        // A catalogued file rewritten while read keeps its entry (old version) meanwhile: the
+        // track does not vanish while a tag editor or a copy rewrites it.
+        let before = t0.version.clone();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&t0.path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &[0u8; 16]))
+            .unwrap();
+        let report = scan_while_copying(lib.path(), &index, "t0.wav", None);
+        assert_eq!(names(&report.settling), ["t0.wav"]);
+        let t0 = report
+            .tracks
+            .iter()
+            .find(|t| t.filename == "t0.wav")
+            .unwrap();
+        assert_eq!(t0.version, before);
+        assert_eq!(report.tracks.len(), 2);
         // A broken file that holds still is a problem, not a settling one.
-        std::fs::write(&path, b"not audio at all").unwrap();
-        let broken = probe_one("t0.wav", &path, &empty, |p| probe(p, 3600));
-        assert!(matches!(broken, Probed::Problem(_)));
+        std::fs::write(lib.path().join("t2.wav"), b"not audio at all").unwrap();
+        let report = scan(lib.path(), Some(&index), 3600, 1).unwrap();
+        assert!(report.settling.is_empty());
+        assert_eq!(report.problems.len(), 1);
     }
 }

@@ -575,7 +575,8 @@ fn probe_format(path: &Path, gapless: bool) -> Result<ProbeResult, DecodeError> 
             // without finding one frame it accepts, which is not a file cut short.
             SymphoniaError::IoError(io)
                 if io.kind() == std::io::ErrorKind::UnexpectedEof
-                    && has_extension(path, &FRAME_SYNC) =>
+                    && has_extension(path, &FRAME_SYNC)
+                    && !id3_runs_past_end(path) =>
             {
                 DecodeError::Corrupt(
                     "no valid audio frame found in it (damaged, or a variant we cannot read)"
@@ -583,7 +584,7 @@ fn probe_format(path: &Path, gapless: bool) -> Result<ProbeResult, DecodeError> 
                 )
             }
             // An audio file whose header points past its end (an MP4 whose index comes first,
-            // half copied): say so, not "unsupported". Other files end this way too (a cover
+            // an MP3 whose cover art is not all there, half copied): say so, not "unsupported". Other files end this way too (a cover
             // image's bytes look like an MPEG sync to the probe), so only for audio file names.
             SymphoniaError::IoError(io)
                 if io.kind() == std::io::ErrorKind::UnexpectedEof && has_audio_extension(path) =>
@@ -595,14 +596,37 @@ fn probe_format(path: &Path, gapless: bool) -> Result<ProbeResult, DecodeError> 
             SymphoniaError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
                 DecodeError::Unsupported(UNRECOGNISED.into())
             }
-            SymphoniaError::Unsupported(_) => DecodeError::Unsupported(UNRECOGNISED.into()),
+            // Only the probe's own verdict: a reader that recognised its container says what
+            // in it is unsupported ("wav: unsupported wave format"), which is the better reason.
+            SymphoniaError::Unsupported(why) if why.contains("no suitable format reader") => {
+                DecodeError::Unsupported(UNRECOGNISED.into())
+            }
             e => DecodeError::Unsupported(e.to_string()),
         })
 }
 
 /// Why a file no reader recognises is skipped.
-const UNRECOGNISED: &str = "not in a format we read (MP3, MP2, FLAC, WAV, AIFF, CAF, MP4/M4A, \
-     ADTS AAC, Ogg, Matroska/WebM)";
+const UNRECOGNISED: &str = "not in a format we read (MP3, MP2, MP1, FLAC, WAV, AIFF, CAF, \
+     MP4/M4A, ADTS AAC, Ogg, Matroska/WebM)";
+
+/// Whether the file starts with an ID3v2 tag that claims more bytes than the file has (a copy
+/// cut short in its cover art: the frames never came).
+fn id3_runs_past_end(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut head = [0u8; 10];
+    let Ok(mut f) = File::open(path) else {
+        return false;
+    };
+    if f.read_exact(&mut head).is_err() || &head[..3] != b"ID3" {
+        return false;
+    }
+    // Syncsafe size (7 bits per byte), after the 10-byte header (and a 10-byte footer, flag 0x10).
+    let size = head[6..10]
+        .iter()
+        .fold(0u64, |acc, b| (acc << 7) | u64::from(b & 0x7F));
+    let footer = if head[5] & 0x10 != 0 { 10 } else { 0 };
+    f.metadata().is_ok_and(|m| 10 + size + footer > m.len())
+}
 
 /// Whether `path` is named as an audio file of a container we read.
 fn has_audio_extension(path: &Path) -> bool {
@@ -735,6 +759,35 @@ mod tests {
             panic!("no frame to decode")
         };
         assert!(e.to_string().contains("no valid audio frame"), "{e}");
+        // An MP3 cut short inside its cover art (an ID3 tag claiming 1 MiB, 4 KiB there) ends
+        // early: it is the copy that failed, not the audio.
+        let cut = dir.path().join("cut-cover.mp3");
+        let mut bytes = b"ID3\x03\x00\x00\x00\x40\x00\x00".to_vec();
+        bytes.resize(4096, 0);
+        std::fs::write(&cut, bytes).unwrap();
+        assert!(id3_runs_past_end(&cut));
+        assert!(!id3_runs_past_end(&invalid));
+        let Err(e) = SourceDecoder::open(&cut) else {
+            panic!("no frame at all")
+        };
+        assert!(e.to_string().contains("ends early"), "{e}");
+        // A container we read holding a codec we do not (GSM 6.10 in WAV): its reader's own
+        // reason, not "not in a format we read".
+        let gsm = dir.path().join("gsm.wav");
+        let mut wav = b"RIFF\x00\x00\x00\x00WAVEfmt \x14\x00\x00\x00".to_vec();
+        wav.extend_from_slice(&[
+            0x31, 0, 1, 0, 0x40, 0x1F, 0, 0, 0x59, 0x06, 0, 0, 65, 0, 0, 0,
+        ]);
+        wav.extend_from_slice(&[2, 0, 0x40, 0x01]);
+        wav.extend_from_slice(b"data\x00\x10\x00\x00");
+        wav.resize(wav.len() + 4096, 0);
+        let riff = (wav.len() - 8) as u32;
+        wav[4..8].copy_from_slice(&riff.to_le_bytes());
+        std::fs::write(&gsm, wav).unwrap();
+        let Err(e) = SourceDecoder::open(&gsm) else {
+            panic!("GSM is not decoded")
+        };
+        assert!(!e.to_string().contains("not in a format we read"), "{e}");
     }
 
     /// A WAV cut short (copy in progress, a crashed recorder) or piped (its data length is

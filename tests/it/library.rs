@@ -285,7 +285,7 @@ async fn mp3_in_mp4_is_catalogued_as_its_edit_list_says() {
         mono.len()
     );
     let head = &mono[..220];
-    let rms = (head.iter().map(|s| s * s).sum::<f32>() / head.len() as f32).sqrt();
+    let rms = rms(head);
     assert!(rms > 0.05, "first 10 ms rms {rms} (a whole tone: 0.088)");
 }
 
@@ -365,7 +365,7 @@ async fn opus_in_webm_in_surround_and_chained_is_served_whole_each_speaker_in_pl
         );
         // Sound, not silence.
         let mono = crate::helpers::decoded_mono(&url, 22050);
-        let rms = (mono.iter().map(|s| s * s).sum::<f32>() / mono.len() as f32).sqrt();
+        let rms = rms(&mono);
         assert!(rms > 0.03, "{name}: rms {rms}");
         if channels == 6 {
             // Opus decodes in the Vorbis order (FL FC FR RL RR LFE): taken as it came, its back
@@ -488,6 +488,10 @@ fn snr_db(ours: &[f32], theirs: &[f32]) -> f64 {
 }
 
 /// Power of the `hz` component of `x` (22.05 kHz): A²/4 for a sine of amplitude A.
+fn rms(x: &[f32]) -> f32 {
+    (x.iter().map(|s| s * s).sum::<f32>() / x.len().max(1) as f32).sqrt()
+}
+
 fn tone_power(x: &[f32], hz: f64) -> f64 {
     let w = 2.0 * std::f64::consts::PI * hz / 22050.0;
     let (mut c, mut s) = (0f64, 0f64);
@@ -721,7 +725,7 @@ async fn he_aac_plays_at_its_pitch_to_its_end() {
         );
         // Sound to the end: the last half second is not silence.
         let tail = &left[left.len() - 11025..];
-        let rms = (tail.iter().map(|s| s * s).sum::<f32>() / tail.len() as f32).sqrt();
+        let rms = rms(tail);
         assert!(rms > 0.1, "{name}: the end is silent ({rms})");
     }
 }

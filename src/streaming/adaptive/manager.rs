@@ -707,10 +707,16 @@ impl AdaptiveStreamingManager {
 fn buffer_seconds(health_pct: f32, target_s: f64, media_left_s: Option<f64>) -> Option<f64> {
     let pct = f64::from(health_pct).clamp(0.0, 100.0);
     match media_left_s {
+        // Half a second or less left (or a position past the catalogued end, which a player's
+        // idea of the length can give): players call that full; nothing is left to fetch.
+        Some(left) if left <= END_S => None,
         Some(left) if left < target_s => (pct < FULL_PCT).then_some(pct / 100.0 * left),
         _ => Some(pct / 100.0 * target_s),
     }
 }
+
+/// What is left of a track when it counts as played to its end (as our web player reckons).
+const END_S: f64 = 0.5;
 
 /// Buffer health at which what a player holds is "everything" (reports are rounded).
 const FULL_PCT: f64 = 99.5;
@@ -971,6 +977,9 @@ mod tests {
         assert_eq!(buffer_seconds(100.0, 120.0, None), Some(120.0));
         assert_eq!(buffer_seconds(100.0, 120.0, Some(20.0)), None);
         assert_eq!(buffer_seconds(100.0, 120.0, Some(0.0)), None);
+        // At the very end, whatever the percentage: not an empty buffer to step down for.
+        assert_eq!(buffer_seconds(0.0, 120.0, Some(0.0)), None);
+        assert_eq!(buffer_seconds(26.0, 120.0, Some(0.4)), None);
     }
 
     /// A player on a weak link that has the rest of its track buffered reports 100 % (of what

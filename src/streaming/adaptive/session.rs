@@ -40,6 +40,9 @@ pub struct SystemTimeJson {
 #[ts(export)]
 #[serde(default)]
 pub struct PerformanceMetrics {
+    /// Seconds buffered ahead of the playhead, as a percentage of the player's buffer target
+    /// (`buffer_duration_ms`), or of what is left of the track when that is less: near the end
+    /// of a track, the rest of it buffered is 100 %.
     pub buffer_health_percentage: f32,
     pub download_speed_kbps: u32,
     pub packet_loss_percentage: f32,

@@ -15,4 +15,10 @@ current_quality?: string,
 /**
  * Time from pressing play to the first audio (ms).
  */
-startup_ms?: number, buffer_health_percentage: number, download_speed_kbps: number, packet_loss_percentage: number, latency_ms: number, rebuffer_count: number, rebuffer_duration_ms: number, quality_switches: number, };
+startup_ms?: number, 
+/**
+ * Seconds buffered ahead of the playhead, as a percentage of the player's buffer target
+ * (`buffer_duration_ms`), or of what is left of the track when that is less: near the end
+ * of a track, the rest of it buffered is 100 %.
+ */
+buffer_health_percentage: number, download_speed_kbps: number, packet_loss_percentage: number, latency_ms: number, rebuffer_count: number, rebuffer_duration_ms: number, quality_switches: number, };

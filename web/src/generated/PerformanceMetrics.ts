@@ -3,4 +3,10 @@
 /**
  * A player's report on how playback goes (the spec's `PerformanceMetrics`).
  */
-export type PerformanceMetrics = { buffer_health_percentage: number, download_speed_kbps: number, packet_loss_percentage: number, latency_ms: number, rebuffer_count: number, rebuffer_duration_ms: number, quality_switches: number, };
+export type PerformanceMetrics = { 
+/**
+ * Seconds buffered ahead of the playhead, as a percentage of the player's buffer target
+ * (`buffer_duration_ms`), or of what is left of the track when that is less: near the end
+ * of a track, the rest of it buffered is 100 %.
+ */
+buffer_health_percentage: number, download_speed_kbps: number, packet_loss_percentage: number, latency_ms: number, rebuffer_count: number, rebuffer_duration_ms: number, quality_switches: number, };
