@@ -1,6 +1,7 @@
 // End-to-end: the built player (web/dist) served by a real stream-server at `/`
 // (`serve --web-dir`), driven in Debian's headless Chromium through playwright-core: play,
-// keyboard, quality under a throttled link, playlists kept live across two tabs of the same
+// keyboard, quality under a throttled link, a request heading for a stall cut for a smaller one,
+// playlists kept live across two tabs of the same
 // listener (e2e/playlists.mjs); what the page sends while it plays (the WebSocket frames, seen
 // through CDP, and the metrics POSTs); the seek slider; segment failures reported as loss; the
 // buffer-ahead setting (its default, kept across a reload, applied to the track playing); the
@@ -586,6 +587,59 @@ async function main() {
         const mine = consoleErrors.splice(errorsBefore);
         const other = mine.filter((e) => !/Failed to load resource|ERR_FAILED/.test(e));
         consoleErrors.push(...other);
+      }
+    });
+
+    await test('a segment request heading for a stall is cut for a smaller one', async () => {
+      // Playing the top rung with the 20 s data saver, the link drops to ~48 kbit/s: the next
+      // top-rung segment (~270 kB) would take ~45 s against ~13 s buffered, a mobile one ~14 s.
+      // hls.js's own rule never cuts to the lowest rung; ours (src/abandon.ts) must, and the
+      // same segment is asked for again at a lower rung.
+      await page.getByTestId('buffer-ahead').selectOption('20');
+      const segments = [];
+      const onRequest = (req) => {
+        const m = /\/hls\/[^/]+\/(high|medium|mobile)\/[0-9a-f]+-(\d+)\.aac/.exec(new URL(req.url()).pathname);
+        if (m) segments.push({ at: Date.now(), quality: m[1], index: Number(m[2]) });
+      };
+      page.on('request', onRequest);
+      const { cdp } = traffic;
+      // Segments are immutable and this track was played before: from the browser's cache they
+      // would arrive at once, throttle or not.
+      await cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
+      try {
+        await playLongestFromTop();
+        await page.waitForFunction(() => {
+          const a = document.querySelector('audio');
+          const q = document.querySelector('[data-testid="current-quality"]')?.getAttribute('data-quality');
+          if (!a || q !== 'high') return false;
+          for (let i = 0; i < a.buffered.length; i++) {
+            if (a.buffered.start(i) <= a.currentTime + 0.25 && a.currentTime < a.buffered.end(i)) return a.buffered.end(i) - a.currentTime > 12;
+          }
+          return false;
+        }, null, { timeout: 30_000 });
+        const cutsBefore = Number(await text('abandoned-count'));
+        await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 150, downloadThroughput: 6000, uploadThroughput: 6000 });
+        const t0 = Date.now();
+        log(`      throttled to ~48 kbit/s at media time ${(await audio()).t.toFixed(1)} s, playing "high"`);
+        let cuts = cutsBefore;
+        while (Date.now() - t0 < 40_000 && cuts === cutsBefore) {
+          await sleep(250);
+          cuts = Number(await text('abandoned-count'));
+        }
+        const after = segments.filter((s) => s.at >= t0);
+        log(`      +${((Date.now() - t0) / 1000).toFixed(1)} s: ${cuts - cutsBefore} cut; requests since: ${after.map((s) => `${s.quality}#${s.index}`).join(' ')}; ${await text('quality-reason')}`);
+        assert(cuts > cutsBefore, 'no request was cut within 40 s');
+        // The next request after the cut one is at a lower rung, for that stretch of the track
+        // (hls.js picks the segment covering its buffer's end, which may be the one before).
+        const cut = after.findLast((s) => s.quality === 'high');
+        assert(cut, 'no top-rung request was made under the throttle');
+        const next = segments.find((s) => s.at >= cut.at && s !== cut);
+        assert(next && RANK[next.quality] < RANK.high, `after the cut: ${next ? `${next.quality}#${next.index}` : 'nothing'}`);
+        assert(next.index <= cut.index, `the lower rung skipped ahead: #${cut.index} cut, #${next.index} next`);
+      } finally {
+        page.off('request', onRequest);
+        await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+        await cdp.send('Network.setCacheDisabled', { cacheDisabled: false });
       }
     });
 

@@ -3,7 +3,8 @@
 //!
 //! When the simulator lets players abandon a request ([`Policy::abandon`]), ours runs the rule
 //! below. It is a player's rule, not the server's (the server cannot cut a client's request):
-//! our web player leaves abandonment to hls.js's built-in rule today.
+//! our web player runs a port of it (`web/src/abandon.ts`, checked before hls.js's own rule);
+//! a change here belongs there too.
 
 use stream_server::streaming::adaptive::policy::{AbrController, AbrInput, AbrTuning};
 

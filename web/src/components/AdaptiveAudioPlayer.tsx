@@ -18,6 +18,7 @@ import { BUFFER_AHEAD_S, DATA_SAVER_BUFFER_S, type BufferAheadSeconds } from '..
 import { formatKbps, formatTime, qualityFromUrl } from '../format';
 import { useAdaptiveStreaming } from '../hooks/useAdaptiveStreaming';
 import { newCommandId } from '../protocol';
+import { listenerAbrController } from '../listenerAbr';
 import { useRealtime } from '../realtime';
 import { BitrateChart, type ChartSample } from './BitrateChart';
 
@@ -167,7 +168,7 @@ export function AdaptiveAudioPlayer({
   const [loadingQuality, setLoadingQuality] = useState<string | null>(null);
   const [samples, setSamples] = useState<ChartSample[]>([]);
   const [bandwidthKbps, setBandwidthKbps] = useState<number | null>(null);
-  const [stats, setStats] = useState({ rebuffers: 0, rebufferMs: 0, switches: 0, latencyMs: 0 });
+  const [stats, setStats] = useState({ rebuffers: 0, rebufferMs: 0, switches: 0, latencyMs: 0, abandoned: 0 });
   /** Where the seek slider's thumb is while the listener drags it (null otherwise). */
   const [scrubTime, setScrubTime] = useState<number | null>(null);
   const scrubRef = useRef<{ value: number | null; timer: ReturnType<typeof setTimeout> | null }>({ value: null, timer: null });
@@ -273,7 +274,7 @@ export function AdaptiveAudioPlayer({
     setLoadingQuality(null);
     setCurrentTime(0);
     setDuration(0);
-    setStats({ rebuffers: 0, rebufferMs: 0, switches: 0, latencyMs: 0 });
+    setStats({ rebuffers: 0, rebufferMs: 0, switches: 0, latencyMs: 0, abandoned: 0 });
 
     const start = async () => {
       let sessionId: string | null = null;
@@ -318,6 +319,17 @@ export function AdaptiveAudioPlayer({
           abrEwmaDefaultEstimate: lastBandwidthEstimate ?? (capsKbps > 0 ? capsKbps * 1000 : 500_000),
           capLevelToPlayerSize: false,
           enableWorker: true,
+          // A segment request heading for a stall is cut for a smaller one by our rule
+          // (src/abandon.ts): hls.js's own never fires on a three-rung audio ladder.
+          abrController: listenerAbrController((from, to) => {
+            if (cancelled) return;
+            const name = (i: number) => {
+              const lvl = hlsRef.current?.levels[i];
+              return lvl ? (qualityFromUrl(levelUrl(lvl)) ?? lvl.name) : String(i);
+            };
+            m.current.reasonForLevel.set(to, `ABR: a ${name(from)} segment was heading for a stall; asked for ${name(to)} instead`);
+            setStats((s) => ({ ...s, abandoned: s.abandoned + 1 }));
+          }),
         });
         hlsRef.current = hls;
 
@@ -1059,6 +1071,7 @@ export function AdaptiveAudioPlayer({
           </div>
           <dl className="mini-stats">
             <div><dt>Rebuffers</dt><dd data-testid="rebuffer-count">{stats.rebuffers}</dd></div>
+            <div><dt>Cut requests</dt><dd data-testid="abandoned-count">{stats.abandoned}</dd></div>
             <div><dt>Stalled</dt><dd>{(stats.rebufferMs / 1000).toFixed(1)} s</dd></div>
             <div><dt>Session</dt><dd className="mono" title={session?.sessionId}>{session ? session.sessionId.slice(0, 8) : '—'}</dd></div>
           </dl>
