@@ -5,8 +5,11 @@
 // a subclass replaces that property and falls back to the original when our rule keeps the
 // request. Cutting a request is done as hls.js's own emergency switch-down does it: set the
 // next level, abort the fragment's loader, forget it, and tell the stream controller
-// (`FRAG_LOAD_EMERGENCY_ABORTED`), which requests the same fragment again at that level.
-// Everything else (rung choice, bandwidth estimate) stays hls.js's.
+// (`FRAG_LOAD_EMERGENCY_ABORTED`), which requests that stretch again at that level; like
+// hls.js, the estimate is reset to the new level's bitrate when it was above what that level
+// needs (else the stale estimate asks for the top rung again), but the cut request is not
+// sampled (measuring the same link twice cost score in the simulator). Rung choice otherwise
+// stays hls.js's.
 
 import Hls, { Events } from 'hls.js/light';
 import { abandonTo } from './abandon';
@@ -29,6 +32,7 @@ interface AbrInternals {
   partCurrent: unknown;
   _abandonRulesCheck: ((levelLoaded?: unknown) => void) | null;
   clearTimer(): void;
+  resetEstimator(bitrate?: number): void;
 }
 
 /** Called with the rung a request was cut at and the rung asked for instead (tests, logs). */
@@ -56,7 +60,7 @@ export function listenerAbrController(onAbandon?: OnAbandon): typeof Hls.Default
 function cutIfDue(ctrl: AbrInternals, onAbandon?: OnAbandon): boolean {
   const { hls, fragCurrent: frag } = ctrl;
   const media = hls?.media;
-  if (!hls || !frag || !media || ctrl.partCurrent || !hls.autoLevelEnabled) return false;
+  if (!hls || !frag || !media || ctrl.partCurrent || !hls.autoLevelEnabled || !hls.hasEnoughToStart) return false;
   const stats = frag.stats;
   if (stats.aborted || (stats.loaded > 0 && stats.loaded === stats.total)) return false;
   const levels = hls.levels;
@@ -76,16 +80,22 @@ function cutIfDue(ctrl: AbrInternals, onAbandon?: OnAbandon): boolean {
     ttfbS,
     bufferS: (hls.mainForwardBufferInfo?.len ?? 0) / Math.max(1e-3, Math.abs(media.playbackRate || 1)),
     estimateKbps: hls.bandwidthEstimate / 1000,
-    // Started and not paused (stalled included: the buffer is what ran out).
-    playing: !media.paused && media.currentTime > 0 && media.playbackRate > 0,
+    // Started (enough buffered to start, once) and not paused; stalled included: the buffer is
+    // what ran out.
+    playing: !media.paused && media.playbackRate > 0,
+    // A level whose playlist is not loaded yet costs one more round trip first.
+    extraS: levels.map((l) => (l.details ? 0 : ttfbS)),
   });
   if (to === null || to < hls.minAutoLevel) return false;
   hls.nextLoadLevel = to;
-  hls.nextAutoLevel = to;
+  // As hls.js's own switch-down: only when the level controller took the switch.
+  if (hls.nextLoadLevel !== to) return false;
   ctrl.clearTimer();
   frag.abortRequests();
   ctrl.fragCurrent = null;
   ctrl.partCurrent = null;
+  const bitrate = levels[to].bitrate;
+  if (hls.bandwidthEstimate * hls.config.abrBandWidthUpFactor > bitrate) ctrl.resetEstimator(bitrate);
   hls.trigger(Events.FRAG_LOAD_EMERGENCY_ABORTED, { frag, part: null, stats } as never);
   onAbandon?.(rung, to);
   return true;

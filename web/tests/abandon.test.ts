@@ -28,7 +28,8 @@ function topRequest(kbps: number, elapsedS: number, bufferS: number, over: Parti
 
 /** The first check (every 100 ms) at which the rule cuts, and the rung it asks for. */
 function firstCut(at: (elapsedS: number) => InFlight, untilS = 30): [number, number] | null {
-  for (let t = 0.1; t <= untilS; t += 0.1) {
+  for (let i = 1; i <= untilS * 10; i++) {
+    const t = i / 10;
     const r = abandonTo(at(t));
     if (r !== null) return [t, r];
   }
@@ -44,7 +45,7 @@ describe('abandonment', () => {
     expect(rung).toBe(0);
     // Judged only after a second of streaming.
     expect(at).toBeGreaterThanOrEqual(0.1 + ABANDON_WATCH_S - 1e-9);
-    expect(at).toBeLessThan(1.3);
+    expect(at).toBeLessThan(1.2);
     // 200 kbit/s, 7 s buffered: the top segment would stall about 1 s; 192's arrives in time
     // and gives up less than 96's.
     expect(firstCut((t) => topRequest(200, t, 7))?.[1]).toBe(1);
@@ -66,6 +67,15 @@ describe('abandonment', () => {
     expect(cut![0]).toBeLessThan(12);
     // No estimate and nothing arriving: no rung can be shown to be better.
     expect(firstCut(dead(0))).toBeNull();
+  });
+
+  it('counts the round trip a lower rung needs for its playlist', () => {
+    // 160 kbit/s, 8 s buffered: the top segment would stall 2.1 s, 192's just arrives in time
+    // and gives up less than 96's; if 192's playlist must come first (1.5 s), 192 stalls 0.7 s
+    // and 96's is the better cut.
+    const noPlaylist = (t: number) => topRequest(160, t, 8, { extraS: [0, 1.5, 0] });
+    expect(firstCut((t) => topRequest(160, t, 8))?.[1]).toBe(1);
+    expect(firstCut(noPlaylist)?.[1]).toBe(0);
   });
 
   it('leaves alone what it must not cut', () => {
