@@ -584,8 +584,9 @@ fn probe_format(path: &Path, gapless: bool) -> Result<ProbeResult, DecodeError> 
                 )
             }
             // An audio file whose header points past its end (an MP4 whose index comes first,
-            // an MP3 whose cover art is not all there, half copied): say so, not "unsupported". Other files end this way too (a cover
-            // image's bytes look like an MPEG sync to the probe), so only for audio file names.
+            // an MP3 whose cover art is not all there, half copied): say so, not
+            // "unsupported". Other files end this way too (a cover image's bytes look like an
+            // MPEG sync to the probe), so only for audio file names.
             SymphoniaError::IoError(io)
                 if io.kind() == std::io::ErrorKind::UnexpectedEof && has_audio_extension(path) =>
             {

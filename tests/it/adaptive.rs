@@ -36,6 +36,21 @@ async fn progressive_quality(app: &TestApp, track: &str, sid: &str) -> String {
         .to_string()
 }
 
+/// A session for `user` on a 3G phone at 150 kbit/s with a 30 s buffer target: it starts on
+/// `mobile`, as the spec's example says.
+async fn session_3g(app: &TestApp, track: &str, user: &str) -> String {
+    let created = app
+        .post_json("/api/streaming/session", &json!({
+            "track_id": track,
+            "user_id": user,
+            "client_capabilities": {"estimated_bandwidth_kbps": 150, "buffer_duration_ms": 30000,
+                "connection_type": "Cellular3G", "device_type": "Mobile", "adaptive_enabled": true},
+        }))
+        .await;
+    assert_eq!(created["initial_profile"]["quality_id"], "mobile");
+    created["session_id"].as_str().unwrap().to_string()
+}
+
 async fn session_quality(app: &TestApp, sid: &str) -> String {
     let s: Value = app
         .get(&format!("/api/streaming/session/{sid}"))
@@ -70,16 +85,7 @@ async fn the_monitor_adapts_a_3g_session_and_tells_its_listener() {
     let mut mine = connect_ready(&app, "user_id=listener-5").await;
     let mut theirs = connect_ready(&app, "user_id=someone-else").await;
 
-    let created = app
-        .post_json("/api/streaming/session", &json!({
-            "track_id": track,
-            "user_id": "listener-5",
-            "client_capabilities": {"estimated_bandwidth_kbps": 150, "buffer_duration_ms": 30000,
-                "connection_type": "Cellular3G", "device_type": "Mobile", "adaptive_enabled": true},
-        }))
-        .await;
-    assert_eq!(created["initial_profile"]["quality_id"], "mobile");
-    let sid = created["session_id"].as_str().unwrap().to_string();
+    let sid = session_3g(&app, &track, "listener-5").await;
 
     // The link turns out fast and the buffer is full: the monitor steps up.
     let good = json!({"buffer_health_percentage": 95.0, "download_speed_kbps": 2500,
@@ -181,16 +187,7 @@ async fn the_end_of_a_track_buffered_is_not_headroom() {
         "a track longer than the target buffer"
     );
     let mut ws = connect_ready(&app, "user_id=listener-7").await;
-    let created = app
-        .post_json("/api/streaming/session", &json!({
-            "track_id": track,
-            "user_id": "listener-7",
-            "client_capabilities": {"estimated_bandwidth_kbps": 150, "buffer_duration_ms": 30000,
-                "connection_type": "Cellular3G", "device_type": "Mobile", "adaptive_enabled": true},
-        }))
-        .await;
-    assert_eq!(created["initial_profile"]["quality_id"], "mobile");
-    let sid = created["session_id"].as_str().unwrap().to_string();
+    let sid = session_3g(&app, &track, "listener-7").await;
     let at = |position_ms: u64| {
         json!({"buffer_health_percentage": 100.0, "download_speed_kbps": 400,
             "latency_ms": 80, "rebuffer_count": 0, "position_ms": position_ms})
