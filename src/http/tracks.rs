@@ -151,7 +151,8 @@ pub async fn one(
         (status = 200, description = "Scanned", body = ScanOutcome),
         (status = 401, description = "Invalid token", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
-        (status = 503, description = "The library folder cannot be read (the catalogue is kept), or the server is shutting down", body = ErrorBody),
+        (status = 500, description = "The scan crashed (a bug; the catalogue is kept)", body = ErrorBody),
+        (status = 503, description = "The library folder cannot be read or is empty while the last scan found tracks there (an unmounted share; the catalogue is kept), or the server is shutting down", body = ErrorBody),
     ),
     security(("bearer" = []), ("token_query" = []), ()),
 )]
@@ -166,6 +167,13 @@ pub async fn rescan(
         let code = match e {
             ScanError::Cancelled => "shutting_down",
             ScanError::Root { .. } => "library_unreadable",
+            ScanError::Crashed(_) => {
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "scan_failed",
+                    e.to_string(),
+                )
+            }
         };
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, e.to_string())
     })?;

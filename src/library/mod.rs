@@ -132,7 +132,8 @@ pub struct CatalogChange {
 pub struct ScanOutcome {
     #[serde(flatten)]
     pub change: CatalogChange,
-    /// Files that are not playable (each named, with the reason, in the server's log).
+    /// Files that are not playable, and folders that could not be read (whose tracks are kept
+    /// as the last scan found them): each named, with the reason, in the server's log.
     pub skipped: usize,
     /// Files that changed while they were read (still being copied or rewritten): a new one is
     /// not catalogued yet, a known one keeps its previous entry; the server scans again shortly.
@@ -226,7 +227,7 @@ impl Library {
                 scan::scan_with(&scanner.root, Some(&index), max_secs, threads, &control)
             })
             .await
-            .expect("scan thread panicked")?;
+            .unwrap_or_else(|e| Err(scan_failed(e)))?;
             let skipped = report.problems.len();
             let settling = report.settling.len();
             if settling == 0 {
@@ -258,7 +259,7 @@ impl Library {
             })
         })
         .await
-        .expect("scan task panicked")
+        .unwrap_or_else(|e| Err(scan_failed(e)))
     }
 
     /// Lists the tracks a scan in progress has found that `before` (the catalogue when it
@@ -299,6 +300,20 @@ impl Library {
 
     pub fn get(&self, id: &str) -> Option<Arc<Track>> {
         self.catalog.read().get(id)
+    }
+}
+
+/// A scan task that did not finish: cancelled with the runtime (shutting down), or panicked (a
+/// bug; a probe's panic is caught per file). An error either way, never a panic passed on: the
+/// caller (the rescan loop above all) goes on with the catalogue it has.
+fn scan_failed(e: tokio::task::JoinError) -> scan::ScanError {
+    match e.try_into_panic() {
+        Ok(payload) => {
+            let reason = scan::panic_message(&*payload);
+            tracing::error!(%reason, "the library scan crashed; keeping the current catalogue");
+            scan::ScanError::Crashed(reason)
+        }
+        Err(_) => scan::ScanError::Cancelled,
     }
 }
 

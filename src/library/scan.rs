@@ -11,8 +11,17 @@
 //! server lists those tracks at once), and stops between two files when asked
 //! ([`ScanControl::cancel`]: shutdown does not wait for the rest), keeping what it read in the
 //! index for the next start.
+//!
+//! A scan never removes what it could not look at. A folder that cannot be read now (EACCES, or
+//! EIO from a network share) keeps the tracks the index lists under it, and is reported as a
+//! problem; a library folder that lists nothing at all while the index lists tracks is what an
+//! unmounted share looks like (its empty mount point), so that scan fails
+//! ([`ScanError::Root`]) and the catalogue and index are kept. An empty folder with an empty
+//! index is simply an empty library, and one with any file or folder left in it is scanned as
+//! usual: that is how to empty a library on purpose. A probe that panics (symphonia does on
+//! some broken files) skips its file only.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -24,7 +33,7 @@ use sha2::{Digest, Sha256};
 use super::probe::{probe, Probe, ProbeError};
 use super::Track;
 
-/// A file the scan skipped, and why.
+/// A file the scan skipped, or a folder it could not read, and why.
 #[derive(Debug, Clone)]
 pub struct ScanProblem {
     pub path: PathBuf,
@@ -60,6 +69,9 @@ pub enum ScanError {
     },
     #[error("scan stopped before its end (shutting down)")]
     Cancelled,
+    /// The scan panicked outside the probe of a file (a bug): the catalogue is kept.
+    #[error("the library scan crashed ({0}); the catalogue is kept")]
+    Crashed(String),
 }
 
 /// Receives every track a scan has found so far.
@@ -177,6 +189,12 @@ fn scan_probing(
     // Linked folders are followed only when they stay inside the library: one leading out (to
     // `/`, say) is never walked, so its contents are neither probed nor even listed.
     let mut escaping = Vec::new();
+    // What could not be read (library-relative; "" is the whole library): the tracks the index
+    // lists there are kept, not removed.
+    let mut unreadable: Vec<String> = Vec::new();
+    // Whether the library folder listed anything at all: an unmounted share's mount point lists
+    // nothing, and scanning it as an empty library would wipe the catalogue and the index.
+    let mut listed_any = false;
     let walk = walkdir::WalkDir::new(&root)
         .follow_links(true)
         .sort_by_file_name()
@@ -195,18 +213,33 @@ fn scan_probing(
         let entry = match entry {
             Ok(e) => e,
             Err(e) => {
+                listed_any = true;
+                // Without a path, an entry of some folder's listing failed and walkdir does not
+                // say which folder: the whole library is then taken as unreadable.
                 let path = e
                     .path()
                     .map(Path::to_path_buf)
                     .unwrap_or_else(|| root.clone());
-                tracing::warn!(path = %path.display(), error = %e, "skipping unreadable entry");
-                report.problems.push(ScanProblem {
-                    path,
-                    reason: e.to_string(),
-                });
+                // There but not readable now (a share gone away beneath it, EACCES, EIO): its
+                // files may well be there still. Gone (NotFound) or a link loop is a plain problem.
+                let keep = e
+                    .io_error()
+                    .is_some_and(|io| io.kind() != std::io::ErrorKind::NotFound);
+                let reason = if keep {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot read this part of the library; keeping the tracks the last scan found there");
+                    unreadable.extend(relative_name(&root, &path));
+                    format!("{e} (the tracks found there before are kept)")
+                } else {
+                    tracing::warn!(path = %path.display(), error = %e, "skipping unreadable entry");
+                    e.to_string()
+                };
+                report.problems.push(ScanProblem { path, reason });
                 continue;
             }
         };
+        if entry.depth() > 0 {
+            listed_any = true;
+        }
         if !entry.file_type().is_file() {
             continue;
         }
@@ -241,6 +274,30 @@ fn scan_probing(
             continue;
         };
         todo.push((filename, real));
+    }
+    if !listed_any && escaping.is_empty() && !cached.entries.is_empty() {
+        let indexed = cached.entries.len();
+        tracing::warn!(root = %root.display(), indexed, "the library folder is empty but the index lists tracks (is it mounted?): keeping the catalogue");
+        return Err(ScanError::Root {
+            path: root,
+            source: std::io::Error::other(format!(
+                "the library folder is empty but the last scan found {indexed} tracks in it: is \
+                 it mounted? (the catalogue is kept; to empty the library on purpose, leave any \
+                 file or folder in it)"
+            )),
+        });
+    }
+    if !unreadable.is_empty() {
+        // Kept as indexed, unless the listing got as far as the file (it is then read as usual).
+        let listed: HashSet<&str> = todo.iter().map(|(name, _)| name.as_str()).collect();
+        for (name, t) in &cached.entries {
+            if !listed.contains(name.as_str()) && unreadable.iter().any(|u| is_under(name, u)) {
+                report.tracks.push(Track {
+                    path: root.join(name),
+                    ..t.clone()
+                });
+            }
+        }
     }
     for path in escaping {
         tracing::warn!(path = %path.display(), "not following a folder link that leads out of the library");
@@ -291,7 +348,7 @@ fn scan_probing(
         }
     });
     let (tracks, problems, settling, _, _) = found.into_inner();
-    report.tracks = tracks;
+    report.tracks.extend(tracks);
     report.problems.extend(problems);
     report.settling = settling;
     let cancelled = control.cancel.load(Ordering::Relaxed);
@@ -356,6 +413,23 @@ fn relative_name(root: &Path, path: &Path) -> Option<String> {
     Some(parts?.join("/"))
 }
 
+/// Whether the library-relative `filename` is `place` or lies under it (`""`: the library).
+fn is_under(filename: &str, place: &str) -> bool {
+    place.is_empty()
+        || filename
+            .strip_prefix(place)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The text a panic carried, if any.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
+
 /// Reads one file (`probe` is [`probe`] but for tests), or takes it from the index when its
 /// version is the one indexed.
 ///
@@ -385,13 +459,22 @@ fn probe_one(filename: &str, path: &Path, cached: &IndexFile, probe: &ProbeFn<'_
             ..t.clone()
         }));
     }
-    let read = probe(path);
+    // symphonia 0.5.5 panics on some broken MP3s (pdeljanov/Symphonia#439): that is this
+    // file's problem, not the scan's. Uncaught, it ended the scan before the index was written,
+    // so every later scan met the same file and ended the same way.
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| probe(path)));
     if !file_version(filename, path).is_ok_and(|now| now == version) {
         return changing();
     }
     let p = match read {
-        Ok(p) => p,
-        Err(e) => return Probed::Problem(e.to_string()),
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return Probed::Problem(e.to_string()),
+        Err(payload) => {
+            return Probed::Problem(format!(
+                "the decoder crashed reading this file ({})",
+                panic_message(&*payload)
+            ));
+        }
     };
     let title = p.tags.title.clone().unwrap_or_else(|| {
         Path::new(filename).file_stem().map_or_else(
@@ -618,5 +701,131 @@ mod tests {
         let report = scan(lib.path(), Some(&index), 3600, 1).unwrap();
         assert!(report.settling.is_empty());
         assert_eq!(report.problems.len(), 1);
+    }
+
+    fn index_entries(index: &Path) -> usize {
+        let kept: IndexFile = serde_json::from_slice(&std::fs::read(index).unwrap()).unwrap();
+        kept.entries.len()
+    }
+
+    #[test]
+    fn a_probe_that_panics_skips_its_file_and_the_scan_goes_on() {
+        let lib = library(3);
+        let data = tempfile::tempdir().unwrap();
+        let index = data.path().join("index.json");
+        let never = AtomicBool::new(false);
+        let control = ScanControl {
+            cancel: &never,
+            on_progress: None,
+            progress_every: Duration::MAX,
+        };
+        // As symphonia 0.5.5 does on some broken MP3s (pdeljanov/Symphonia#439).
+        let crashing = |p: &Path| {
+            if p.ends_with("t1.wav") {
+                panic!("attempt to subtract with overflow");
+            }
+            probe(p, 3600)
+        };
+        let report = scan_probing(lib.path(), Some(&index), 2, &control, &crashing).unwrap();
+        let found: Vec<&str> = report.tracks.iter().map(|t| t.filename.as_str()).collect();
+        assert_eq!(found, ["t0.wav", "t2.wav"]);
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        let problem = &report.problems[0];
+        assert!(problem.path.ends_with("t1.wav"), "{problem:?}");
+        assert!(
+            problem
+                .reason
+                .starts_with("the decoder crashed reading this file"),
+            "{problem:?}"
+        );
+        // The scan went to its end: the index holds what it read.
+        assert_eq!(index_entries(&index), 2);
+    }
+
+    /// The catalogue of `lib` by file name, with versions.
+    fn versions(report: &ScanReport) -> Vec<(String, String)> {
+        report
+            .tracks
+            .iter()
+            .map(|t| (t.filename.clone(), t.version.clone()))
+            .collect()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_tracks_of_a_folder_that_cannot_be_read_are_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let lib = library(1);
+        let sub = lib.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        write_wav(&sub.join("a.wav"), 8000, 1, 0.5);
+        write_wav(&sub.join("b.wav"), 8000, 1, 0.5);
+        let data = tempfile::tempdir().unwrap();
+        let index = data.path().join("index.json");
+        let first = scan(lib.path(), Some(&index), 3600, 1).unwrap();
+        assert_eq!(first.tracks.len(), 3);
+        let kept_as_they_were = |report: &ScanReport| {
+            assert_eq!(versions(report), versions(&first));
+            assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+            assert!(
+                report.problems[0].path.ends_with("sub"),
+                "{:?}",
+                report.problems
+            );
+            assert_eq!(index_entries(&index), 3);
+        };
+        // A folder the server may not read (EACCES). Root reads it all the same, so this part
+        // runs only where the permission is enforced.
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let denied = std::fs::read_dir(&sub).is_err();
+        let report = scan(lib.path(), Some(&index), 3600, 1);
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        if denied {
+            kept_as_they_were(&report.unwrap());
+        }
+        // For any user, root too: a folder whose metadata cannot be read (a link to itself in
+        // its place fails with ELOOP, as a share gone away beneath it fails with EIO).
+        let away = data.path().join("sub");
+        std::fs::rename(&sub, &away).unwrap();
+        std::os::unix::fs::symlink(&sub, &sub).unwrap();
+        kept_as_they_were(&scan(lib.path(), Some(&index), 3600, 1).unwrap());
+        // Readable again: the same tracks, and no problem.
+        std::fs::remove_file(&sub).unwrap();
+        std::fs::rename(&away, &sub).unwrap();
+        let report = scan(lib.path(), Some(&index), 3600, 1).unwrap();
+        assert_eq!(versions(&report), versions(&first));
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+    }
+
+    #[test]
+    fn an_empty_library_folder_is_taken_for_an_unmounted_share_while_the_index_lists_tracks() {
+        let lib = library(2);
+        let data = tempfile::tempdir().unwrap();
+        let index = data.path().join("index.json");
+        let first = scan(lib.path(), Some(&index), 3600, 1).unwrap();
+        assert_eq!(first.tracks.len(), 2);
+        // The mount point of a share that dropped: nothing in it at all.
+        for name in ["t0.wav", "t1.wav"] {
+            std::fs::remove_file(lib.path().join(name)).unwrap();
+        }
+        let err = scan(lib.path(), Some(&index), 3600, 1).unwrap_err();
+        assert!(
+            matches!(err, ScanError::Root { .. }) && err.to_string().contains("is it mounted?"),
+            "{err}"
+        );
+        assert_eq!(index_entries(&index), 2, "the index is kept");
+        // Anything left in it (here an empty folder) makes it a library emptied on purpose.
+        std::fs::create_dir(lib.path().join("later")).unwrap();
+        assert!(scan(lib.path(), Some(&index), 3600, 1)
+            .unwrap()
+            .tracks
+            .is_empty());
+        assert_eq!(index_entries(&index), 0);
+        // And with an empty index, an empty folder is an empty library (a first start, say).
+        std::fs::remove_dir(lib.path().join("later")).unwrap();
+        assert!(scan(lib.path(), Some(&index), 3600, 1)
+            .unwrap()
+            .tracks
+            .is_empty());
     }
 }
