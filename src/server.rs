@@ -113,7 +113,8 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartupError> 
     let social = Arc::new(crate::social::SocialStore::new(analytics.pool().clone()));
     let websocket = Arc::new(
         WebSocketManager::with_context(library.clone(), analytics.clone())
-            .with_social(social.clone()),
+            .with_social(social.clone())
+            .with_streaming(streaming.clone()),
     );
     if let Some(url) = &config.broker {
         Broker::connect(url, &config.broker_namespace, &websocket).await?;
@@ -202,6 +203,7 @@ pub async fn run(
     spawn_retention(state.clone());
     spawn_ws_cleanup(state.clone());
     spawn_quality_announcer(state.clone());
+    spawn_session_expiry(state.clone());
     spawn_live_stats(state.clone());
     let app = router(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "listening");
@@ -215,6 +217,12 @@ pub async fn run(
         .shutdown(std::time::Duration::from_secs(2))
         .await;
     state.cache.shutdown();
+    // Streaming sessions live in memory: their plays end with the process.
+    for id in state.streaming.drain_sessions().await {
+        if let Ok(uuid) = uuid::Uuid::parse_str(&id) {
+            state.analytics.end_play_session(uuid, None).await;
+        }
+    }
     if let Some(b) = state.websocket.broker() {
         b.leave().await;
     }
@@ -264,6 +272,32 @@ fn spawn_quality_announcer(state: Arc<AppState>) {
                         },
                     )
                     .await;
+            }
+        }
+    });
+}
+
+/// Ends the play session of every streaming session the monitor expires: its listener left
+/// without saying so (a closed tab, a lost phone), and an open play would otherwise stay open
+/// in analytics for good, out of completion and skip rates.
+fn spawn_session_expiry(state: Arc<AppState>) {
+    let mut expired = state.streaming.expired_sessions();
+    let weak = Arc::downgrade(&state);
+    drop(state);
+    tokio::spawn(async move {
+        loop {
+            let id = match expired.recv().await {
+                Ok(id) => id,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "expired sessions not ended: receiver lagging");
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            };
+            let Some(state) = weak.upgrade() else { break };
+            if let Ok(uuid) = uuid::Uuid::parse_str(&id) {
+                // The writer keeps the last position the player reported.
+                state.analytics.end_play_session(uuid, None).await;
             }
         }
     });

@@ -459,7 +459,7 @@ impl AnalyticsEngine {
     pub async fn prune(&self, age: Duration) -> Result<u64, AnalyticsError> {
         self.flush().await?;
         let cutoff = now_ms() - age.as_millis() as i64;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = store::begin_write(&self.pool, self.backend).await?;
         let removed = delete_sessions(&mut tx, SessionFilter::EndedBefore(cutoff)).await?;
         for table in ["social_events", "playlist_events"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE at < $1"))
@@ -475,7 +475,7 @@ impl AnalyticsEngine {
     /// database, for instance). The writer keeps them in step otherwise.
     pub async fn rebuild_rollups(&self) -> Result<(), AnalyticsError> {
         self.flush().await?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = store::begin_write(&self.pool, self.backend).await?;
         sqlx::query("DELETE FROM track_daily")
             .execute(&mut *tx)
             .await?;
@@ -545,7 +545,7 @@ impl AnalyticsEngine {
     /// Deletes everything stored about one user. Returns the sessions removed.
     pub async fn delete_user(&self, user_id: &str) -> Result<u64, AnalyticsError> {
         self.flush().await?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = store::begin_write(&self.pool, self.backend).await?;
         let removed = delete_sessions(&mut tx, SessionFilter::User(user_id.to_string())).await?;
         for table in ["social_events", "playlist_events"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))

@@ -145,6 +145,21 @@ pub fn values_placeholders(rows: usize, cols: usize, backend: Backend) -> String
     out
 }
 
+/// A transaction that will write. SQLite's default (deferred) transaction takes the write lock
+/// at its first write: one that reads first, while another connection commits (the writer, a
+/// playlist edit), fails with `SQLITE_BUSY` (snapshot), which no busy timeout waits out, and a
+/// writer batch failing so loses every event in it. `BEGIN IMMEDIATE` takes the lock at the
+/// start, where the busy timeout does wait. PostgreSQL's default is fine for our statements.
+pub async fn begin_write(
+    pool: &AnyPool,
+    backend: Backend,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => pool.begin().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +186,44 @@ mod tests {
             redact("postgres://app:secret@db:5432/x"),
             "postgres://app:***@db:5432/x"
         );
+    }
+
+    /// A writer that reads before it writes, while another connection commits in between,
+    /// still commits: with SQLite's deferred `BEGIN` its write failed with `SQLITE_BUSY`
+    /// (snapshot), and the analytics writer lost its whole batch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_after_a_read_survives_another_connection_s_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("a.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let insert = "INSERT INTO social_events (kind, user_id, target_type, target_id, at) \
+                      VALUES ('like', $1, 'track', 't', 0)";
+        let mut first = begin_write(&store.pool, store.backend).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM social_events")
+            .fetch_one(&mut *first)
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
+        let pool = store.pool.clone();
+        let other = tokio::spawn(async move {
+            let mut tx = begin_write(&pool, Backend::Sqlite).await?;
+            sqlx::query(insert).bind("other").execute(&mut *tx).await?;
+            tx.commit().await
+        });
+        // Give the other connection time to commit, if it can.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        sqlx::query(insert)
+            .bind("first")
+            .execute(&mut *first)
+            .await
+            .unwrap();
+        first.commit().await.unwrap();
+        other.await.unwrap().unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM social_events")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
     }
 
     #[test]

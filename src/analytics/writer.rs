@@ -50,6 +50,9 @@ struct Live {
     started_at: i64,
     /// The track's length; 0 when unknown.
     track_ms: u64,
+    /// Already ended: a second end (a player's `DELETE` after the session expired, a retry)
+    /// neither moves its end nor credits the time between as listened.
+    ended: bool,
 }
 
 /// Slack for a player's own clock when its reports are checked against the session's life.
@@ -186,7 +189,8 @@ impl Writer {
         }
         let row = sqlx::query(
             "SELECT position_ms, max_position_ms, updated_at, current_quality, rebuffer_count, rebuffer_ms, quality_switches, \
-             started_at, track_id, platform, COALESCE(connection_type, 'Unknown'), startup_ms, track_duration_ms FROM play_sessions WHERE id = $1",
+             started_at, track_id, platform, COALESCE(connection_type, 'Unknown'), startup_ms, track_duration_ms, \
+             CAST(CASE WHEN ended_at IS NULL THEN 0 ELSE 1 END AS BIGINT) FROM play_sessions WHERE id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&mut **tx)
@@ -211,13 +215,14 @@ impl Writer {
             switches: row.get(6),
             started_at: row.get(7),
             track_ms: row.get::<i64, _>(12).max(0) as u64,
+            ended: row.get::<i64, _>(13) != 0,
         };
         self.live.insert(id.to_string(), live);
         true
     }
 
     async fn apply(&mut self, events: Vec<Event>) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::store::begin_write(&self.pool, self.backend).await?;
         let mut starts: Vec<SessionStart> = Vec::new();
         let mut progress: Vec<(String, i64, i64, Option<f64>)> = Vec::new();
         let mut switches: Vec<(String, i64, String, String, Option<String>)> = Vec::new();
@@ -366,6 +371,10 @@ impl Writer {
                 } => {
                     if self.ensure_live(&mut tx, &session).await {
                         let live = self.live.get_mut(&session).expect("ensured");
+                        if live.ended {
+                            continue;
+                        }
+                        live.ended = true;
                         let d = delta(&mut deltas, &session);
                         if let Some(p) = position_ms {
                             let p = live.position(p);

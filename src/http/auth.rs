@@ -33,10 +33,43 @@ fn proxied(headers: &HeaderMap) -> bool {
     PROXY_HEADERS.iter().any(|h| headers.contains_key(*h))
 }
 
-/// The machine's own operator: a loopback client, not a browser page (`Origin`), not relayed
-/// by a proxy.
+/// The machine's own operator: a loopback client that asked for a loopback name, not a browser
+/// page (`Origin`), not relayed by a proxy.
 pub fn is_operator(peer: SocketAddr, headers: &HeaderMap) -> bool {
-    peer.ip().is_loopback() && !proxied(headers) && !headers.contains_key(header::ORIGIN)
+    local_caller(peer, headers) && !headers.contains_key(header::ORIGIN)
+}
+
+/// A loopback client, not relayed by a proxy, that asked for this server by a loopback name.
+///
+/// The name matters because of DNS rebinding: a page at `http://evil.example:8082`, its name
+/// re-pointed at 127.0.0.1, makes same-origin requests to this server from the machine itself,
+/// and a same-origin `GET` carries no `Origin` to tell it from a local tool; its `Host` is still
+/// `evil.example:8082`. (A reverse proxy on the same machine should say whom it relays, with
+/// `X-Forwarded-For` as nginx's usual set-up does; one that says nothing looks local.)
+fn local_caller(peer: SocketAddr, headers: &HeaderMap) -> bool {
+    peer.ip().is_loopback() && !proxied(headers) && loopback_host(headers)
+}
+
+/// Whether `Host` names this machine's loopback (no `Host`, from an HTTP/1.0 tool, is taken as
+/// local: a browser always sends one).
+fn loopback_host(headers: &HeaderMap) -> bool {
+    match headers.get(header::HOST).map(|h| h.to_str()) {
+        None => true,
+        Some(Ok(host)) => is_loopback_name(host),
+        Some(Err(_)) => false,
+    }
+}
+
+/// `localhost`, `127.0.0.1` or `[::1]`, with or without a port.
+fn is_loopback_name(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "localhost" | "127.0.0.1" | "[::1]"
+    )
 }
 
 /// A request without `Origin` (not a browser page), or from a page of this very server reached
@@ -57,17 +90,7 @@ fn own_page_or_no_browser(headers: &HeaderMap) -> bool {
     else {
         return false;
     };
-    if !authority.eq_ignore_ascii_case(host) {
-        return false;
-    }
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
-        _ => host,
-    };
-    matches!(
-        name.to_ascii_lowercase().as_str(),
-        "localhost" | "127.0.0.1" | "[::1]"
-    )
+    authority.eq_ignore_ascii_case(host) && is_loopback_name(host)
 }
 
 /// The caller's identity, `None` for an anonymous caller; an invalid token or a `user_id` that
@@ -117,7 +140,7 @@ pub fn identify(
         }));
     }
     let trusted = state.config.auth.mode == AuthMode::Open
-        || (peer.ip().is_loopback() && !proxied(headers) && own_page_or_no_browser(headers));
+        || (local_caller(peer, headers) && own_page_or_no_browser(headers));
     Ok(claimed.filter(|_| trusted).map(|u| Identity {
         user_id: u.to_string(),
         admin: false,
@@ -203,5 +226,39 @@ mod tests {
             "origin",
             "http://127.0.0.1:8082"
         )])));
+    }
+
+    /// A DNS-rebound page's same-origin `GET` (no `Origin`) from this machine is not the
+    /// operator, nor anyone it claims to be; local tools are.
+    #[test]
+    fn a_rebound_name_is_not_a_local_caller() {
+        let local: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.7:50000".parse().unwrap();
+        for host in [
+            "127.0.0.1:8082",
+            "localhost:8082",
+            "LOCALHOST",
+            "[::1]:8082",
+        ] {
+            let h = headers(&[("host", host)]);
+            assert!(is_operator(local, &h), "{host}");
+            assert!(!is_operator(remote, &h), "{host}");
+        }
+        assert!(
+            is_operator(local, &HeaderMap::new()),
+            "an HTTP/1.0 tool sends no Host"
+        );
+        for host in [
+            "evil.example:8082",
+            "evil.example",
+            "127.0.0.1.evil.example",
+            "0.0.0.0:8082",
+        ] {
+            assert!(!is_operator(local, &headers(&[("host", host)])), "{host}");
+        }
+        assert!(!is_operator(
+            local,
+            &headers(&[("host", "localhost:8082"), ("x-forwarded-for", "192.0.2.7")])
+        ));
     }
 }

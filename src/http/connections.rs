@@ -14,7 +14,7 @@ use axum::Router;
 use futures_util::future::Either;
 use futures_util::FutureExt as _;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
@@ -73,6 +73,10 @@ pub async fn serve(
     Ok(())
 }
 
+/// How long a connection may take to send a request's head, and how long a keep-alive
+/// connection may sit idle between requests.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long requests in flight may run on after shutdown begins.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -93,9 +97,15 @@ async fn serve_connection(
         req.extensions_mut().insert(files.clone());
         Either::Right(router.clone().oneshot(req).map(|r| r.map(no_length_on_304)))
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .serve_connection(io, service)
-        .with_upgrades();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // Without a timer hyper drops its header-read timeout (it only logs that it did): a client
+    // that opens a connection and never finishes a request head, or leaves a keep-alive
+    // connection idle, held it forever, and enough of them (slowloris) ran the process out of
+    // descriptors for everyone.
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let conn = builder.serve_connection(io, service).with_upgrades();
     let mut conn = std::pin::pin!(conn);
     let finished = tokio::select! {
         result = conn.as_mut() => Some(result),
@@ -124,4 +134,44 @@ fn no_length_on_304(mut response: Response) -> Response {
             .remove(axum::http::header::CONTENT_LENGTH);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A client that never finishes its request head is dropped after the timeout (time is
+    /// paused: it advances while the server waits, so the test takes no real 30 s).
+    #[tokio::test(start_paused = true)]
+    async fn an_unfinished_request_head_is_dropped() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/", axum::routing::get(|| async { "hi" }));
+        tokio::spawn(serve(listener, router, None, std::future::pending()));
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let mut rest = Vec::new();
+        // Closed (an end of stream or a reset, maybe after a `408`), at the timeout, not before.
+        let _end_or_reset =
+            tokio::time::timeout(HEADER_READ_TIMEOUT * 4, slow.read_to_end(&mut rest))
+                .await
+                .expect("the connection was still open long after the header timeout");
+        assert!(started.elapsed() >= HEADER_READ_TIMEOUT);
+        assert!(
+            rest.is_empty() || rest.starts_with(b"HTTP/1.1 408"),
+            "{rest:?}"
+        );
+        // A complete request on a new connection is still served.
+        let mut ok = tokio::net::TcpStream::connect(addr).await.unwrap();
+        ok.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        ok.read_to_end(&mut answer).await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    }
 }

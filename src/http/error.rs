@@ -77,6 +77,18 @@ impl From<StreamingError> for ApiError {
                 return Self::new(StatusCode::SERVICE_UNAVAILABLE, "no_library", e.to_string())
                     .retry_after(2)
             }
+            StreamingError::NotReady => {
+                return Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string())
+                    .retry_after(5)
+            }
+            StreamingError::TooManySessions(_) => {
+                return Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too_many_sessions",
+                    e.to_string(),
+                )
+                .retry_after(60)
+            }
         };
         Self::new(StatusCode::NOT_FOUND, code, e.to_string())
     }

@@ -19,9 +19,12 @@ use super::openapi::{ErrorBody, Identity, JsonBodyErrors};
 use super::{ApiError, AppState};
 use crate::analytics::{Platform, SessionExtras};
 use crate::streaming::adaptive::{
-    AdaptiveProfile, ClientCapabilities, PerformanceMetrics, StreamingError, StreamingSession,
-    StreamingStats,
+    find_track, AdaptiveProfile, ClientCapabilities, PerformanceMetrics, StreamingError,
+    StreamingSession, StreamingStats, MAX_SESSIONS,
 };
+
+/// Longest `client_id` kept (an application's device or install id; not parsed).
+const MAX_CLIENT_ID: usize = 256;
 
 /// `POST /api/streaming/session`'s body (the spec's hook sends the first two).
 #[derive(Debug, Deserialize, ToSchema, ts_rs::TS)]
@@ -105,6 +108,7 @@ fn session_uuid(id: &str) -> Result<Uuid, ApiError> {
         (status = 400, description = "Malformed body or `user_id`", body = ErrorBody),
         (status = 401, description = "Invalid token", body = ErrorBody),
         (status = 404, description = "No such track", body = ErrorBody),
+        (status = 503, description = "Library still being scanned, or too many sessions open (`Retry-After`)", body = ErrorBody),
         JsonBodyErrors,
     ),
     security((), ("bearer" = []), ("token_query" = [])),
@@ -124,10 +128,20 @@ pub async fn create(
         query.entry("user_id".into()).or_insert(u);
     }
     body.user_id = identify(&state, peer, &headers, &query)?.map(|i| i.user_id);
-    let track = state
-        .library
-        .get(&body.track_id)
-        .ok_or_else(|| StreamingError::UnknownTrack(body.track_id.clone()))?;
+    let track = find_track(&state.library, &body.track_id)?;
+    if body
+        .client_id
+        .as_ref()
+        .is_some_and(|c| c.len() > MAX_CLIENT_ID)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!("client_id is longer than {MAX_CLIENT_ID} bytes"),
+        ));
+    }
+    if !state.streaming.has_room_for_session().await {
+        return Err(StreamingError::TooManySessions(MAX_SESSIONS).into());
+    }
     // A field of the body naming no profile: the body is malformed (as in a metrics report),
     // rather than a session quietly started on another profile than the one asked for.
     if let Some(q) = body.client_capabilities.preferred_quality.as_deref() {
@@ -325,11 +339,15 @@ pub async fn end(
     if let Some(user) = state.streaming.session_user(&id).await {
         state.websocket.forget_buffer(&user);
     }
-    if !state.streaming.end_session(&id).await {
-        return Err(StreamingError::UnknownSession(id).into());
-    }
+    let known = state.streaming.end_session(&id).await;
+    // The play is ended even when the session is gone (expired during a long pause, or held
+    // by another node): its analytics session may still be open, and the player's position is
+    // the last word on it. Ending an ended or unknown play changes nothing.
     let position = q.get("position_ms").and_then(|p| p.parse().ok());
     state.analytics.end_play_session(uuid, position).await;
+    if !known {
+        return Err(StreamingError::UnknownSession(id).into());
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

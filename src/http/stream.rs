@@ -29,7 +29,7 @@ use super::{ApiError, AppState};
 use crate::library::Track;
 use crate::media::cache::{TranscodeCache, TranscodeRequest};
 use crate::streaming::adaptive::{
-    select_progressive_profile, ClientHints, Codec, ConnectionType, DeviceType,
+    select_progressive_profile, ClientHints, Codec, ConnectionType, DeviceType, StreamingError,
 };
 
 /// Why a library path is refused, if it is.
@@ -43,7 +43,9 @@ pub fn hostile_path(name: &str) -> Option<&'static str> {
     if name.contains('\\') {
         return Some("backslash in path");
     }
-    if name.starts_with('/') || (name.len() >= 2 && name.as_bytes()[1] == b':') {
+    // Only a leading '/' is absolute here: `1:Intro.flac` or `A:Side.mp3` are ordinary file
+    // names on the server's filesystems, and a name is only ever matched against the catalogue.
+    if name.starts_with('/') {
         return Some("absolute path");
     }
     if name
@@ -192,13 +194,19 @@ pub async fn progressive(
         tracing::warn!(path = ?filename, why, "refused hostile path");
         return Err(ApiError::bad_request("invalid_path", why));
     }
-    let track = find_track(&state, &filename).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_track",
-            format!("no track {filename:?}"),
-        )
-    })?;
+    let track = match find_track(&state, &filename) {
+        Some(t) => t,
+        // Ids and paths are stable across restarts: while the first scan runs, a track not
+        // seen yet may exist, and a 404 (which a CDN may cache) would say it does not.
+        None if !state.library.is_ready() => return Err(StreamingError::NotReady.into()),
+        None => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_track",
+                format!("no track {filename:?}"),
+            ))
+        }
+    };
 
     // One URL, one encoding: a player continues a download with range requests (without
     // `If-Range`, most of them), so the bytes of one URL must never switch encoding between two
@@ -261,7 +269,11 @@ pub async fn progressive(
     );
     set(header::ACCEPT_RANGES, "bytes".into());
     set(header::ETAG, etag.clone());
-    set(header::CACHE_CONTROL, "public, max-age=86400".into());
+    // The URL names a track and a profile, not a version of the file: after the file changes
+    // (a rescan gives it a new version) the same URL serves another encoding. Caches may keep
+    // it but must revalidate (the `ETag` carries the version), so no cache answers a range of
+    // the old encoding after the change.
+    set(header::CACHE_CONTROL, "public, no-cache".into());
     set(
         header::HeaderName::from_static("accept-ch"),
         ACCEPT_CH.into(),
@@ -490,7 +502,6 @@ mod tests {
             "a/../../b",
             "/etc/passwd",
             "a\\..\\b",
-            "C:/x",
             "a//b",
             "./a",
             "a/.",
@@ -504,6 +515,8 @@ mod tests {
             "weird name (1).wav",
             "...dots.mp3",
             "a..b.mp3",
+            "1:Intro.flac",
+            "A:Side/02.mp3",
         ] {
             assert!(hostile_path(good).is_none(), "{good:?}");
         }

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -144,6 +144,8 @@ enum Fault {
     Cache,
     /// The file changed since the library scanned it.
     Changed,
+    /// The server is shutting down.
+    Stopping,
 }
 
 enum Entry {
@@ -181,6 +183,16 @@ struct Inner {
     /// seconds, so a new listener never waits behind whole-track encodes of other tracks; after
     /// that, encodes take turns on the cores (`CORE_TURN_SECS`).
     head_starts: Arc<Semaphore>,
+    /// Bounds encode jobs holding a thread. An encode runs on one of tokio's blocking threads
+    /// and keeps it while it waits for its next turn on a core; without a bound, a burst of
+    /// requests for different tracks (a crawler, a restart with many listeners) parked one
+    /// thread per encode until the blocking pool (512) was full, and then every file read
+    /// (`spawn_blocking`) queued behind them, or never ran. Jobs past the bound wait here, on
+    /// the runtime, holding nothing.
+    threads: Arc<Semaphore>,
+    /// Jobs holding a thread now, and the most there ever were (diagnostics and tests).
+    threads_busy: AtomicUsize,
+    threads_peak: AtomicUsize,
     /// Set at shutdown: running encodes stop between blocks, new ones are refused.
     stopping: AtomicBool,
     /// Encode jobs started since open (one job may produce several profiles).
@@ -228,6 +240,10 @@ const HEAD_START_SECS: u64 = 15;
 /// Seconds of source an encode holding a core encodes before it lets the next one in line have
 /// it (about a quarter of a second of one core for the whole ladder).
 const CORE_TURN_SECS: u64 = 20;
+
+/// Encode jobs per core allowed to hold a blocking thread at once (see `Inner::threads`): enough
+/// for head starts and turn-taking to keep every core busy, far below tokio's blocking pool.
+const THREADS_PER_WORKER: usize = 8;
 
 /// What lets a job run: a head start, or one of the cores. Dropping it frees the place.
 enum Slot {
@@ -333,6 +349,9 @@ impl TranscodeCache {
             state: Mutex::new(state),
             permits: Arc::new(Semaphore::new(workers.max(1))),
             head_starts: Arc::new(Semaphore::new(workers.max(1) * 4)),
+            threads: Arc::new(Semaphore::new(workers.max(1) * THREADS_PER_WORKER)),
+            threads_busy: AtomicUsize::new(0),
+            threads_peak: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
             jobs_started: AtomicU64::new(0),
             source_changed: Arc::default(),
@@ -353,6 +372,13 @@ impl TranscodeCache {
         self.inner.stopping.store(true, Ordering::SeqCst);
         self.inner.permits.close();
         self.inner.head_starts.close();
+        self.inner.threads.close();
+    }
+
+    /// The most encode jobs that ever held a thread at once (at most
+    /// `workers × THREADS_PER_WORKER`).
+    pub fn peak_encode_threads(&self) -> usize {
+        self.inner.threads_peak.load(Ordering::Relaxed)
     }
 
     /// Bytes of finished encodes on disk.
@@ -631,18 +657,40 @@ impl Inner {
             let reqs: Vec<TranscodeRequest> = jobs.iter().map(|(r, _)| r.clone()).collect();
             let senders: Vec<watch::Sender<Progress>> =
                 jobs.into_iter().map(|(_, tx)| tx).collect();
-            let slot = match self.head_starts.clone().try_acquire_owned() {
-                Ok(head) => Ok(Slot::HeadStart(head)),
-                Err(_) => self.permits.clone().acquire_owned().await.map(Slot::Core),
+            let thread = self.threads.clone().acquire_owned().await;
+            let slot = match thread {
+                Err(e) => Err(e),
+                Ok(thread) => match self.head_starts.clone().try_acquire_owned() {
+                    Ok(head) => Ok((thread, Slot::HeadStart(head))),
+                    Err(_) => self
+                        .permits
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map(|core| (thread, Slot::Core(core))),
+                },
             };
             let result = match slot {
                 Err(_) => Err(TranscodeError::Cancelled),
-                Ok(slot) => {
+                Ok((thread, slot)) => {
                     let this = self.clone();
                     let reqs = reqs.clone();
                     let senders = senders.clone();
                     let runtime = tokio::runtime::Handle::current();
                     tokio::task::spawn_blocking(move || {
+                        /// Counts the thread free again even if the encoder panics.
+                        struct Busy<'a>(&'a AtomicUsize);
+                        impl Drop for Busy<'_> {
+                            fn drop(&mut self) {
+                                self.0.fetch_sub(1, Ordering::Relaxed);
+                            }
+                        }
+                        // Dropped last (locals drop in reverse): the count is down before the
+                        // place is given to the next job.
+                        let _thread = thread;
+                        let busy = this.threads_busy.fetch_add(1, Ordering::Relaxed) + 1;
+                        this.threads_peak.fetch_max(busy, Ordering::Relaxed);
+                        let _busy = Busy(&this.threads_busy);
                         this.run_job(&reqs, &senders, slot, &runtime)
                     })
                     .await
@@ -792,6 +840,8 @@ impl Inner {
                     let fault = match err {
                         TranscodeError::Sink(_) => Fault::Cache,
                         TranscodeError::SourceChanged => Fault::Changed,
+                        // Only shutdown cancels an encode: the file is not at fault.
+                        TranscodeError::Cancelled => Fault::Stopping,
                         _ => Fault::Source,
                     };
                     tx.send_replace(Progress::Failed {
@@ -900,6 +950,7 @@ async fn wait_progress<T>(
                         Fault::Cache => CacheError::Io(std::io::Error::other(message.clone())),
                         Fault::Source => CacheError::Transcode(message.clone()),
                         Fault::Changed => CacheError::SourceChanged(message.clone()),
+                        Fault::Stopping => CacheError::ShuttingDown,
                     })
                 }
             }
@@ -1163,6 +1214,36 @@ mod tests {
             "the newcomer waited for the whole long track"
         );
         cache.complete(&long).await.unwrap();
+    }
+
+    /// A burst of encodes for different tracks holds a bounded number of blocking threads (it
+    /// used to park one per encode until tokio's pool was full and file reads queued behind
+    /// them), and every encode still completes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_encodes_holds_a_bounded_number_of_threads() {
+        let src = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = TranscodeCache::open(dir.path(), 1 << 30, 1).unwrap();
+        let burst = 2 * THREADS_PER_WORKER;
+        let reqs: Vec<_> = (0..burst)
+            .map(|i| request(src.path(), &format!("t{i}.wav"), 22050, 45.0, "mobile"))
+            .collect();
+        let tasks: Vec<_> = reqs
+            .iter()
+            .map(|req| {
+                let (cache, req) = (cache.clone(), req.clone());
+                tokio::spawn(async move { cache.complete(&req).await.map(|_| ()) })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(cache.jobs_started(), burst as u64);
+        let peak = cache.peak_encode_threads();
+        assert!(
+            (1..=THREADS_PER_WORKER).contains(&peak),
+            "{peak} encodes held a thread at once"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -40,6 +40,20 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     d.deserialize_any(Millis)
 }
 
+/// For `#[serde(deserialize_with = "millis::whole_u32")]` on a `u32` that a browser computes as
+/// a float: the spec's hook sends `navigator.connection.downlink * 1000` as its bandwidth, and
+/// `4.025 * 1000` is `4025.0000000000005` in JavaScript. Rounded like a position; a number that
+/// does not fit is refused.
+pub fn whole_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = deserialize(d)?;
+    u32::try_from(v).map_err(|_| {
+        de::Error::invalid_value(
+            de::Unexpected::Unsigned(v),
+            &"a non-negative number up to 4294967295",
+        )
+    })
+}
+
 /// For `#[serde(default, deserialize_with = "millis::optional")]` on an `Option<u64>`.
 pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     struct Maybe;

@@ -352,3 +352,132 @@ async fn a_session_starts_from_the_requests_hints_too() {
     assert_eq!(status, 400, "{err}");
     assert_eq!(err["code"], "invalid_body");
 }
+
+/// A session the server no longer knows (expired during a long pause, created on another node)
+/// degrades gracefully: its master is the default one (a 404 is fatal to hls.js), and the
+/// player's `DELETE` still ends the play in analytics (it stayed open for good before), once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_the_server_no_longer_knows_degrades_gracefully() {
+    let app = spawn_app(None).await;
+    let tracks = app.json("/api/tracks").await;
+    let track = tracks[0]["id"].as_str().unwrap().to_string();
+    let sid = session_3g(&app, &track, "listener-7").await;
+    // Forgotten as the monitor's expiry forgets it.
+    assert!(app.state.streaming.end_session(&sid).await);
+
+    let master = app
+        .get(&format!("/hls/{track}/master.m3u8?session_id={sid}"))
+        .await;
+    assert_eq!(master.status(), 200);
+    let text = master.text().await.unwrap();
+    let default = app
+        .get(&format!("/hls/{track}/master.m3u8"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, default);
+
+    let ended_at = || async {
+        app.state.analytics.flush().await.unwrap();
+        sqlx::query_scalar::<_, Option<i64>>("SELECT ended_at FROM play_sessions WHERE id = $1")
+            .bind(&sid)
+            .fetch_one(app.state.analytics.pool())
+            .await
+            .unwrap()
+    };
+    assert_eq!(ended_at().await, None);
+    let gone = app
+        .client
+        .delete(app.url(&format!("/api/streaming/session/{sid}?position_ms=4000")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+    let first_end = ended_at().await.expect("the play was not ended");
+    // A second end (a retry) does not move it.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    app.client
+        .delete(app.url(&format!("/api/streaming/session/{sid}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended_at().await, Some(first_end));
+}
+
+/// Session creation refuses what would grow the server's memory without use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_s_client_id_is_bounded_and_bandwidth_may_be_fractional() {
+    let app = spawn_app(None).await;
+    let tracks = app.json("/api/tracks").await;
+    let track = tracks[0]["id"].as_str().unwrap();
+    let r = app
+        .client
+        .post(app.url("/api/streaming/session"))
+        .json(&json!({"track_id": track, "client_id": "x".repeat(100_000)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // The spec's hook sends `downlink * 1000`, a float in JavaScript.
+    let created = app
+        .post_json("/api/streaming/session", &json!({
+            "track_id": track,
+            "client_capabilities": {"estimated_bandwidth_kbps": 4025.0000000000005,
+                "buffer_duration_ms": 30000, "connection_type": "Wifi", "device_type": "Desktop"},
+        }))
+        .await;
+    assert_eq!(created["initial_profile"]["quality_id"], "high");
+}
+
+/// The web player creates a streaming session (which starts the play in analytics) and sends
+/// `Play` on its WebSocket: naming the session makes them one play, not two. A session that is
+/// not the user's own for this track is not taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_play_naming_its_streaming_session_is_counted_once() {
+    let app = spawn_app(None).await;
+    let tracks = app.json("/api/tracks").await;
+    let track = tracks[0]["id"].as_str().unwrap().to_string();
+    let plays = |user: &'static str| {
+        let app = &app;
+        async move {
+            app.state.analytics.flush().await.unwrap();
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM play_sessions WHERE user_id = $1")
+                .bind(user)
+                .fetch_one(app.state.analytics.pool())
+                .await
+                .unwrap()
+        }
+    };
+    let sid = session_3g(&app, &track, "listener-8").await;
+    assert_eq!(plays("listener-8").await, 1);
+
+    let mut ws = connect_ready(&app, "user_id=listener-8").await;
+    send(
+        &mut ws,
+        json!({"command": "Play", "command_id": "p1", "track_id": track,
+        "start_position_ms": 0, "session_id": sid}),
+    )
+    .await;
+    let r = response(&mut ws, "p1", &mut Vec::new()).await;
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(r["data"]["session_id"], sid.as_str());
+    assert_eq!(
+        plays("listener-8").await,
+        1,
+        "the session's play was counted twice"
+    );
+
+    // Someone else's session is not taken: that play is a play of its own.
+    let mut other = connect_ready(&app, "user_id=listener-9").await;
+    send(
+        &mut other,
+        json!({"command": "Play", "command_id": "p2", "track_id": track,
+        "session_id": sid}),
+    )
+    .await;
+    let r = response(&mut other, "p2", &mut Vec::new()).await;
+    assert_eq!(r["success"], true, "{r}");
+    assert_ne!(r["data"]["session_id"], sid.as_str());
+    assert_eq!(plays("listener-9").await, 1);
+}

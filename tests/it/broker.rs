@@ -140,6 +140,139 @@ async fn two_nodes_on_one_redis_act_as_one_hub() {
     );
 }
 
+/// A Redis of the test's own on a free port (`redis-server` is needed: the test fails without
+/// it, never skips), which the test can kill and start again on the same port. Killed when
+/// dropped.
+struct PrivateRedis {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Self::spawn(port, dir.path());
+        Self { child, port, dir }
+    }
+
+    // The child is returned to `PrivateRedis`, whose `Drop` kills and waits for it; on the one
+    // path that gives up (no PING answer) it is killed and waited for here.
+    #[allow(clippy::zombie_processes)]
+    fn spawn(port: u16, dir: &std::path::Path) -> std::process::Child {
+        let mut child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("redis-server is needed for the Redis restart test (apt-get install redis-server): {e}")
+            });
+        // Ready once it answers PING.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                use std::io::{Read as _, Write as _};
+                let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut pong = [0u8; 7];
+                if s.write_all(b"PING\r\n").is_ok()
+                    && s.read_exact(&mut pong).is_ok()
+                    && &pong == b"+PONG\r\n"
+                {
+                    return child;
+                }
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("redis-server on port {port} did not answer PING within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills Redis (as a crash would: no goodbye to its clients) and starts it again, empty, on
+    /// the same port.
+    fn restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.child = Self::spawn(self.port, self.dir.path());
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Redis restarts under two running nodes: once it is back, an event raised on node 1 reaches a
+/// client of node 2 again (node 1's publishing connection is replaced, node 2 subscribes again).
+/// The first events after the restart may be lost while the nodes reconnect, so node 1 raises
+/// one every couple of seconds until node 2's client hears one, for up to a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_find_each_other_again_after_redis_restarts() {
+    let mut redis = PrivateRedis::start();
+    let broker = redis.url();
+    let namespace = format!("stream-server-test-{}", uuid::Uuid::new_v4());
+    let lib = library();
+    let one = start_node(&lib.root, &broker, &namespace);
+    let two = start_node(&lib.root, &broker, &namespace);
+    let client = reqwest::Client::new();
+    one.wait_healthy(&client).await;
+    two.wait_healthy(&client).await;
+    let tracks = one.json(&client, "/api/tracks").await;
+    let track = tracks[0]["id"].as_str().unwrap().to_string();
+    let mut ann_on_one = one.ws("user_id=ann").await;
+    let mut bob_on_two = two.ws("user_id=bob").await;
+    let play = |id: String| json!({"command": "Play", "command_id": id, "track_id": track});
+
+    crate::websocket::send(&mut ann_on_one, play("before".into())).await;
+    let r = crate::websocket::response(&mut ann_on_one, "before", &mut Vec::new()).await;
+    assert_eq!(r["success"], true, "{r}");
+    assert!(
+        first_event(&mut bob_on_two, "PlaybackStarted", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "node 2 never heard node 1, even before the restart"
+    );
+
+    redis.restart();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for attempt in 0.. {
+        // Playing again (the same track) ends the previous play and starts a new one.
+        let id = format!("after-{attempt}");
+        crate::websocket::send(&mut ann_on_one, play(id.clone())).await;
+        let r = crate::websocket::response(&mut ann_on_one, &id, &mut Vec::new()).await;
+        assert_eq!(r["success"], true, "{r}");
+        if let Some(started) =
+            first_event(&mut bob_on_two, "PlaybackStarted", Duration::from_secs(2)).await
+        {
+            assert_eq!(started["user_id"], "ann", "{started}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a minute after Redis restarted, node 2 still hears nothing from node 1; node 1: {}; node 2: {}",
+            one.json(&client, "/api/ws/stats").await,
+            two.json(&client, "/api/ws/stats").await
+        );
+    }
+}
+
 #[test]
 fn an_unreachable_broker_stops_the_start_with_a_clear_error() {
     let data = tempfile::tempdir().unwrap();

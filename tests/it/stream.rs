@@ -22,6 +22,8 @@ async fn ranges_are_byte_exact() {
     assert_eq!(full.status(), 200);
     assert_eq!(full.headers()["accept-ranges"], "bytes");
     assert_eq!(full.headers()["content-type"], "audio/aac");
+    // The URL outlives a version of the file: caches revalidate (the ETag names the version).
+    assert_eq!(full.headers()["cache-control"], "public, no-cache");
     let etag = full.headers()["etag"].to_str().unwrap().to_string();
     let last_modified = full.headers()["last-modified"]
         .to_str()

@@ -520,3 +520,94 @@ async fn a_listener_who_disconnects_stops_playing_after_the_grace() {
         assert_eq!(ended_at.is_some(), ended, "session {session}");
     }
 }
+
+/// Unsubscribing from every event a connection subscribed to leaves it no events at all (the
+/// answers to its own commands still come), not every event again; a connection that never
+/// subscribed and unsubscribes from one event keeps receiving all the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribing_from_everything_subscribed_leaves_no_events() {
+    let app = spawn_app(Some(&library().root)).await;
+    let track = app.track_id("wav/low8k.wav").await;
+    let mut narrowed = connect_ready(&app, "user_id=narrowed").await;
+    let mut never = connect_ready(&app, "user_id=never").await;
+    let mut player = connect_ready(&app, "user_id=player").await;
+    let mut seen = Vec::new();
+
+    send(
+        &mut narrowed,
+        json!({"command": "Subscribe", "command_id": "s", "events": ["PlaybackStarted"]}),
+    )
+    .await;
+    assert_eq!(
+        response(&mut narrowed, "s", &mut seen).await["success"],
+        true
+    );
+    send(
+        &mut narrowed,
+        json!({"command": "Unsubscribe", "command_id": "u", "events": ["PlaybackStarted"]}),
+    )
+    .await;
+    let r = response(&mut narrowed, "u", &mut seen).await;
+    assert_eq!(r["data"]["subscribed"], json!([]), "{r}");
+    send(
+        &mut never,
+        json!({"command": "Unsubscribe", "command_id": "u", "events": ["PlaybackStarted"]}),
+    )
+    .await;
+    let r = response(&mut never, "u", &mut seen).await;
+    let names = r["data"]["subscribed"].as_array().unwrap();
+    assert!(!names.contains(&json!("PlaybackStarted")), "{r}");
+    assert!(names.contains(&json!("PlaybackStopped")), "{r}");
+    assert!(seen.is_empty(), "{seen:?}");
+
+    send(
+        &mut player,
+        json!({"command": "Play", "command_id": "p", "track_id": track}),
+    )
+    .await;
+    assert_eq!(
+        response(&mut player, "p", &mut Vec::new()).await["success"],
+        true
+    );
+    send(
+        &mut player,
+        json!({"command": "Stop", "command_id": "x", "track_id": track}),
+    )
+    .await;
+    assert_eq!(
+        response(&mut player, "x", &mut Vec::new()).await["success"],
+        true
+    );
+
+    // Both events were queued before the Stop was answered: whatever `narrowed` was sent comes
+    // before the answer to a Ping sent now.
+    send(
+        &mut narrowed,
+        json!({"command": "Ping", "command_id": "alive"}),
+    )
+    .await;
+    let mut narrowed_saw = Vec::new();
+    let r = response(&mut narrowed, "alive", &mut narrowed_saw).await;
+    assert_eq!(r["success"], true, "{r}");
+    assert!(
+        narrowed_saw.is_empty(),
+        "unsubscribed from everything it subscribed to, yet got {narrowed_saw:?}"
+    );
+
+    let mut never_saw = Vec::new();
+    while let Some(m) = next(&mut never, Duration::from_secs(5)).await {
+        let stopped = m["event"] == "PlaybackStopped";
+        never_saw.push(m);
+        if stopped {
+            break;
+        }
+    }
+    assert!(
+        never_saw.iter().any(|m| m["event"] == "PlaybackStopped"),
+        "{never_saw:?}"
+    );
+    assert!(
+        never_saw.iter().all(|m| m["event"] != "PlaybackStarted"),
+        "{never_saw:?}"
+    );
+}

@@ -187,6 +187,8 @@ async function main() {
       const plays = traffic.commands(clickedAt, 'Play', 'Pause');
       assert(plays.length === 1 && plays[0].command === 'Play', `expected one Play, saw ${JSON.stringify(plays.map((c) => c.command))}`);
       assert(plays[0].track_id === trackId && plays[0].start_position_ms === 0, `Play was ${JSON.stringify(plays[0])}`);
+      // It names the streaming session, whose play it is (one play in analytics, not two).
+      assert(typeof plays[0].session_id === 'string' && plays[0].session_id.length > 0, `Play names no session: ${JSON.stringify(plays[0])}`);
       log(`      started on "${startQuality}" (${await page.getByTestId('quality-reason').textContent()})`);
     });
 

@@ -9,7 +9,7 @@
 //! | `estimated_bandwidth_kbps > 0` | the best profile whose `bandwidth_estimate_kbps` fits in the usable share of it |
 //! | no bandwidth figure | a default per connection type: 2G → `mobile`, 3G → `mobile`, 4G → `medium`, Wi-Fi/Ethernet → `high`, unknown → `medium` |
 //! | usable share of the bandwidth | 100% on Ethernet/Wi-Fi, 85% on 4G, 75% on 3G, 60% on 2G and unknown (cellular links swing) |
-//! | device | `SmartSpeaker` and `CarAudio` start one rung lower unless the link has twice the room (they cannot show a spinner and are often on the move); phones on cellular never start above `medium` |
+//! | device | `SmartSpeaker` and `CarAudio` start one rung lower unless the link has twice the room (they cannot show a spinner and are often on the move); phones on cellular never start above `medium`. Both rules shape the automatic choice only: a preferred profile that fits the link is the listener's call and is taken as is |
 //! | nothing fits | the smallest profile |
 //!
 //! What a client leaves unknown is completed from its request (Client Hints, `User-Agent`)
@@ -26,7 +26,9 @@ use super::AdaptiveProfile;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS, utoipa::ToSchema)]
 #[ts(export)]
 pub struct ClientCapabilities {
+    #[serde(deserialize_with = "crate::streaming::millis::whole_u32")]
     pub estimated_bandwidth_kbps: u32,
+    #[serde(deserialize_with = "crate::streaming::millis::whole_u32")]
     pub buffer_duration_ms: u32,
     pub connection_type: ConnectionType,
     pub device_type: DeviceType,
@@ -374,6 +376,38 @@ mod tests {
         assert_eq!(select_initial_profile(&caps, &ladder).quality_id, "high");
         caps.preferred_quality = Some("low".into());
         assert_eq!(select_initial_profile(&caps, &ladder).quality_id, "low");
+        // A preference that fits outranks the device rules, which shape the automatic choice.
+        let phone = ClientCapabilities {
+            estimated_bandwidth_kbps: 5_000,
+            connection_type: ConnectionType::Cellular4G,
+            device_type: DeviceType::Mobile,
+            preferred_quality: Some("high".into()),
+            ..Default::default()
+        };
+        assert_eq!(select_initial_profile(&phone, &ladder).quality_id, "high");
+    }
+
+    #[test]
+    fn a_browser_s_fractional_bandwidth_is_read() {
+        // `navigator.connection.downlink * 1000` for a downlink of 4.025 Mbit/s, as the spec's
+        // hook sends it.
+        let caps: ClientCapabilities = serde_json::from_str(
+            r#"{"estimated_bandwidth_kbps": 4025.0000000000005, "buffer_duration_ms": 1500.5,
+                "connection_type": "Wifi", "device_type": "Desktop"}"#,
+        )
+        .unwrap();
+        assert_eq!(caps.estimated_bandwidth_kbps, 4025);
+        assert_eq!(caps.buffer_duration_ms, 1501);
+        for bad in [r#"-1"#, r#"5e9"#, r#""fast""#] {
+            let json = format!(
+                r#"{{"estimated_bandwidth_kbps": {bad}, "buffer_duration_ms": 0,
+                    "connection_type": "Wifi", "device_type": "Desktop"}}"#
+            );
+            assert!(
+                serde_json::from_str::<ClientCapabilities>(&json).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -34,6 +34,27 @@ pub enum StreamingError {
     UnknownSegment(String),
     #[error("no library is attached to this manager")]
     NoLibrary,
+    /// The first scan of the library has not finished: the track may well exist (ids are
+    /// stable across restarts), so this is "try again", not "no such track".
+    #[error("the library is still being scanned")]
+    NotReady,
+    #[error("too many streaming sessions open ({0}); try again later")]
+    TooManySessions(usize),
+}
+
+/// Most sessions held at once. A session is about a kilobyte and lives 30 idle minutes; the cap
+/// keeps a client that creates sessions in a loop from growing memory without bound (and the
+/// monitor's pass over them) while leaving room for a large audience.
+pub const MAX_SESSIONS: usize = 100_000;
+
+/// A track of the library, or why there is none: [`StreamingError::NotReady`] while the first
+/// scan runs (a track not seen yet may exist), else [`StreamingError::UnknownTrack`].
+pub fn find_track(library: &Library, track_id: &str) -> Result<Arc<Track>, StreamingError> {
+    match library.get(track_id) {
+        Some(t) => Ok(t),
+        None if !library.is_ready() => Err(StreamingError::NotReady),
+        None => Err(StreamingError::UnknownTrack(track_id.to_string())),
+    }
 }
 
 /// A parsed segment file name: `<version>-<index>.<ext>`.
@@ -62,6 +83,10 @@ const DEFAULT_BUFFER_S: f64 = 30.0;
 
 /// Sessions idle longer than this are dropped by the quality monitor.
 const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+
+/// Expired session ids held for a slow receiver (see
+/// [`AdaptiveStreamingManager::expired_sessions`]).
+const EXPIRED_BACKLOG: usize = 16_384;
 /// How often the quality monitor looks at sessions.
 const MONITOR_PERIOD: Duration = Duration::from_secs(2);
 /// Sessions decided per hold of the sessions lock by the quality monitor.
@@ -79,6 +104,7 @@ pub struct AdaptiveStreamingManager {
     monitor_started: AtomicBool,
     stats: Arc<Counters>,
     changes: broadcast::Sender<QualityChange>,
+    expired: broadcast::Sender<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -136,7 +162,26 @@ impl AdaptiveStreamingManager {
             monitor_started: AtomicBool::new(false),
             stats: Arc::default(),
             changes: broadcast::channel(1024).0,
+            expired: broadcast::channel(EXPIRED_BACKLOG).0,
         }
+    }
+
+    /// Ids of the sessions the monitor expires (idle for 30 minutes), as it does: their
+    /// listeners left without saying so, and whoever records plays ends them. A receiver that
+    /// falls more than `EXPIRED_BACKLOG` behind loses the oldest.
+    pub fn expired_sessions(&self) -> broadcast::Receiver<String> {
+        self.expired.subscribe()
+    }
+
+    /// Removes every session and returns their ids (at shutdown: their plays end with the
+    /// process, and are recorded as ended).
+    pub async fn drain_sessions(&self) -> Vec<String> {
+        self.sessions
+            .write()
+            .await
+            .drain()
+            .map(|(id, _)| id)
+            .collect()
     }
 
     /// Quality changes decided on the server, as they happen. A receiver that falls more than
@@ -191,6 +236,7 @@ impl AdaptiveStreamingManager {
             .map(|p| (p.quality_id.clone(), self.segment_secs(&p.quality_id)))
             .collect();
         let changes = self.changes.clone();
+        let expired = self.expired.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(MONITOR_PERIOD);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -199,24 +245,33 @@ impl AdaptiveStreamingManager {
                 let Some(sessions) = sessions.upgrade() else {
                     break;
                 };
+                let mut gone = Vec::new();
                 let pending: Vec<String> = {
                     let mut sessions = sessions.write().await;
                     let now = SystemTime::now();
-                    let before = sessions.len();
-                    sessions.retain(|_, s| {
-                        now.duration_since(s.session.last_updated)
+                    sessions.retain(|id, s| {
+                        let live = now
+                            .duration_since(s.session.last_updated)
                             .unwrap_or_default()
-                            < SESSION_IDLE
+                            < SESSION_IDLE;
+                        if !live {
+                            gone.push(id.clone());
+                        }
+                        live
                     });
-                    stats
-                        .sessions_expired
-                        .fetch_add((before - sessions.len()) as u64, Ordering::Relaxed);
                     sessions
                         .iter()
                         .filter(|(_, s)| s.pending_report)
                         .map(|(id, _)| id.clone())
                         .collect()
                 };
+                stats
+                    .sessions_expired
+                    .fetch_add(gone.len() as u64, Ordering::Relaxed);
+                for id in gone {
+                    // No receiver (no server wired) is fine.
+                    let _ = expired.send(id);
+                }
                 // Decisions take ~10 µs each: made a chunk at a time, so that with many sessions
                 // the players' reports and playlist requests never wait long for the lock.
                 for chunk in pending.chunks(MONITOR_CHUNK) {
@@ -270,6 +325,11 @@ impl AdaptiveStreamingManager {
 
     /// As [`Self::create_session_with_capabilities`], for a known listener: the quality
     /// monitor's changes are addressed to them.
+    /// Whether another session may be created ([`MAX_SESSIONS`]).
+    pub async fn has_room_for_session(&self) -> bool {
+        self.sessions.read().await.len() < MAX_SESSIONS
+    }
+
     pub async fn create_session_for_user(
         &self,
         session_id: String,
@@ -338,7 +398,8 @@ impl AdaptiveStreamingManager {
                 reason: "set by the application".into(),
             };
             state.recommended = quality;
-            state.session.performance_metrics.quality_switches += 1;
+            let m = &mut state.session.performance_metrics;
+            m.quality_switches = m.quality_switches.saturating_add(1);
             change
         };
         self.stats.quality_changes.fetch_add(1, Ordering::Relaxed);
@@ -368,7 +429,8 @@ impl AdaptiveStreamingManager {
         let from = std::mem::replace(&mut state.player_quality, quality.to_string());
         if state.session.current_quality != quality {
             state.session.current_quality = quality.to_string();
-            state.session.performance_metrics.quality_switches += 1;
+            let m = &mut state.session.performance_metrics;
+            m.quality_switches = m.quality_switches.saturating_add(1);
         }
         Ok(Some(from))
     }
@@ -453,6 +515,9 @@ impl AdaptiveStreamingManager {
         let state = sessions
             .get_mut(session_id)
             .filter(|s| s.session.track_id == track_id)?;
+        // A download is the session in use: a client that posts no metrics (the spec's hook
+        // posts none) must not lose its session, and with it its encoding, in a long mix.
+        state.session.last_updated = SystemTime::now();
         if let Some(q) = &state.progressive {
             return Some(q.clone());
         }
@@ -478,24 +543,34 @@ impl AdaptiveStreamingManager {
 
     /// The master playlist with the session's current profile listed first (HLS clients start
     /// with the first variant). A session on the MP3 rung starts on the smallest AAC rung.
+    ///
+    /// A session this node does not know — expired while the listener was paused, created on
+    /// another node behind the load balancer, lost in a restart, or another track's (a session
+    /// plays one track) — gets the default master, as `/stream` falls back to the capabilities'
+    /// choice: a 404 here is fatal to hls.js, and the order is only a starting hint.
     pub async fn generate_master_playlist_for(
         &self,
         track_id: &str,
         session_id: Option<&str>,
     ) -> Result<String, StreamingError> {
         if let Some(lib) = &self.library {
-            lib.get(track_id)
-                .ok_or_else(|| StreamingError::UnknownTrack(track_id.to_string()))?;
+            find_track(lib, track_id)?;
         }
-        // A session plays one track: another track's master does not know it.
         let first = match session_id {
-            Some(id) => Some(
-                self.get_session(id)
+            Some(id) => {
+                let known = self
+                    .get_session(id)
                     .await
-                    .filter(|s| s.track_id == track_id)
-                    .ok_or_else(|| StreamingError::UnknownSession(id.to_string()))?
-                    .current_quality,
-            ),
+                    .filter(|s| s.track_id == track_id);
+                if known.is_none() {
+                    tracing::debug!(
+                        session = id,
+                        track = track_id,
+                        "master for an unknown session: default order"
+                    );
+                }
+                known.map(|s| s.current_quality)
+            }
             None => None,
         };
         Ok(hls::render_master(&self.master_playlist(first.as_deref())))
@@ -633,9 +708,7 @@ impl AdaptiveStreamingManager {
         quality: &str,
     ) -> Result<(Arc<Track>, &AdaptiveProfile, SegmentLayout), StreamingError> {
         let lib = self.library.as_ref().ok_or(StreamingError::NoLibrary)?;
-        let track = lib
-            .get(track_id)
-            .ok_or_else(|| StreamingError::UnknownTrack(track_id.to_string()))?;
+        let track = find_track(lib, track_id)?;
         let profile = self
             .profile(quality)
             .ok_or_else(|| StreamingError::UnknownQuality(quality.to_string()))?;
@@ -772,7 +845,8 @@ fn monitor_decision(
         return None;
     }
     let from = std::mem::replace(&mut state.session.current_quality, to.clone());
-    state.session.performance_metrics.quality_switches += 1;
+    let m = &mut state.session.performance_metrics;
+    m.quality_switches = m.quality_switches.saturating_add(1);
     Some(QualityChange {
         session_id: state.session.session_id.clone(),
         track_id: state.session.track_id.clone(),
@@ -820,11 +894,15 @@ mod tests {
             .unwrap();
         let urls: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(urls[0], "high/playlist.m3u8");
-        // Another track's master does not know the session.
-        assert!(matches!(
-            m.generate_master_playlist_for("other", Some("s1")).await,
-            Err(StreamingError::UnknownSession(_))
-        ));
+        // Another track's master does not know the session: the default order.
+        let default = m.generate_master_playlist("other").await.unwrap();
+        assert_eq!(
+            m.generate_master_playlist_for("other", Some("s1"))
+                .await
+                .unwrap(),
+            default
+        );
+        assert!(default.find("mobile/").unwrap() < default.find("high/").unwrap());
         assert_eq!(m.progressive_quality("s1", "other", false).await, None);
         assert_eq!(
             m.progressive_quality("s1", "any", false).await.as_deref(),
@@ -834,10 +912,13 @@ mod tests {
             !text.contains("low/"),
             "the MP3 rung is not mixed into the AAC master"
         );
-        assert!(matches!(
-            m.generate_master_playlist_for("any", Some("nope")).await,
-            Err(StreamingError::UnknownSession(_))
-        ));
+        // An unknown session (expired, another node's) plays from the default master.
+        assert_eq!(
+            m.generate_master_playlist_for("any", Some("nope"))
+                .await
+                .unwrap(),
+            m.generate_master_playlist("any").await.unwrap()
+        );
     }
 
     #[test]
@@ -870,6 +951,77 @@ mod tests {
             m.parse_segment_name("ultra", "0a-1.aac"),
             Err(StreamingError::UnknownQuality(_))
         ));
+    }
+
+    /// An idle session is expired by the monitor and announced, so that its play is ended in
+    /// analytics; an active one beside it stays. A progressive download counts as activity.
+    #[tokio::test(start_paused = true)]
+    async fn idle_sessions_expire_and_are_announced() {
+        let m = AdaptiveStreamingManager::new(Arc::new(Config::default()));
+        let mut expired = m.expired_sessions();
+        for id in ["idle", "downloading", "fresh"] {
+            m.create_session(id.into(), "t".into()).await;
+        }
+        let long_ago = SystemTime::now() - SESSION_IDLE - Duration::from_secs(1);
+        for id in ["idle", "downloading"] {
+            m.sessions
+                .write()
+                .await
+                .get_mut(id)
+                .unwrap()
+                .session
+                .last_updated = long_ago;
+        }
+        // A download of the session's track is the session in use.
+        assert!(m
+            .progressive_quality("downloading", "t", true)
+            .await
+            .is_some());
+        m.start_quality_monitor().await;
+        let id = tokio::time::timeout(MONITOR_PERIOD * 3, expired.recv())
+            .await
+            .expect("no expiry announced")
+            .unwrap();
+        assert_eq!(id, "idle");
+        assert!(m.get_session("idle").await.is_none());
+        assert!(m.get_session("downloading").await.is_some());
+        assert!(m.get_session("fresh").await.is_some());
+        assert_eq!(m.streaming_stats().await.sessions_expired, 1);
+        let mut left = m.drain_sessions().await;
+        left.sort();
+        assert_eq!(left, ["downloading", "fresh"]);
+        assert!(m.get_session("fresh").await.is_none());
+    }
+
+    /// While the first scan runs, a track not seen yet may exist: "not ready", not "unknown".
+    #[test]
+    fn a_track_missing_before_the_first_scan_is_not_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let scanning = Library::new(dir.path());
+        assert!(matches!(
+            find_track(&scanning, "x"),
+            Err(StreamingError::NotReady)
+        ));
+        let scanned = Library::with_catalog(dir.path(), crate::library::Catalog::default());
+        assert!(matches!(
+            find_track(&scanned, "x"),
+            Err(StreamingError::UnknownTrack(_))
+        ));
+    }
+
+    /// A client's absurd switch count cannot overflow the server's own count.
+    #[tokio::test]
+    async fn a_reported_switch_count_cannot_overflow() {
+        let m = AdaptiveStreamingManager::new(Arc::new(Config::default()));
+        m.create_session("s".into(), "t".into()).await;
+        let metrics = PerformanceMetrics {
+            quality_switches: u32::MAX,
+            ..Default::default()
+        };
+        m.report_metrics("s", metrics).await.unwrap();
+        m.update_session_quality("s", "high".into()).await;
+        let s = m.get_session("s").await.unwrap();
+        assert_eq!(s.performance_metrics.quality_switches, u32::MAX);
     }
 
     /// The monitor decides in chunks (releasing the lock between them): every session with a

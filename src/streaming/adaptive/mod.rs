@@ -12,7 +12,9 @@ pub use capabilities::{
     select_initial_profile, select_progressive_profile, ClientCapabilities, ClientHints,
     ConnectionType, DeviceType,
 };
-pub use manager::{AdaptiveStreamingManager, QualityChange, SegmentName, StreamingError};
+pub use manager::{
+    find_track, AdaptiveStreamingManager, QualityChange, SegmentName, StreamingError, MAX_SESSIONS,
+};
 pub use playlist::{HLSManifest, HLSSegment, MasterPlaylist, StreamInfo};
 pub use profile::{AdaptiveProfile, Codec};
 pub use session::{PerformanceMetrics, StreamingSession, StreamingStats};

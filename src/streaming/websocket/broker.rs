@@ -10,6 +10,13 @@
 //! list of users) travels with the event, so privacy rules apply on every node alike. Publishing
 //! never waits: envelopes go through a bounded queue to one publisher task; if Redis is slow or
 //! down, events for other nodes are dropped (and counted), never the local ones.
+//!
+//! Redis may restart or vanish under a running node. Publishing and the shared counts go through
+//! a `ConnectionManager`, which replaces a dropped connection (a bare `MultiplexedConnection`
+//! never does: redis-rs #1190); TCP keepalive (and, on Linux, a user timeout) turns a peer that
+//! vanished without a word into a dropped connection. The subscription has a connection of its
+//! own, which the subscriber replaces when it ends or when Redis stops answering a periodic PING
+//! on it; every connection attempt is bounded in time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -30,6 +37,19 @@ const FORGET_AFTER: i64 = 20;
 
 /// Envelopes waiting for the publisher.
 const OUTBOX: usize = 10_000;
+
+/// Each attempt to connect to Redis (at start and on every reconnection) gives up after this
+/// long: a Redis host that drops packets must not hang the start or the subscriber.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A command unanswered for this long fails.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the subscriber checks that Redis still answers on its connection, and how long it
+/// waits for the answer: a subscription whose connection died silently (no FIN, no RST) would
+/// otherwise wait for messages forever.
+const SUBSCRIBER_PING_EVERY: Duration = Duration::from_secs(10);
+const SUBSCRIBER_PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle time before TCP keepalive probes start on the publishing connection.
+const KEEPALIVE_AFTER: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -71,7 +91,8 @@ pub struct Broker {
     node: String,
     live_key: String,
     outbox: mpsc::Sender<String>,
-    conn: redis::aio::MultiplexedConnection,
+    /// Publishing (the publisher task's clone) and the shared counts; reconnects by itself.
+    conn: redis::aio::ConnectionManager,
     dropped: AtomicU64,
     received: Arc<AtomicU64>,
     /// Ends the subscriber task (when the broker is dropped, or the node leaves).
@@ -99,10 +120,12 @@ impl Broker {
         hub: &Arc<WebSocketManager>,
     ) -> Result<Arc<Self>, BrokerError> {
         let client = redis::Client::open(url)?;
-        let conn = client.get_multiplexed_async_connection().await?;
         let channel = format!("{namespace}:events");
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(&channel).await?;
+        // The subscription first: it fails at once when Redis cannot be reached, where the
+        // connection manager would first retry for a while.
+        let pubsub = subscribe(&client, &channel).await?;
+        let conn = redis::aio::ConnectionManager::new_with_config(client.clone(), manager_config())
+            .await?;
         let (outbox, rx) = mpsc::channel(OUTBOX);
         let broker = Arc::new(Self {
             node: uuid::Uuid::new_v4().to_string(),
@@ -211,9 +234,56 @@ impl Broker {
     }
 }
 
+/// The connection manager's settings: bounded connection attempts and commands, reconnection
+/// retried every second or two (backon's exponential backoff starts at 1 s; redis's default
+/// factor of 100 would wait a minute between attempts), keepalive on the socket.
+fn manager_config() -> redis::aio::ConnectionManagerConfig {
+    let keepalive = redis::io::tcp::socket2::TcpKeepalive::new().with_time(KEEPALIVE_AFTER);
+    let tcp = redis::io::tcp::TcpSettings::default().set_keepalive(keepalive);
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(CONNECT_TIMEOUT)
+        .set_response_timeout(RESPONSE_TIMEOUT)
+        .set_factor(2)
+        .set_max_delay(2_000)
+        .set_number_of_retries(5)
+        .set_tcp_settings(with_user_timeout(tcp))
+}
+
+/// Linux: data left unacknowledged this long fails the socket (keepalive probes only run on
+/// an idle connection, not on one whose writes go unanswered), and the manager replaces it.
+#[cfg(target_os = "linux")]
+fn with_user_timeout(tcp: redis::io::tcp::TcpSettings) -> redis::io::tcp::TcpSettings {
+    tcp.set_user_timeout(Duration::from_secs(20))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn with_user_timeout(tcp: redis::io::tcp::TcpSettings) -> redis::io::tcp::TcpSettings {
+    tcp
+}
+
+/// A pub/sub connection subscribed to `channel`, or an error within [`CONNECT_TIMEOUT`].
+async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+) -> Result<redis::aio::PubSub, redis::RedisError> {
+    let attempt = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok::<_, redis::RedisError>(pubsub)
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no subscription within {CONNECT_TIMEOUT:?}"),
+        )
+        .into()),
+    }
+}
+
 async fn publisher(
     mut rx: mpsc::Receiver<String>,
-    mut conn: redis::aio::MultiplexedConnection,
+    mut conn: redis::aio::ConnectionManager,
     channel: String,
 ) {
     // Everything queued while the previous round trip was in flight goes in one pipeline: a
@@ -225,8 +295,15 @@ async fn publisher(
         for text in batch.drain(..) {
             pipe.publish(&channel, text).ignore();
         }
-        // The multiplexed connection reconnects by itself; a failed publish is logged.
-        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+        let mut sent = pipe.query_async::<()>(&mut conn).await;
+        // The first command after Redis restarted finds the old connection dead, and the
+        // manager starts a new one: the batch is sent once more, on it, rather than lost. (A
+        // batch that failed after reaching Redis could be delivered twice; events are
+        // fire-and-forget, and that case is rare next to a restart.)
+        if matches!(&sent, Err(e) if e.is_unrecoverable_error()) {
+            sent = pipe.query_async::<()>(&mut conn).await;
+        }
+        if let Err(e) = sent {
             tracing::warn!(error = %e, "broker publish failed");
         }
     }
@@ -254,20 +331,20 @@ async fn subscriber(
             if hub.strong_count() == 0 {
                 return;
             }
-            match client.get_async_pubsub().await {
-                Ok(mut ps) => match ps.subscribe(&channel).await {
-                    Ok(()) => {
-                        tracing::info!("broker subscription restored");
-                        pubsub = Some(ps);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "broker resubscribe failed"),
-                },
+            match subscribe(&client, &channel).await {
+                Ok(ps) => {
+                    tracing::info!("broker subscription restored");
+                    pubsub = Some(ps);
+                }
                 Err(e) => tracing::warn!(error = %e, "broker reconnect failed"),
             }
             continue;
         };
         backoff = Duration::from_millis(200);
-        let mut messages = ps.into_on_message();
+        let (mut sink, mut messages) = ps.split();
+        let mut ping = tokio::time::interval(SUBSCRIBER_PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
         loop {
             let msg = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -275,6 +352,15 @@ async fn subscriber(
                     Some(m) => m,
                     None => break,
                 },
+                // Messages arriving meanwhile wait in the connection's own queue.
+                _ = ping.tick() => {
+                    match tokio::time::timeout(SUBSCRIBER_PING_TIMEOUT, sink.ping::<redis::Value>()).await {
+                        Ok(Ok(_)) => continue,
+                        Ok(Err(e)) => tracing::warn!(error = %e, "broker subscription ping failed"),
+                        Err(_) => tracing::warn!("broker subscription: Redis did not answer a ping"),
+                    }
+                    break;
+                }
             };
             let Some(hub) = hub.upgrade() else { return };
             let Ok(text) = msg.get_payload::<String>() else {

@@ -121,7 +121,7 @@ impl WebSocketManager {
                         "connection_id": conn,
                         "user_id": user,
                         "authenticated": user.is_some(),
-                        "subscriptions": conn_info.as_ref().map(|c| c.subscribed_events.clone()).unwrap_or_default(),
+                        "subscriptions": conn_info.as_ref().map(|c| c.subscription.names()).unwrap_or_default(),
                         "filters": conn_info.as_ref().map(|c| c.filters.clone()).unwrap_or_default(),
                         "playback": playback.map(|p| json!({
                             "track_id": p.track_id, "position_ms": p.position_ms, "playing": p.playing,
@@ -151,17 +151,13 @@ impl WebSocketManager {
                 let Some(c) = conns.get_mut(&conn) else {
                     return failure(id, "connection closed".into());
                 };
-                for e in events {
-                    if !c.subscribed_events.contains(&e) {
-                        c.subscribed_events.push(e);
-                    }
-                }
+                c.subscription.subscribe(events);
                 if let Some(f) = filters {
                     c.filters = f;
                 }
                 ok(
                     &id,
-                    json!({ "subscribed": c.subscribed_events, "filters": c.filters }),
+                    json!({ "subscribed": c.subscription.names(), "filters": c.filters }),
                 )
             }
             WebSocketCommand::Unsubscribe { events, .. } => {
@@ -169,8 +165,10 @@ impl WebSocketManager {
                 let Some(c) = conns.get_mut(&conn) else {
                     return failure(id, "connection closed".into());
                 };
-                c.subscribed_events.retain(|e| !events.contains(e));
-                ok(&id, json!({ "subscribed": c.subscribed_events }))
+                // Unsubscribing from all that was subscribed leaves nothing (not "every event",
+                // which only a connection that never subscribed receives).
+                c.subscription.unsubscribe(&events);
+                ok(&id, json!({ "subscribed": c.subscription.names() }))
             }
             WebSocketCommand::AddToPlaylist {
                 playlist_id,
@@ -209,6 +207,7 @@ impl WebSocketManager {
             WebSocketCommand::Play {
                 track_id,
                 start_position_ms,
+                session_id,
                 ..
             } => {
                 self.play(
@@ -217,6 +216,7 @@ impl WebSocketManager {
                     ip,
                     track_id,
                     start_position_ms.unwrap_or(0),
+                    session_id,
                 )
                 .await
             }
@@ -244,6 +244,7 @@ impl WebSocketManager {
         ip: &str,
         track_id: String,
         start: u64,
+        streaming_session: Option<String>,
     ) -> WebSocketEvent {
         let Some(ctx) = &self.context else {
             return failure(id.into(), "this hub has no library".into());
@@ -288,19 +289,40 @@ impl WebSocketManager {
         if let Some(p) = previous {
             self.finish(user, p).await;
         }
-        let session = ctx
-            .analytics
-            .start_play_session(
-                Some(user.into()),
-                track.id.clone(),
-                ip.into(),
-                Some("websocket".into()),
-                track.duration_ms,
-                quality.clone(),
-                Platform::Unknown,
-                None,
-            )
-            .await;
+        // A player that streams through a session (the web player does) has started this play
+        // in analytics already, under the session's id: this command is that play, not a
+        // second one (every play of the web player used to be counted twice). Only the user's
+        // own session of this very track is taken; any other id is ignored.
+        let adopted = match (streaming_session, &ctx.streaming) {
+            (Some(sid), Some(streaming)) => {
+                let same_track = streaming
+                    .get_session(&sid)
+                    .await
+                    .is_some_and(|s| s.track_id == track.id);
+                let same_user = streaming.session_user(&sid).await.as_deref() == Some(user);
+                Uuid::parse_str(&sid)
+                    .ok()
+                    .filter(|_| same_track && same_user)
+            }
+            _ => None,
+        };
+        let session = match adopted {
+            Some(session) => session,
+            None => {
+                ctx.analytics
+                    .start_play_session(
+                        Some(user.into()),
+                        track.id.clone(),
+                        ip.into(),
+                        Some("websocket".into()),
+                        track.duration_ms,
+                        quality.clone(),
+                        Platform::Unknown,
+                        None,
+                    )
+                    .await
+            }
+        };
         if start > 0 {
             ctx.analytics
                 .update_play_progress(session, start, None)

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::hub::{encode, Outbound, WebSocketConnection, WebSocketManager, OUTBOUND_QUEUE};
 use super::protocol::{parse_command, WebSocketEvent};
+use super::subscription::Subscription;
 
 /// Largest message accepted (bigger ones close the connection with 1009).
 pub const MAX_MESSAGE: usize = 64 * 1024;
@@ -82,16 +83,15 @@ impl WebSocketManager {
         let id = Uuid::new_v4();
         let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
         let closer = tokio_util::sync::CancellationToken::new();
-        let now = SystemTime::now();
         self.connections.write().insert(
             id,
             WebSocketConnection {
                 id,
                 user_id: user_id.clone(),
                 ip_address: ip_address.clone(),
-                connected_at: now,
-                last_activity: now,
-                subscribed_events: Vec::new(),
+                connected_at: SystemTime::now(),
+                last_activity: tokio::time::Instant::now(),
+                subscription: Subscription::default(),
                 filters: Default::default(),
                 sender: tx.clone(),
                 closer: closer.clone(),
@@ -191,6 +191,11 @@ impl WebSocketManager {
                     break;
                 }
             }
+            // Whatever stopped the writer (a write that timed out, a failed write, a close), the
+            // connection is over: the reader is told at once, so that it stops reading a socket
+            // nobody writes to and unregisters the connection (else a dead peer would stay
+            // registered, and its user connected, forever).
+            writer_closer.cancel();
             let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
             // Closed before the reader is woken, so that it sees the queue is gone.
             drop(rx);
@@ -286,14 +291,8 @@ impl WebSocketManager {
                     break;
                 }
             };
-            if let Err(mpsc::error::TrySendError::Full(_)) =
-                tx.try_send(Outbound::Text(encode(&reply)))
-            {
-                // A client that sends commands but never reads their answers.
-                self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+            if !self.queue_reply(&tx, &reply) {
                 break;
-            } else {
-                self.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
             }
         }
         self.connections.write().remove(&id);
@@ -305,9 +304,26 @@ impl WebSocketManager {
         tracing::info!(parent: &span, "websocket closed");
     }
 
+    /// Queues the answer to a command; `false` when the connection must end: its queue is
+    /// full (a client that sends commands but never reads their answers) or closed (its writer
+    /// has stopped). Only an answer actually queued counts as sent.
+    fn queue_reply(&self, tx: &mpsc::Sender<Outbound>, reply: &WebSocketEvent) -> bool {
+        match tx.try_send(Outbound::Text(encode(reply))) {
+            Ok(()) => {
+                self.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
     fn touch(&self, id: Uuid) {
         if let Some(c) = self.connections.write().get_mut(&id) {
-            c.last_activity = SystemTime::now();
+            c.last_activity = tokio::time::Instant::now();
         }
     }
 }
@@ -318,5 +334,43 @@ pub(super) fn failure(command_id: String, error: String) -> WebSocketEvent {
         success: false,
         data: None,
         error: Some(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pong() -> WebSocketEvent {
+        WebSocketEvent::CommandResponse {
+            command_id: "p".into(),
+            success: true,
+            data: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn only_replies_actually_queued_count_as_sent() {
+        let hub = WebSocketManager::new();
+        let (tx, mut rx) = mpsc::channel(1);
+        assert!(hub.queue_reply(&tx, &pong()));
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Text(_))));
+        assert_eq!(hub.stats.messages_sent.load(Ordering::Relaxed), 1);
+        // The writer has stopped: the answer goes nowhere, is not counted, and the reader ends.
+        drop(rx);
+        assert!(!hub.queue_reply(&tx, &pong()));
+        assert_eq!(hub.stats.messages_sent.load(Ordering::Relaxed), 1);
+        assert_eq!(hub.stats.slow_disconnects.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_full_queue_ends_the_connection_as_a_slow_reader() {
+        let hub = WebSocketManager::new();
+        let (tx, _rx) = mpsc::channel(1);
+        assert!(hub.queue_reply(&tx, &pong()));
+        assert!(!hub.queue_reply(&tx, &pong()));
+        assert_eq!(hub.stats.messages_sent.load(Ordering::Relaxed), 1);
+        assert_eq!(hub.stats.slow_disconnects.load(Ordering::Relaxed), 1);
     }
 }

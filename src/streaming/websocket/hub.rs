@@ -14,9 +14,11 @@ use uuid::Uuid;
 use super::broker::{Broker, Route};
 use super::commands::Playback;
 use super::protocol::{PlaylistAction, WebSocketEvent};
+use super::subscription::Subscription;
 use crate::analytics::AnalyticsEngine;
 use crate::library::Library;
 use crate::social::{Edit, PlaylistChange, SocialStore};
+use crate::streaming::adaptive::AdaptiveStreamingManager;
 
 /// Frames queued for one connection; a reader that lets this fill up is disconnected.
 pub(super) const OUTBOUND_QUEUE: usize = 256;
@@ -35,16 +37,19 @@ pub struct WebSocketConnection {
     pub user_id: Option<String>,
     pub ip_address: String,
     pub connected_at: SystemTime,
-    pub last_activity: SystemTime,
-    /// Empty: every event the connection may see.
-    pub subscribed_events: Vec<String>,
+    /// Monotonic (tokio's clock): a step of the wall clock must not make every connection look
+    /// idle, and tests can pause and advance it.
+    pub last_activity: tokio::time::Instant,
+    /// Every event until the connection subscribes; then the named ones (possibly none).
+    pub subscription: Subscription,
     /// All must match: event fields, or track attributes (`track_genre`, `artist`, `album`, `title`).
     pub filters: HashMap<String, String>,
     /// The spec has a per-connection broadcast channel; a bounded queue is used instead, so
     /// that a reader who stops reading is noticed (full queue) and dropped, never waited for.
     pub(super) sender: mpsc::Sender<Outbound>,
-    /// Closes the socket from the hub's side (a slow reader's queue is full, so a close frame
-    /// cannot be queued behind its backlog).
+    /// Ends the connection: cancelled by the hub (a slow reader's queue is full, so a close
+    /// frame cannot be queued behind its backlog; a dead writer's queue is closed) and by the
+    /// writer whenever it stops, so that the reader stops too and the connection is unregistered.
     pub(super) closer: tokio_util::sync::CancellationToken,
 }
 
@@ -64,6 +69,8 @@ pub(super) struct Context {
     pub library: Arc<Library>,
     pub analytics: Arc<AnalyticsEngine>,
     pub social: Option<Arc<SocialStore>>,
+    /// Streaming sessions, whose plays a `Play` may name (see `commands::play`).
+    pub streaming: Option<Arc<AdaptiveStreamingManager>>,
 }
 
 pub struct WebSocketManager {
@@ -163,10 +170,15 @@ impl WebSocketManager {
             .connections
             .read()
             .values()
-            .map(|c| c.sender.clone())
+            .map(|c| (c.sender.clone(), c.closer.clone()))
             .collect();
-        for s in senders {
-            let _ = s.try_send(Outbound::Close(1001, "server shutting down"));
+        for (s, closer) in senders {
+            // A queue that is full or closed cannot take the close frame: end it from here.
+            if s.try_send(Outbound::Close(1001, "server shutting down"))
+                .is_err()
+            {
+                closer.cancel();
+            }
         }
         let deadline = Instant::now() + wait;
         while !self.connections.read().is_empty() && Instant::now() < deadline {
@@ -207,10 +219,14 @@ impl WebSocketManager {
     pub(super) fn deliver_route(&self, route: &Route, event: &WebSocketEvent) {
         match route {
             Route::All => self.route_local(event),
-            // Addressed: no subscription check.
+            // Addressed, and still subject to each connection's subscription and filters.
             Route::User { user_id } => {
                 let text = encode(event);
-                self.push(|c| c.user_id.as_deref() == Some(user_id.as_str()), &text);
+                self.deliver(
+                    |c| c.user_id.as_deref() == Some(user_id.as_str()),
+                    event,
+                    &text,
+                );
             }
             Route::Users { user_ids } => {
                 let text = encode(event);
@@ -238,6 +254,7 @@ impl WebSocketManager {
                 library,
                 analytics,
                 social: None,
+                streaming: None,
             }),
             ..Self::new()
         }
@@ -247,6 +264,14 @@ impl WebSocketManager {
     pub fn with_social(mut self, social: Arc<SocialStore>) -> Self {
         if let Some(ctx) = &mut self.context {
             ctx.social = Some(social);
+        }
+        self
+    }
+
+    /// Streaming sessions a `Play` command may name (needs a context).
+    pub fn with_streaming(mut self, streaming: Arc<AdaptiveStreamingManager>) -> Self {
+        if let Some(ctx) = &mut self.context {
+            ctx.streaming = Some(streaming);
         }
         self
     }
@@ -406,13 +431,15 @@ impl WebSocketManager {
         }
     }
 
-    /// Sends to one connection (unfiltered: it is addressed).
+    /// Sends to one connection: a reply to its commands always, any other event if its
+    /// subscription and filters let it through.
     pub async fn send_to_connection(&self, connection_id: Uuid, event: WebSocketEvent) {
         let text = encode(&event);
-        self.push(|c| c.id == connection_id, &text);
+        self.deliver(|c| c.id == connection_id, &event, &text);
     }
 
-    /// Sends to every connection of one user (unfiltered: it is addressed).
+    /// Sends to every connection of one user that subscribed to the event (filters apply: being
+    /// addressed to someone does not bypass what they asked to receive).
     pub async fn send_to_user(&self, user_id: &str, event: WebSocketEvent) {
         self.send_routed(
             Route::User {
@@ -424,21 +451,24 @@ impl WebSocketManager {
 
     /// Closes connections with no activity (frames or pongs) for `max_idle_duration`.
     pub async fn cleanup_inactive_connections(&self, max_idle_duration: Duration) {
-        let now = SystemTime::now();
+        let now = tokio::time::Instant::now();
         let idle: Vec<WebSocketConnection> = {
             let mut conns = self.connections.write();
             let ids: Vec<Uuid> = conns
                 .values()
-                .filter(|c| {
-                    now.duration_since(c.last_activity).unwrap_or_default() > max_idle_duration
-                })
+                .filter(|c| now.saturating_duration_since(c.last_activity) > max_idle_duration)
                 .map(|c| c.id)
                 .collect();
             ids.iter().filter_map(|id| conns.remove(id)).collect()
         };
         for c in idle {
             self.stats.idle_disconnects.fetch_add(1, Ordering::Relaxed);
-            let _ = c.sender.try_send(Outbound::Close(1000, "idle"));
+            // The writer sends the close frame and, as it stops, cancels the closer, which ends
+            // the reader (an idle peer is usually a dead one, whose socket never says it closed).
+            // A queue that cannot take the frame (full, or its writer already gone) is ended here.
+            if c.sender.try_send(Outbound::Close(1000, "idle")).is_err() {
+                c.closer.cancel();
+            }
         }
     }
 
@@ -451,7 +481,7 @@ impl WebSocketManager {
                 conns.values().filter(|c| c.user_id.is_some()).count(),
                 conns
                     .values()
-                    .filter(|c| !c.subscribed_events.is_empty())
+                    .filter(|c| !c.subscription.is_everything())
                     .count(),
             )
         };
@@ -475,25 +505,30 @@ impl WebSocketManager {
         })
     }
 
-    /// Filtered delivery: subscription and filters are checked per connection.
+    /// The one delivery path: to the connections `addressed` picks, each checked against its
+    /// subscription and filters, except for replies to a connection's own commands
+    /// (`CommandResponse`, `RateLimitWarning`), which no subscription or filter holds back.
     fn deliver(
         &self,
         addressed: impl Fn(&WebSocketConnection) -> bool,
         event: &WebSocketEvent,
         text: &Utf8Bytes,
     ) {
+        let reply = matches!(
+            event,
+            WebSocketEvent::CommandResponse { .. } | WebSocketEvent::RateLimitWarning { .. }
+        );
         let mut fields: Option<serde_json::Value> = None;
         let mut track: Option<Option<Arc<crate::library::Track>>> = None;
         let mut slow = Vec::new();
+        let mut dead = Vec::new();
         {
             let conns = self.connections.read();
             for c in conns.values().filter(|c| addressed(c)) {
-                if !c.subscribed_events.is_empty()
-                    && !c.subscribed_events.iter().any(|e| e == event.name())
-                {
+                if !reply && !c.subscription.wants(event.name()) {
                     continue;
                 }
-                if !c.filters.is_empty() {
+                if !reply && !c.filters.is_empty() {
                     let fields = fields
                         .get_or_insert_with(|| serde_json::to_value(event).unwrap_or_default());
                     let track = track.get_or_insert_with(|| {
@@ -513,29 +548,12 @@ impl WebSocketManager {
                         self.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(mpsc::error::TrySendError::Full(_)) => slow.push(c.id),
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => dead.push(c.id),
                 }
             }
         }
         self.drop_slow(slow);
-    }
-
-    /// Addressed delivery, no subscription check.
-    fn push(&self, to: impl Fn(&WebSocketConnection) -> bool, text: &Utf8Bytes) {
-        let mut slow = Vec::new();
-        {
-            let conns = self.connections.read();
-            for c in conns.values().filter(|c| to(c)) {
-                match c.sender.try_send(Outbound::Text(text.clone())) {
-                    Ok(()) => {
-                        self.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(mpsc::error::TrySendError::Full(_)) => slow.push(c.id),
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
-                }
-            }
-        }
-        self.drop_slow(slow);
+        self.drop_dead(dead);
     }
 
     /// Removes slow readers and closes their sockets (their writer and reader both stop).
@@ -549,6 +567,22 @@ impl WebSocketManager {
                 c.closer.cancel();
                 self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(connection_id = %id, "disconnecting a reader that stopped reading");
+            }
+        }
+    }
+
+    /// Removes connections whose writer has stopped (their queue is closed: nothing can reach
+    /// them any more). Cancelling the closer ends their reader, which runs the user's
+    /// disconnect path, once, as at any other end of a connection.
+    fn drop_dead(&self, dead: Vec<Uuid>) {
+        if dead.is_empty() {
+            return;
+        }
+        let mut conns = self.connections.write();
+        for id in dead {
+            if let Some(c) = conns.remove(&id) {
+                c.closer.cancel();
+                tracing::debug!(connection_id = %id, "unregistering a connection whose writer stopped");
             }
         }
     }
@@ -580,3 +614,6 @@ fn matches(
         },
     }
 }
+
+#[cfg(test)]
+mod tests;

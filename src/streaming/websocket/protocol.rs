@@ -194,6 +194,12 @@ pub enum WebSocketCommand {
         #[ts(type = "number | null")]
         #[serde(default, deserialize_with = "crate::streaming::millis::optional")]
         start_position_ms: Option<u64>,
+        /// Not in the spec: the streaming session (`POST /api/streaming/session`) this play
+        /// goes with. That session already started the play in analytics; naming it makes this
+        /// command's play the same one instead of a second.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        session_id: Option<String>,
     },
     Pause {
         command_id: String,
@@ -284,7 +290,8 @@ mod tests {
             WebSocketCommand::Play {
                 command_id: "cmd_123".into(),
                 track_id: "song_456".into(),
-                start_position_ms: Some(30000)
+                start_position_ms: Some(30000),
+                session_id: None,
             }
         );
         let ev = WebSocketEvent::PlaybackStarted {

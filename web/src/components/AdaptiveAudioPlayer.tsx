@@ -442,7 +442,8 @@ export function AdaptiveAudioPlayer({
         // The listener picked this track: that is their Play.
         m.current.lastProgressSent = Date.now();
         m.current.wantState = 'Play';
-        if (sendCommandRef.current({ command: 'Play', command_id: newCommandId('play'), track_id: trackId, start_position_ms: 0 })) {
+        // Naming the streaming session makes this the play the session started in analytics.
+        if (sendCommandRef.current({ command: 'Play', command_id: newCommandId('play'), track_id: trackId, start_position_ms: 0, session_id: m.current.sessionId ?? undefined })) {
           m.current.sentState = 'Play';
         }
       }
@@ -706,6 +707,7 @@ export function AdaptiveAudioPlayer({
               command_id: newCommandId('play'),
               track_id: b.trackId,
               start_position_ms: Math.round((audioRef.current?.currentTime ?? 0) * 1000),
+              session_id: b.sessionId ?? undefined,
             })
           : sendCommandRef.current({ command: 'Pause', command_id: newCommandId('pause'), track_id: b.trackId });
       if (sent) b.sentState = state;

@@ -3,4 +3,10 @@
 /**
  * Client → server.
  */
-export type WebSocketCommand = { "command": "Play", command_id: string, track_id: string, start_position_ms: number | null, } | { "command": "Pause", command_id: string, track_id: string, } | { "command": "Stop", command_id: string, track_id: string, } | { "command": "Seek", command_id: string, track_id: string, position_ms: number, } | { "command": "AddToPlaylist", command_id: string, playlist_id: string, track_id: string, position: number | null, } | { "command": "RemoveFromPlaylist", command_id: string, playlist_id: string, track_id: string, } | { "command": "Subscribe", command_id: string, events: Array<string>, filters: { [key in string]?: string } | null, } | { "command": "Unsubscribe", command_id: string, events: Array<string>, } | { "command": "GetStatus", command_id: string, } | { "command": "Ping", command_id: string, };
+export type WebSocketCommand = { "command": "Play", command_id: string, track_id: string, start_position_ms: number | null, 
+/**
+ * Not in the spec: the streaming session (`POST /api/streaming/session`) this play
+ * goes with. That session already started the play in analytics; naming it makes this
+ * command's play the same one instead of a second.
+ */
+session_id?: string, } | { "command": "Pause", command_id: string, track_id: string, } | { "command": "Stop", command_id: string, track_id: string, } | { "command": "Seek", command_id: string, track_id: string, position_ms: number, } | { "command": "AddToPlaylist", command_id: string, playlist_id: string, track_id: string, position: number | null, } | { "command": "RemoveFromPlaylist", command_id: string, playlist_id: string, track_id: string, } | { "command": "Subscribe", command_id: string, events: Array<string>, filters: { [key in string]?: string } | null, } | { "command": "Unsubscribe", command_id: string, events: Array<string>, } | { "command": "GetStatus", command_id: string, } | { "command": "Ping", command_id: string, };
