@@ -243,7 +243,9 @@ pub async fn progressive(
     let req = state
         .streaming
         .transcode_request(&track.id, &profile.quality_id)?;
-    if method == Method::GET
+    // A `HEAD` gets what the `GET` would (no length yet) instead of waiting for the whole
+    // encode: a player that probes first would otherwise wait minutes on a long track.
+    if (method == Method::GET || method == Method::HEAD)
         && profile.codec_kind() == Codec::Aac
         && from_the_start(&headers)
         && !state.cache.is_complete(&req)

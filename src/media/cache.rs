@@ -586,15 +586,25 @@ impl Inner {
 
     /// A memoised segment, counted as a use of its encode (so the disk entry does not look
     /// stale while it is served from memory).
+    ///
+    /// Only while its encode is in the cache: the segments of an encode that failed (its source
+    /// changed under it, say) or was evicted are not served from memory either, even if one was
+    /// put there after the clean-up.
     fn memo_hit(&self, key: &(Key, usize)) -> Option<SegmentData> {
         let hit = self.memo.get(key)?;
-        metrics::counter!("cache_hits_total").increment(1);
         let mut state = self.state.lock();
         state.clock += 1;
         let now = state.clock;
-        if let Some(Entry::Ready { last_used, .. }) = state.entries.get_mut(&key.0) {
-            *last_used = now;
+        match state.entries.get_mut(&key.0) {
+            Some(Entry::Ready { last_used, .. }) => *last_used = now,
+            Some(Entry::Encoding(_)) => {}
+            None => {
+                drop(state);
+                self.memo.remove(key);
+                return None;
+            }
         }
+        metrics::counter!("cache_hits_total").increment(1);
         Some(hit)
     }
 
@@ -835,6 +845,11 @@ impl Inner {
                 for (req, tx) in reqs.iter().zip(senders) {
                     let key = req.key();
                     state.entries.remove(&key);
+                    // What was served of it meanwhile is not kept, in memory either (each
+                    // memoised segment also holds the deleted file open).
+                    for index in 0..req.layout.segment_count() {
+                        self.memo.remove(&(key.clone(), index));
+                    }
                     let _ = std::fs::remove_file(key.es_path(&self.dir));
                     let _ = std::fs::remove_file(key.idx_path(&self.dir));
                     let fault = match err {
@@ -1357,6 +1372,26 @@ mod tests {
             .await
             .expect("a rescan asked for");
         assert!(!req.key().es_path(dir.path()).exists());
+    }
+
+    /// A file rewritten while it is encoded: the encode is dropped at its end check, and the
+    /// segments served meanwhile are not served again from memory (they came from the old file).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn segments_of_an_encode_whose_source_changed_are_not_served_from_memory() {
+        let src = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = TranscodeCache::open_with_memory(dir.path(), 1 << 30, 2, 64 << 20).unwrap();
+        let req = request(src.path(), "rewritten.wav", 22050, 300.0, "high");
+        cache.segment(&req, 0).await.unwrap();
+        assert!(cache.inner.memo_hit(&(req.key(), 0)).is_some(), "memoised");
+        write_wav(&req.source, 22050, 2, 301.0);
+        let err = cache.complete(&req).await.unwrap_err();
+        assert!(matches!(err, CacheError::SourceChanged(_)), "{err}");
+        let again = cache.segment(&req, 0).await;
+        assert!(
+            matches!(again, Err(CacheError::SourceChanged(_))),
+            "segment 0 of the dropped encode was served again"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -467,6 +467,17 @@ async fn a_play_naming_its_streaming_session_is_counted_once() {
         1,
         "the session's play was counted twice"
     );
+    // Played again from the end in the same session: a new play, not the one just ended.
+    send(
+        &mut ws,
+        json!({"command": "Play", "command_id": "p1b", "track_id": track,
+        "start_position_ms": 0, "session_id": sid}),
+    )
+    .await;
+    let r = response(&mut ws, "p1b", &mut Vec::new()).await;
+    assert_eq!(r["success"], true, "{r}");
+    assert_ne!(r["data"]["session_id"], sid.as_str());
+    assert_eq!(plays("listener-8").await, 2);
 
     // Someone else's session is not taken: that play is a play of its own.
     let mut other = connect_ready(&app, "user_id=listener-9").await;

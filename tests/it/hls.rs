@@ -534,3 +534,36 @@ async fn hot_segments_are_answered_as_the_router_answers_them() {
         assert_eq!(routed, first);
     }
 }
+
+/// Segments are cached as `immutable`: a configuration that changes a profile's bytes (here the
+/// segment length) must change its segment names, and the same configuration must keep them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_names_change_with_what_shapes_their_bytes() {
+    let lib = library();
+    let names = |secs: f64| async move {
+        let app =
+            crate::helpers::spawn_app_with(Some(&lib.root), |c| c.segment_target_secs = secs).await;
+        let id = app.track_id("flac/stereo44.flac").await;
+        let playlist = app
+            .get(&format!("/hls/{id}/high/playlist.m3u8"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        let first = crate::helpers::first_uri(&playlist).to_string();
+        // The name is served.
+        assert_eq!(
+            app.get(&format!("/hls/{id}/high/{first}")).await.status(),
+            200
+        );
+        first
+    };
+    let six = names(6.0).await;
+    assert_eq!(
+        names(6.0).await,
+        six,
+        "the same configuration, the same names"
+    );
+    let four = names(4.0).await;
+    assert_ne!(four, six, "other segments under the same name");
+}

@@ -386,6 +386,22 @@ async fn a_long_tracks_download_starts_before_its_encode_ends() {
     let id = app.track_id("long.wav").await;
     let req = app.state.streaming.transcode_request(&id, "high").unwrap();
 
+    // A player's probe (`HEAD`) is answered as the `GET` would be, without waiting for the
+    // whole encode.
+    let head = app
+        .client
+        .head(app.url("/stream/long.wav?quality=high"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.headers().get("content-length").is_none());
+    assert_eq!(head.headers()["x-stream-quality"], "high");
+    assert!(
+        !app.state.cache.is_complete(&req),
+        "the HEAD was answered only after the whole encode"
+    );
+
     let mut r = app
         .get_with("/stream/long.wav?quality=high", "range", "bytes=0-")
         .await;

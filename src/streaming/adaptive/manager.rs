@@ -57,6 +57,27 @@ pub fn find_track(library: &Library, track_id: &str) -> Result<Arc<Track>, Strea
     }
 }
 
+/// The version in a profile's segment names, its cache entries and its validators: the file's
+/// and the pipeline's ([`crate::media::output_version`]), then a tag of what the configuration
+/// may change in this profile's bytes (codec, bitrate, rate, channels, segment length, start
+/// delay; adding a rung to the ladder can change the last two). Segments are cached as
+/// `immutable`, so after such a change the same URL must not name other audio: it names none.
+fn served_version(track: &Track, profile: &AdaptiveProfile, layout: &SegmentLayout) -> String {
+    use sha2::Digest as _;
+    let shape = format!(
+        "{}/{}/{}/{}/{}/{}",
+        profile.codec,
+        profile.bitrate_kbps,
+        profile.sample_rate,
+        profile.channels,
+        layout.segment_frames,
+        layout.delay
+    );
+    let digest = sha2::Sha256::digest(shape.as_bytes());
+    let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}{tag}", crate::media::output_version(&track.version))
+}
+
 /// A parsed segment file name: `<version>-<index>.<ext>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentName {
@@ -323,13 +344,13 @@ impl AdaptiveStreamingManager {
             .await
     }
 
-    /// As [`Self::create_session_with_capabilities`], for a known listener: the quality
-    /// monitor's changes are addressed to them.
     /// Whether another session may be created ([`MAX_SESSIONS`]).
     pub async fn has_room_for_session(&self) -> bool {
         self.sessions.read().await.len() < MAX_SESSIONS
     }
 
+    /// As [`Self::create_session_with_capabilities`], for a known listener: the quality
+    /// monitor's changes are addressed to them.
     pub async fn create_session_for_user(
         &self,
         session_id: String,
@@ -632,7 +653,7 @@ impl AdaptiveStreamingManager {
                 duration: layout.frames_secs(s.frames) as f32,
                 url: format!(
                     "{}-{}.{}",
-                    crate::media::output_version(&track.version),
+                    served_version(&track, profile, &layout),
                     s.index,
                     profile.file_extension
                 ),
@@ -691,7 +712,7 @@ impl AdaptiveStreamingManager {
         let (track, profile, layout) = self.resolve(track_id, quality)?;
         Ok(TranscodeRequest {
             track_id: track.id.clone(),
-            version: crate::media::output_version(&track.version),
+            version: served_version(&track, profile, &layout),
             source: track.path.clone(),
             source_name: track.filename.clone(),
             source_version: track.version.clone(),

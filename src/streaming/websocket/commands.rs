@@ -286,6 +286,9 @@ impl WebSocketManager {
                 json!({ "track_duration_ms": track.duration_ms, "quality": quality, "resumed": true }),
             );
         }
+        // The play just finished (a replay of the track from its end, in the same session)
+        // is over: the new one is a play of its own.
+        let finished = previous.as_ref().and_then(|p| p.session);
         if let Some(p) = previous {
             self.finish(user, p).await;
         }
@@ -302,7 +305,7 @@ impl WebSocketManager {
                 let same_user = streaming.session_user(&sid).await.as_deref() == Some(user);
                 Uuid::parse_str(&sid)
                     .ok()
-                    .filter(|_| same_track && same_user)
+                    .filter(|id| same_track && same_user && Some(*id) != finished)
             }
             _ => None,
         };
