@@ -180,7 +180,8 @@ struct Inner {
     /// Bounds encodes running at once (each takes a core).
     permits: Arc<Semaphore>,
     /// Bounds head starts: a new encode runs at once, outside the core budget, for its first
-    /// seconds, so a new listener never waits behind whole-track encodes of other tracks; after
+    /// seconds, so a new listener does not wait behind whole-track encodes of other tracks (unless
+    /// every thread place, `threads`, is taken by an encode under way); after
     /// that, encodes take turns on the cores (`CORE_TURN_SECS`).
     head_starts: Arc<Semaphore>,
     /// Bounds encode jobs holding a thread. An encode runs on one of tokio's blocking threads

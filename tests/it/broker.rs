@@ -29,6 +29,20 @@ fn redis_url() -> String {
 
 use crate::helpers::{start_process, ServerProcess as Node};
 
+/// Two healthy nodes on `broker`, in a namespace of their own, and a track of their library.
+async fn two_nodes(broker: &str) -> (Node, Node, reqwest::Client, String) {
+    let namespace = format!("stream-server-test-{}", uuid::Uuid::new_v4());
+    let lib = library();
+    let one = start_node(&lib.root, broker, &namespace);
+    let two = start_node(&lib.root, broker, &namespace);
+    let client = reqwest::Client::new();
+    one.wait_healthy(&client).await;
+    two.wait_healthy(&client).await;
+    let tracks = one.json(&client, "/api/tracks").await;
+    let track = tracks[0]["id"].as_str().unwrap().to_string();
+    (one, two, client, track)
+}
+
 fn start_node(lib: &std::path::Path, broker: &str, namespace: &str) -> Node {
     start_process(
         lib,
@@ -40,15 +54,7 @@ fn start_node(lib: &std::path::Path, broker: &str, namespace: &str) -> Node {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_one_redis_act_as_one_hub() {
     let broker = redis_url();
-    let namespace = format!("stream-server-test-{}", uuid::Uuid::new_v4());
-    let lib = library();
-    let one = start_node(&lib.root, &broker, &namespace);
-    let two = start_node(&lib.root, &broker, &namespace);
-    let client = reqwest::Client::new();
-    one.wait_healthy(&client).await;
-    two.wait_healthy(&client).await;
-    let tracks = one.json(&client, "/api/tracks").await;
-    let track = tracks[0]["id"].as_str().unwrap().to_string();
+    let (one, two, client, track) = two_nodes(&broker).await;
 
     let mut ann_on_one = one.ws("user_id=ann").await;
     let mut ann_on_two = two.ws("user_id=ann").await;
@@ -226,15 +232,7 @@ impl Drop for PrivateRedis {
 async fn the_nodes_find_each_other_again_after_redis_restarts() {
     let mut redis = PrivateRedis::start();
     let broker = redis.url();
-    let namespace = format!("stream-server-test-{}", uuid::Uuid::new_v4());
-    let lib = library();
-    let one = start_node(&lib.root, &broker, &namespace);
-    let two = start_node(&lib.root, &broker, &namespace);
-    let client = reqwest::Client::new();
-    one.wait_healthy(&client).await;
-    two.wait_healthy(&client).await;
-    let tracks = one.json(&client, "/api/tracks").await;
-    let track = tracks[0]["id"].as_str().unwrap().to_string();
+    let (one, two, client, track) = two_nodes(&broker).await;
     let mut ann_on_one = one.ws("user_id=ann").await;
     let mut bob_on_two = two.ws("user_id=bob").await;
     let play = |id: String| json!({"command": "Play", "command_id": id, "track_id": track});
