@@ -11,7 +11,7 @@ use crate::analytics::{AnalyticsEngine, AnalyticsError, IpPolicy};
 use crate::config::Config;
 use crate::http::{router, AppState};
 use crate::library::scan::ScanError;
-use crate::library::{demo, Catalog, Library};
+use crate::library::{demo, Library};
 use crate::media::cache::{CacheError, TranscodeCache};
 use crate::streaming::adaptive::AdaptiveStreamingManager;
 use crate::streaming::websocket::broker::Broker;
@@ -195,7 +195,7 @@ pub async fn run(
             Ok(_) | Err(ScanError::Cancelled) => {}
             Err(e) => {
                 tracing::error!(error = %e, "library scan failed");
-                scanner.library.set_catalog(Catalog::default());
+                scanner.library.set_unavailable(e.to_string());
             }
         }
     });
@@ -204,6 +204,7 @@ pub async fn run(
     spawn_ws_cleanup(state.clone());
     spawn_quality_announcer(state.clone());
     spawn_session_expiry(state.clone());
+    spawn_silent_play_sweep(state.clone());
     spawn_live_stats(state.clone());
     let app = router(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "listening");
@@ -265,6 +266,7 @@ fn spawn_quality_announcer(state: Arc<AppState>) {
                         user,
                         WebSocketEvent::QualityChanged {
                             session_id: change.session_id,
+                            user_id: user.clone(),
                             track_id: change.track_id,
                             from: change.from,
                             to: change.to,
@@ -289,7 +291,11 @@ fn spawn_session_expiry(state: Arc<AppState>) {
             let id = match expired.recv().await {
                 Ok(id) => id,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "expired sessions not ended: receiver lagging");
+                    // Their plays are ended by the sweep of silent plays instead, later.
+                    tracing::warn!(
+                        missed = n,
+                        "expired sessions not ended now: receiver lagging"
+                    );
                     continue;
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
@@ -298,6 +304,32 @@ fn spawn_session_expiry(state: Arc<AppState>) {
             if let Ok(uuid) = uuid::Uuid::parse_str(&id) {
                 // The writer keeps the last position the player reported.
                 state.analytics.end_play_session(uuid, None).await;
+            }
+        }
+    });
+}
+
+/// A play that has reported nothing for this long is over: no player is silent for two hours
+/// while it plays (the web player reports every 10 s), and a paused one is long forgotten.
+const PLAY_SILENCE: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
+
+/// Ends the plays left open, at start (a previous process that died ended none of its plays)
+/// and then every ten minutes (listeners gone without a word whose end was missed: a WebSocket
+/// client gone without a Stop, an expiry the announcer lagged on). Without it they would stay
+/// out of completion and skip rates for good.
+fn spawn_silent_play_sweep(state: Arc<AppState>) {
+    let weak = Arc::downgrade(&state);
+    drop(state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(state) = weak.upgrade() else { break };
+            match state.analytics.end_silent_plays(PLAY_SILENCE).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(plays = n, "silent plays ended"),
+                Err(e) => tracing::warn!(error = %e, "ending silent plays failed"),
             }
         }
     });

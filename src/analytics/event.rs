@@ -133,6 +133,24 @@ pub enum Event {
         at: i64,
         position_ms: Option<u64>,
     },
+    /// The listener paused at `position_ms`: until the next `Resume` nothing is listened to,
+    /// and a forward move meanwhile is a seek, however long the pause was.
+    Pause {
+        session: String,
+        at: i64,
+        position_ms: u64,
+    },
+    Resume {
+        session: String,
+        at: i64,
+    },
+    /// Ends every open play whose last report is older than `before`, at that report: its
+    /// listener left without a word (a closed tab, a lost phone) or the process serving it
+    /// died. Answered with the number ended once committed, `None` if the batch failed.
+    EndSilent {
+        before: i64,
+        done: Option<tokio::sync::oneshot::Sender<Option<u64>>>,
+    },
     Social {
         kind: SocialKind,
         user_id: String,

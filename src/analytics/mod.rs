@@ -48,6 +48,8 @@ pub enum AnalyticsError {
     Migrate(String),
     #[error("the analytics writer has stopped")]
     Stopped,
+    #[error("the analytics batch failed (the server's log says why)")]
+    BatchFailed,
 }
 
 impl From<sqlx::Error> for AnalyticsError {
@@ -133,6 +135,15 @@ fn sanitize(event: Event) -> Event {
             session,
             at,
             position_ms: position_ms.map(ms),
+        },
+        Event::Pause {
+            session,
+            at,
+            position_ms,
+        } => Event::Pause {
+            session,
+            at,
+            position_ms: ms(position_ms),
         },
         // A start-up longer than ten minutes is not a start-up.
         Event::Startup {
@@ -335,6 +346,44 @@ impl AnalyticsEngine {
             position_ms: final_position_ms,
         })
         .await;
+    }
+
+    /// The listener paused at `position_ms`: what follows until [`Self::resume_play_session`]
+    /// is not listening time, and a forward move meanwhile is a seek.
+    pub async fn pause_play_session(&self, session_id: Uuid, position_ms: u64) {
+        self.send(Event::Pause {
+            session: session_id.to_string(),
+            at: now_ms(),
+            position_ms,
+        })
+        .await;
+    }
+
+    /// The listener resumed a paused play.
+    pub async fn resume_play_session(&self, session_id: Uuid) {
+        self.send(Event::Resume {
+            session: session_id.to_string(),
+            at: now_ms(),
+        })
+        .await;
+    }
+
+    /// Ends every open play that has reported nothing for `silent_for`, at its last report
+    /// (its listener left without a word, or a previous process died before ending it). Open
+    /// plays count in no completion or skip rate, so the server runs this at start and
+    /// periodically. Returns the plays ended.
+    pub async fn end_silent_plays(&self, silent_for: Duration) -> Result<u64, AnalyticsError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Event::EndSilent {
+                before: now_ms() - silent_for.as_millis() as i64,
+                done: Some(tx),
+            })
+            .await
+            .map_err(|_| AnalyticsError::Stopped)?;
+        rx.await
+            .map_err(|_| AnalyticsError::Stopped)?
+            .ok_or(AnalyticsError::BatchFailed)
     }
 
     /// Time from the play request to the first audio, as the player measured it.

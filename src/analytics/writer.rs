@@ -51,8 +51,11 @@ struct Live {
     /// The track's length; 0 when unknown.
     track_ms: u64,
     /// Already ended: a second end (a player's `DELETE` after the session expired, a retry)
-    /// neither moves its end nor credits the time between as listened.
+    /// neither moves its end nor credits the time between as listened, and reports arriving
+    /// after it (a player still sending progress) change nothing.
     ended: bool,
+    /// Paused by the listener: forward moves are seeks until it resumes.
+    paused: bool,
 }
 
 /// Slack for a player's own clock when its reports are checked against the session's life.
@@ -154,6 +157,7 @@ impl Writer {
             }
             let n = batch.len();
             let mut flushes = Vec::new();
+            let mut sweeps = Vec::new();
             let events: Vec<Event> = batch
                 .drain(..)
                 .filter_map(|e| match e {
@@ -161,18 +165,34 @@ impl Writer {
                         flushes.push(tx);
                         None
                     }
+                    Event::EndSilent { before, done } => {
+                        sweeps.push((before, done));
+                        None
+                    }
                     e => Some(e),
                 })
                 .collect();
-            if !events.is_empty() {
-                if let Err(e) = self.apply(events).await {
-                    metrics::counter!("analytics_batches_failed_total").increment(1);
-                    tracing::error!(error = %e, events = n, "analytics batch failed");
-                    // The transaction rolled back: what `live` learnt from the batch is void.
-                    // Forget it all; sessions are read back from the database when they report.
-                    self.live.clear();
-                } else {
-                    metrics::counter!("analytics_events_total").increment(n as u64);
+            let cutoff = sweeps.iter().map(|(before, _)| *before).max();
+            let mut swept = None;
+            if !events.is_empty() || cutoff.is_some() {
+                match self.apply(events, cutoff).await {
+                    Ok(ended) => {
+                        swept = Some(ended);
+                        metrics::counter!("analytics_events_total").increment(n as u64);
+                    }
+                    Err(e) => {
+                        metrics::counter!("analytics_batches_failed_total").increment(1);
+                        tracing::error!(error = %e, events = n, "analytics batch failed");
+                        // The transaction rolled back: what `live` learnt from the batch is
+                        // void. Forget it all; sessions are read back from the database when
+                        // they report.
+                        self.live.clear();
+                    }
+                }
+            }
+            for (_, done) in sweeps {
+                if let Some(done) = done {
+                    let _ = done.send(swept);
                 }
             }
             for f in flushes {
@@ -216,12 +236,30 @@ impl Writer {
             started_at: row.get(7),
             track_ms: row.get::<i64, _>(12).max(0) as u64,
             ended: row.get::<i64, _>(13) != 0,
+            // Not stored: a play read back after a long silence may have been paused, which
+            // `advance`'s bound on sparse reports covers.
+            paused: false,
         };
         self.live.insert(id.to_string(), live);
         true
     }
 
-    async fn apply(&mut self, events: Vec<Event>) -> Result<(), sqlx::Error> {
+    /// A known play that has not ended (sessions started in this batch are in `live` already;
+    /// others are read back once), for reports that move it on.
+    async fn open_play(&mut self, tx: &mut Transaction<'_, Any>, id: &str) -> Option<&mut Live> {
+        if !self.ensure_live(tx, id).await {
+            return None;
+        }
+        self.live.get_mut(id).filter(|l| !l.ended)
+    }
+
+    /// Writes one batch in one transaction; with `sweep_before`, also ends the plays silent
+    /// since before it (see [`Event::EndSilent`]) and returns how many.
+    async fn apply(
+        &mut self,
+        events: Vec<Event>,
+        sweep_before: Option<i64>,
+    ) -> Result<u64, sqlx::Error> {
         let mut tx = super::store::begin_write(&self.pool, self.backend).await?;
         let mut starts: Vec<SessionStart> = Vec::new();
         let mut progress: Vec<(String, i64, i64, Option<f64>)> = Vec::new();
@@ -264,12 +302,9 @@ impl Writer {
                     position_ms,
                     buffer_health,
                 } => {
-                    // Sessions started in this batch are in `live` already; others are read
-                    // back once.
-                    if !self.ensure_live(&mut tx, &session).await {
+                    let Some(live) = self.open_play(&mut tx, &session).await else {
                         continue;
-                    }
-                    let live = self.live.get_mut(&session).expect("ensured");
+                    };
                     let position_ms = live.position(position_ms);
                     let d = delta(&mut deltas, &session);
                     advance(live, d, at, position_ms);
@@ -385,6 +420,30 @@ impl Writer {
                         ended.push(session);
                     }
                 }
+                Event::Pause {
+                    session,
+                    at,
+                    position_ms,
+                } => {
+                    let Some(live) = self.open_play(&mut tx, &session).await else {
+                        continue;
+                    };
+                    let position_ms = live.position(position_ms);
+                    let d = delta(&mut deltas, &session);
+                    advance(live, d, at, position_ms);
+                    live.paused = true;
+                }
+                Event::Resume { session, at } => {
+                    let Some(live) = self.open_play(&mut tx, &session).await else {
+                        continue;
+                    };
+                    live.paused = false;
+                    // Listening time runs from here, not from the pause.
+                    live.last_at = live.last_at.max(at);
+                    let d = delta(&mut deltas, &session);
+                    d.updated_at = d.updated_at.max(at);
+                }
+                Event::EndSilent { .. } => unreachable!("sweeps are taken out before apply"),
                 Event::Social {
                     kind,
                     user_id,
@@ -591,7 +650,23 @@ impl Writer {
             deltas.remove(id);
         }
         self.write_rollups(&mut tx, &starts, &deltas).await?;
+        // After this batch's updates, so a play that reported in it is not taken for silent.
+        let mut swept = 0;
+        if let Some(before) = sweep_before {
+            swept = sqlx::query(
+                "UPDATE play_sessions SET ended_at = updated_at \
+                 WHERE ended_at IS NULL AND updated_at < $1",
+            )
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
         tx.commit().await?;
+        if let Some(before) = sweep_before {
+            // Ended now: read back (as ended) should they ever report again.
+            self.live.retain(|_, l| l.last_at >= before);
+        }
         for id in ended.iter().chain(&gone) {
             self.live.remove(id);
         }
@@ -602,7 +677,7 @@ impl Writer {
             let horizon = self.live.values().map(|l| l.last_at).max().unwrap_or(0) - LIVE_IDLE_MS;
             self.live.retain(|_, l| l.last_at >= horizon);
         }
-        Ok(())
+        Ok(swept)
     }
 }
 
@@ -726,13 +801,20 @@ fn delta<'a>(deltas: &'a mut HashMap<String, Delta>, session: &str) -> &'a mut D
     deltas.get_mut(session).expect("just inserted")
 }
 
+/// The longest gap between two reports over which a forward move still counts as listened
+/// to. Players report every few seconds (the web player every 10 s); a longer move over a
+/// longer silence is more likely a pause the server never heard of followed by a seek.
+const SPARSE_REPORTS_MS: i64 = 300_000;
+
 /// Moves a session's position to `position` at time `at`, counting forward movement as
-/// listening unless it is a jump (a seek): more than 30 s, or more than the wall-clock time
-/// since the last report plus 5 s when reports are sparse.
+/// listening unless the play is paused or the move is a jump (a seek): more than 30 s, or
+/// more than the wall-clock time since the last report plus 5 s when reports are sparse (at
+/// most [`SPARSE_REPORTS_MS`]).
 fn advance(live: &mut Live, d: &mut Delta, at: i64, position: u64) {
     let forward = position.saturating_sub(live.position) as i64;
     let wall = (at - live.last_at).max(0);
-    if forward > 0 && forward <= 30_000.max(wall + 5_000) {
+    let most = 30_000.max((wall + 5_000).min(SPARSE_REPORTS_MS));
+    if !live.paused && forward > 0 && forward <= most {
         d.played_ms += forward;
         d.kbps_ms += f64::from(live.kbps) * forward as f64;
     }

@@ -9,7 +9,7 @@
 //! - Otherwise the caller is anonymous: it may listen, not act.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::http::{header, HeaderMap, StatusCode};
 
@@ -31,6 +31,47 @@ const PROXY_HEADERS: [&str; 3] = ["x-forwarded-for", "forwarded", "x-real-ip"];
 
 fn proxied(headers: &HeaderMap) -> bool {
     PROXY_HEADERS.iter().any(|h| headers.contains_key(*h))
+}
+
+/// The address a request comes from: the peer's, or, when the peer is a proxy on this machine
+/// (a loopback peer that says whom it relays), the address that proxy names — the last entry of
+/// `X-Forwarded-For` (the one it appended), else `X-Real-IP`, else the last `for=` of
+/// `Forwarded`. A remote peer's headers are its own say-so and are not believed.
+pub fn client_address(peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    if !peer.ip().is_loopback() {
+        return peer.ip();
+    }
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let forwarded_for = text("x-forwarded-for").and_then(|v| v.rsplit(',').next());
+    let real_ip = text("x-real-ip");
+    let forwarded = text("forwarded").and_then(|v| {
+        v.split([',', ';'])
+            .filter_map(|p| {
+                p.trim()
+                    .strip_prefix("for=")
+                    .or_else(|| p.trim().strip_prefix("For="))
+            })
+            .next_back()
+    });
+    [forwarded_for, real_ip, forwarded]
+        .into_iter()
+        .flatten()
+        .find_map(parse_address)
+        .unwrap_or(peer.ip())
+}
+
+/// An address as proxies write it: `192.0.2.7`, `"[2001:db8::1]:4711"`, `192.0.2.7:4711`.
+fn parse_address(text: &str) -> Option<IpAddr> {
+    let t = text.trim().trim_matches('"');
+    if let Ok(ip) = t.parse() {
+        return Some(ip);
+    }
+    if let Ok(sock) = t.parse::<SocketAddr>() {
+        return Some(sock.ip());
+    }
+    t.strip_prefix('[')
+        .and_then(|r| r.split(']').next())
+        .and_then(|ip| ip.parse().ok())
 }
 
 /// The machine's own operator: a loopback client that asked for a loopback name, not a browser
@@ -260,5 +301,35 @@ mod tests {
             local,
             &headers(&[("host", "localhost:8082"), ("x-forwarded-for", "192.0.2.7")])
         ));
+    }
+
+    #[test]
+    fn a_local_proxy_names_the_client_and_a_remote_peer_is_believed_only_for_itself() {
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: SocketAddr = "198.51.100.4:5000".parse().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let xff = headers(&[("x-forwarded-for", "10.0.0.1, 192.0.2.7")]);
+        assert_eq!(client_address(local, &xff), ip("192.0.2.7"));
+        assert_eq!(client_address(remote, &xff), ip("198.51.100.4"));
+        assert_eq!(
+            client_address(local, &headers(&[("x-real-ip", "2001:db8::5")])),
+            ip("2001:db8::5")
+        );
+        assert_eq!(
+            client_address(
+                local,
+                &headers(&[(
+                    "forwarded",
+                    "for=192.0.2.1, for=\"[2001:db8::7]:4711\";proto=https"
+                )])
+            ),
+            ip("2001:db8::7")
+        );
+        // Nothing usable: the peer.
+        assert_eq!(
+            client_address(local, &headers(&[("x-forwarded-for", "unknown")])),
+            ip("127.0.0.1")
+        );
+        assert_eq!(client_address(local, &headers(&[])), ip("127.0.0.1"));
     }
 }

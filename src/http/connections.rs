@@ -174,4 +174,39 @@ mod tests {
         ok.read_to_end(&mut answer).await.unwrap();
         assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
     }
+
+    /// A client that asks for a large body and reads none of it is dropped once writes have
+    /// waited [`super::super::zero_copy::WRITE_STALL`] (time is paused, as above); a client
+    /// that reads on gets everything.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_is_dropped() {
+        use crate::http::zero_copy::WRITE_STALL;
+        const SIZE: usize = 64 << 20;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/big", axum::routing::get(|| async { vec![7u8; SIZE] }));
+        tokio::spawn(serve(listener, router, None, std::future::pending()));
+        let request = b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+        let mut stuck = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stuck.write_all(request).await.unwrap();
+        let started = tokio::time::Instant::now();
+        tokio::time::sleep(WRITE_STALL * 2).await;
+        // Whatever the socket buffers held, then the end: not the whole body.
+        let mut got = Vec::new();
+        let _end_or_reset = stuck.read_to_end(&mut got).await;
+        assert!(started.elapsed() >= WRITE_STALL);
+        assert!(
+            got.len() < SIZE,
+            "a client that read nothing for {:?} was sent it all",
+            WRITE_STALL * 2
+        );
+
+        let mut reader = tokio::net::TcpStream::connect(addr).await.unwrap();
+        reader.write_all(request).await.unwrap();
+        let mut all = Vec::new();
+        reader.read_to_end(&mut all).await.unwrap();
+        assert!(all.starts_with(b"HTTP/1.1 200"));
+        assert!(all.len() > SIZE, "{} bytes", all.len());
+    }
 }

@@ -81,6 +81,14 @@ impl From<StreamingError> for ApiError {
                 return Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string())
                     .retry_after(5)
             }
+            StreamingError::LibraryUnavailable(_) => {
+                return Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "library_unavailable",
+                    e.to_string(),
+                )
+                .retry_after(30)
+            }
             StreamingError::TooManySessions(_) => {
                 return Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,

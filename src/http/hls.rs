@@ -44,7 +44,7 @@ pub struct MasterQuery {
         (status = 304, description = "Not modified (`If-None-Match`)"),
         (status = 400, description = "Malformed query", body = ErrorBody),
         (status = 404, description = "No such track", body = ErrorBody),
-        (status = 503, description = "No library yet (still scanning)", body = ErrorBody),
+        (status = 503, description = "No library yet (still scanning, or it cannot be read)", body = ErrorBody),
     )
 )]
 pub async fn master(
@@ -105,7 +105,7 @@ fn playlist_response(headers: &HeaderMap, body: String, cache: &'static str) -> 
             content_type = "application/vnd.apple.mpegurl"),
         (status = 304, description = "Not modified (`If-None-Match`)"),
         (status = 404, description = "No such track or quality", body = ErrorBody),
-        (status = 503, description = "No library yet (still scanning)", body = ErrorBody),
+        (status = 503, description = "No library yet (still scanning, or it cannot be read)", body = ErrorBody),
     )
 )]
 pub async fn media(
@@ -140,7 +140,7 @@ pub async fn media(
             older version of the track", body = ErrorBody),
         (status = 422, description = "The source cannot be transcoded", body = ErrorBody),
         (status = 500, description = "The transcode cache cannot be read or written", body = ErrorBody),
-        (status = 503, description = "No library yet, shutting down, or the file changed since the library was scanned (a rescan is under way); `Retry-After` says when to retry", body = ErrorBody),
+        (status = 503, description = "No library yet (or it cannot be read), shutting down, or the file changed since the library was scanned (a rescan is under way); `Retry-After` says when to retry", body = ErrorBody),
     )
 )]
 pub async fn segment(

@@ -19,8 +19,8 @@ use super::openapi::{ErrorBody, Identity, JsonBodyErrors};
 use super::{ApiError, AppState};
 use crate::analytics::{Platform, SessionExtras};
 use crate::streaming::adaptive::{
-    find_track, AdaptiveProfile, ClientCapabilities, PerformanceMetrics, StreamingError,
-    StreamingSession, StreamingStats, MAX_SESSIONS,
+    find_track, AdaptiveProfile, ClientCapabilities, PerformanceMetrics, SessionHolder,
+    StreamingError, StreamingSession, StreamingStats, MAX_SESSIONS,
 };
 
 /// Longest `client_id` kept (an application's device or install id; not parsed).
@@ -108,7 +108,7 @@ fn session_uuid(id: &str) -> Result<Uuid, ApiError> {
         (status = 400, description = "Malformed body or `user_id`", body = ErrorBody),
         (status = 401, description = "Invalid token", body = ErrorBody),
         (status = 404, description = "No such track", body = ErrorBody),
-        (status = 503, description = "Library still being scanned, or too many sessions open (`Retry-After`)", body = ErrorBody),
+        (status = 503, description = "Library still being scanned or unreadable, or too many sessions open (`Retry-After`)", body = ErrorBody),
         JsonBodyErrors,
     ),
     security((), ("bearer" = []), ("token_query" = [])),
@@ -159,13 +159,20 @@ pub async fn create(
         .with_hints(&super::stream::request_hints(&headers));
     let session = Uuid::new_v4();
     let connection = format!("{:?}", body.client_capabilities.connection_type);
+    let address = super::auth::client_address(peer, &headers);
+    // A listener's sessions count in their share, an anonymous caller's in its address's.
+    let holder = match &body.user_id {
+        Some(u) => SessionHolder::User(u.clone()),
+        None => SessionHolder::Address(address),
+    };
     let profile = state
         .streaming
-        .create_session_for_user(
+        .create_held_session(
             session.to_string(),
             body.track_id.clone(),
             body.client_id.unwrap_or_default(),
             body.user_id.clone(),
+            Some(holder),
             body.client_capabilities,
         )
         .await;
@@ -181,7 +188,7 @@ pub async fn create(
         .start_play_session_with(
             body.user_id,
             track.id.clone(),
-            peer.ip().to_string(),
+            address.to_string(),
             user_agent.clone(),
             track.duration_ms,
             profile.quality_id.clone(),

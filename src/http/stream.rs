@@ -173,7 +173,7 @@ struct ProgressiveQuery {
         (status = 416, description = "Range not satisfiable (`Content-Range: bytes */LENGTH`)", body = ErrorBody),
         (status = 422, description = "The source cannot be transcoded", body = ErrorBody),
         (status = 500, description = "The transcode cache cannot be read or written", body = ErrorBody),
-        (status = 503, description = "No library yet, shutting down, or the file changed since the library was scanned (a rescan is under way); `Retry-After` says when to retry", body = ErrorBody),
+        (status = 503, description = "No library yet (or it cannot be read), shutting down, or the file changed since the library was scanned (a rescan is under way); `Retry-After` says when to retry", body = ErrorBody),
     )
 )]
 pub async fn progressive(
@@ -200,11 +200,14 @@ pub async fn progressive(
         // seen yet may exist, and a 404 (which a CDN may cache) would say it does not.
         None if !state.library.is_ready() => return Err(StreamingError::NotReady.into()),
         None => {
+            if let Some(reason) = state.library.unavailable() {
+                return Err(StreamingError::LibraryUnavailable(reason).into());
+            }
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "unknown_track",
                 format!("no track {filename:?}"),
-            ))
+            ));
         }
     };
 

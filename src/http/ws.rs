@@ -44,9 +44,11 @@ pub async fn upgrade(
 ) -> Result<Response, ApiError> {
     let ws = ws.map_err(|e| ApiError::new(e.status(), "not_a_websocket", e.body_text()))?;
     let user = identify(&state, peer, &headers, &q)?.map(|i| i.user_id);
-    Ok(state
-        .websocket
-        .handle_websocket(ws, user, peer.ip().to_string()))
+    Ok(state.websocket.handle_websocket(
+        ws,
+        user,
+        super::auth::client_address(peer, &headers).to_string(),
+    ))
 }
 
 /// Connection and message counters of this node's hub (the spec's `WebSocketStats`, and more).

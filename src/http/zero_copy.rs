@@ -20,6 +20,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
+use std::future::Future as _;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -124,16 +125,59 @@ impl FileBacked {
     }
 }
 
+/// How long a write may wait for a client that reads nothing before the connection is closed
+/// (nginx's `send_timeout` is 60 s). A client that stopped reading — a vanished phone, a
+/// slow-read attack — otherwise holds its connection, its task and the response's buffers for
+/// as long as the TCP stack keeps retrying, and enough of them exhaust the descriptors. A
+/// player that paused a progressive download and comes back later asks again with a `Range`.
+pub const WRITE_STALL: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// A connection's socket as hyper sees it: reads pass through; writes of registered memory go
-/// out with `sendfile`.
+/// out with `sendfile`; a write that cannot progress for [`WRITE_STALL`] fails.
 pub struct ConnIo {
     tcp: TcpStream,
     files: Arc<FileBacked>,
+    /// Armed while a write waits for the socket; reset by any progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl ConnIo {
     pub fn new(tcp: TcpStream, files: Arc<FileBacked>) -> Self {
-        Self { tcp, files }
+        Self {
+            tcp,
+            files,
+            stalled: None,
+        }
+    }
+
+    /// `poll_write_slices` with the stall timeout.
+    fn poll_write_timed(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.poll_write_slices(cx, bufs) {
+            Poll::Ready(done) => {
+                self.stalled = None;
+                Poll::Ready(done)
+            }
+            Poll::Pending => {
+                let stall = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL)));
+                match stall.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        self.stalled = None;
+                        metrics::counter!("http_write_stalls_total").increment(1);
+                        Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the client read nothing for too long",
+                        )))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
     }
 
     /// Writes the start of `bufs`: either a file-backed slice with `sendfile`, or the plain
@@ -246,7 +290,7 @@ impl AsyncWrite for ConnIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.poll_write_slices(cx, &[IoSlice::new(buf)])
+        self.get_mut().poll_write_timed(cx, &[IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -254,7 +298,7 @@ impl AsyncWrite for ConnIo {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        self.poll_write_slices(cx, bufs)
+        self.get_mut().poll_write_timed(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -100,6 +100,9 @@ pub struct Library {
     /// Readers take a snapshot (`Arc`) and never block a rescan for long.
     catalog: RwLock<Arc<Catalog>>,
     ready: AtomicBool,
+    /// Why the library could not be read at all, while that lasts (see
+    /// [`Library::set_unavailable`]).
+    unavailable: RwLock<Option<String>>,
     /// One scan at a time (the periodic one, an operator's, one a changed file triggered).
     scanning: tokio::sync::Mutex<()>,
     /// Set at shutdown: a scan in progress stops between two files.
@@ -147,6 +150,7 @@ impl Library {
             root: root.to_path_buf(),
             catalog: RwLock::new(Arc::new(Catalog::default())),
             ready: AtomicBool::new(false),
+            unavailable: RwLock::new(None),
             scanning: tokio::sync::Mutex::new(()),
             stopping: AtomicBool::new(false),
             settle: Arc::default(),
@@ -181,6 +185,7 @@ impl Library {
         let new = Arc::new(catalog);
         let old = std::mem::replace(&mut *self.catalog.write(), new.clone());
         self.ready.store(true, Ordering::SeqCst);
+        *self.unavailable.write() = None;
         let mut change = CatalogChange {
             tracks: new.len(),
             ..CatalogChange::default()
@@ -291,6 +296,20 @@ impl Library {
     /// the index for the next start) and any later one not to start reading.
     pub fn stop_scans(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// The first scan could not read the library at all (its folder missing, a share not
+    /// mounted): the server serves on with an empty catalogue, and until a scan succeeds a
+    /// request for a track it does not know is "try again" (the track may well be on the
+    /// missing share), not "no such track".
+    pub fn set_unavailable(&self, reason: String) {
+        self.set_catalog(Catalog::default());
+        *self.unavailable.write() = Some(reason);
+    }
+
+    /// Why the library cannot be read, while it cannot (see [`Self::set_unavailable`]).
+    pub fn unavailable(&self) -> Option<String> {
+        self.unavailable.read().clone()
     }
 
     /// Whether a first scan has completed.

@@ -84,6 +84,15 @@ async fn the_monitor_adapts_a_3g_session_and_tells_its_listener() {
     let track = tracks[0]["id"].as_str().unwrap().to_string();
     let mut mine = connect_ready(&app, "user_id=listener-5").await;
     let mut theirs = connect_ready(&app, "user_id=someone-else").await;
+    // As the spec's client does: its own events only (QualityChanged names its user).
+    send(
+        &mut mine,
+        json!({"command": "Subscribe", "command_id": "mine",
+            "events": ["QualityChanged", "PlaybackProgress"], "filters": {"user_id": "listener-5"}}),
+    )
+    .await;
+    let r = response(&mut mine, "mine", &mut Vec::new()).await;
+    assert_eq!(r["success"], true, "{r}");
 
     let sid = session_3g(&app, &track, "listener-5").await;
 
@@ -113,6 +122,7 @@ async fn the_monitor_adapts_a_3g_session_and_tells_its_listener() {
         .iter()
         .map(|e| {
             assert_eq!(e["session_id"], sid.as_str());
+            assert_eq!(e["user_id"], "listener-5");
             assert_eq!(e["track_id"], track.as_str());
             assert!(!e["reason"].as_str().unwrap().is_empty());
             (
@@ -491,4 +501,90 @@ async fn a_play_naming_its_streaming_session_is_counted_once() {
     assert_eq!(r["success"], true, "{r}");
     assert_ne!(r["data"]["session_id"], sid.as_str());
     assert_eq!(plays("listener-9").await, 1);
+}
+
+/// One caller creating sessions in a loop fills its own share, not the server: past it, its
+/// own oldest session is ended (and its play with it); other callers' sessions are untouched.
+/// Anonymous callers count by address, as the proxy in front names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_past_its_share_of_sessions_loses_its_own_oldest() {
+    use stream_server::streaming::adaptive::{SESSIONS_PER_ADDRESS, SESSIONS_PER_USER};
+    let app = spawn_app(None).await;
+    let track = app.json("/api/tracks").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let create = |user: Option<&str>, forwarded_for: &str| {
+        let mut body = json!({"track_id": track, "client_capabilities": {
+            "estimated_bandwidth_kbps": 2000, "buffer_duration_ms": 30000,
+            "connection_type": "Wifi", "device_type": "Desktop", "adaptive_enabled": true}});
+        if let Some(u) = user {
+            body["user_id"] = json!(u);
+        }
+        let request = app
+            .client
+            .post(app.url("/api/streaming/session"))
+            .json(&body);
+        let request = if forwarded_for.is_empty() {
+            request
+        } else {
+            request.header("x-forwarded-for", forwarded_for)
+        };
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 201);
+            let v: Value = r.json().await.unwrap();
+            v["session_id"].as_str().unwrap().to_string()
+        }
+    };
+    let status = |sid: String| {
+        let get = app
+            .client
+            .get(app.url(&format!("/api/streaming/session/{sid}")))
+            .send();
+        async move { get.await.unwrap().status().as_u16() }
+    };
+
+    let neighbour = create(Some("neighbour"), "").await;
+    let first = create(Some("looper"), "").await;
+    for _ in 0..SESSIONS_PER_USER {
+        create(Some("looper"), "").await;
+    }
+    assert_eq!(
+        status(first.clone()).await,
+        404,
+        "the looper's oldest made room"
+    );
+    assert_eq!(status(neighbour.clone()).await, 200);
+
+    let other_client = create(None, "192.0.2.2").await;
+    let first_anonymous = create(None, "10.1.1.1, 192.0.2.1").await;
+    let second_anonymous = create(None, "192.0.2.1").await;
+    for _ in 0..SESSIONS_PER_ADDRESS - 1 {
+        create(None, "192.0.2.1").await;
+    }
+    assert_eq!(status(first_anonymous).await, 404);
+    assert_eq!(status(second_anonymous).await, 200);
+    assert_eq!(status(other_client).await, 200);
+    let stats = app.json("/api/streaming/stats").await;
+    assert_eq!(stats["sessions_evicted"], 2, "{stats}");
+
+    // The evicted play was ended in analytics (by the expiry path).
+    let ended = async {
+        loop {
+            app.state.analytics.flush().await.unwrap();
+            let row = sqlx::query("SELECT ended_at FROM play_sessions WHERE id = $1")
+                .bind(&first)
+                .fetch_one(app.state.analytics.pool())
+                .await
+                .unwrap();
+            if sqlx::Row::get::<Option<i64>, _>(&row, 0).is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), ended)
+        .await
+        .expect("the evicted session's play ends");
 }

@@ -868,3 +868,91 @@ async fn an_erased_listener_stays_erased_while_still_reporting() {
     }
     assert!(a.top_tracks(0, 10).await.unwrap().is_empty());
 }
+
+async fn play(a: &AnalyticsEngine, user: &str) -> uuid::Uuid {
+    a.start_play_session(
+        Some(user.into()),
+        "t".into(),
+        "::1".into(),
+        None,
+        200_000,
+        "high".into(),
+        Platform::Web,
+        None,
+    )
+    .await
+}
+
+async fn played_and_ended(a: &AnalyticsEngine, id: uuid::Uuid) -> (i64, Option<i64>, i64) {
+    a.flush().await.unwrap();
+    let row =
+        sqlx::query("SELECT played_ms, ended_at, updated_at FROM play_sessions WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_one(a.pool())
+            .await
+            .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+#[tokio::test]
+async fn a_pause_stops_the_listening_clock_and_an_ended_play_takes_no_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = sqlite_engine(&dir).await;
+    let id = play(&a, "u").await;
+    a.update_play_progress(id, 10_000, None).await;
+    a.pause_play_session(id, 12_000).await;
+    // A seek made while paused (within the 30 s a progress report may move): moved to, not
+    // listened to.
+    a.update_play_progress(id, 30_000, None).await;
+    a.resume_play_session(id).await;
+    a.update_play_progress(id, 40_000, None).await;
+    a.end_play_session(id, Some(45_000)).await;
+    // A player still reporting after its end (a late report, a stale tab).
+    a.update_play_progress(id, 70_000, None).await;
+    a.pause_play_session(id, 75_000).await;
+    let (played, ended, _) = played_and_ended(&a, id).await;
+    assert_eq!(played, 12_000 + 10_000 + 5_000);
+    assert!(ended.is_some());
+    let top = a.top_tracks(0, 10).await.unwrap();
+    assert_eq!(top[0].listening_ms, 27_000);
+    let pos: i64 = sqlx::query("SELECT position_ms FROM play_sessions WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_one(a.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pos, 45_000, "the end's position stays");
+}
+
+#[tokio::test]
+async fn silent_plays_are_ended_at_their_last_report_and_stay_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = sqlite_engine(&dir).await;
+    let silent = play(&a, "gone").await;
+    a.update_play_progress(silent, 8_000, None).await;
+    let (_, _, last_report) = played_and_ended(&a, silent).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Reported after the cut-off: still open. Ended already: untouched.
+    let ended = play(&a, "done").await;
+    a.end_play_session(ended, Some(1_000)).await;
+    let (_, ended_at, _) = played_and_ended(&a, ended).await;
+    let cut = Duration::from_millis(500);
+    let live = play(&a, "here").await;
+    a.update_play_progress(live, 3_000, None).await;
+    a.flush().await.unwrap();
+    // Nothing silent for an hour.
+    assert_eq!(
+        a.end_silent_plays(Duration::from_secs(3600)).await.unwrap(),
+        0
+    );
+    assert_eq!(a.end_silent_plays(cut).await.unwrap(), 1);
+    let (played, end, _) = played_and_ended(&a, silent).await;
+    assert_eq!(end, Some(last_report), "ended at its last report");
+    assert_eq!(played, 8_000);
+    assert_eq!(played_and_ended(&a, ended).await.1, ended_at);
+    assert_eq!(played_and_ended(&a, live).await.1, None);
+    // It comes back (a tab woken after hours): nothing more is credited to the ended play.
+    a.update_play_progress(silent, 20_000, None).await;
+    assert_eq!(played_and_ended(&a, silent).await.0, 8_000);
+    assert_eq!(a.end_silent_plays(cut).await.unwrap(), 0, "ended once");
+}

@@ -290,3 +290,90 @@ fn an_unreachable_broker_stops_the_start_with_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot reach the broker"), "{err}");
 }
+
+/// A TCP relay to Redis that can be frozen: from then on nothing passes either way and new
+/// connections are accepted but never answered, as when the network to Redis silently drops
+/// packets (a killed Redis, by contrast, refuses connections at once).
+struct FreezableRelay {
+    port: u16,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FreezableRelay {
+    async fn start(upstream: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = frozen.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((client, _)) = listener.accept().await {
+                if flag.load(Ordering::SeqCst) {
+                    held.push(client);
+                    continue;
+                }
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    let pump = |mut from: tokio::net::tcp::OwnedReadHalf,
+                                mut to: tokio::net::tcp::OwnedWriteHalf,
+                                flag: std::sync::Arc<std::sync::atomic::AtomicBool>| async move {
+                        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if flag.load(Ordering::SeqCst) {
+                                // Frozen: swallow everything, hold the sockets open.
+                                std::future::pending::<()>().await;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    tokio::join!(pump(cr, sw, flag.clone()), pump(sr, cw, flag));
+                });
+            }
+        });
+        Self { port, frozen }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn freeze(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A node cut off from its Redis (packets dropped, nothing refused) still stops when asked,
+/// within seconds: leaving the shared listener view gives up at the connection manager's
+/// response timeout (5 s) instead of waiting for an answer that never comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_redis_still_stops_promptly() {
+    let redis = PrivateRedis::start();
+    let relay = FreezableRelay::start(redis.port).await;
+    let namespace = format!("stream-server-test-{}", uuid::Uuid::new_v4());
+    let mut node = start_node(&library().root, &relay.url(), &namespace);
+    node.wait_healthy(&reqwest::Client::new()).await;
+    relay.freeze();
+    let asked = Instant::now();
+    node.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || node.wait_exit(Duration::from_secs(120)))
+        .await
+        .unwrap()
+        .expect("still running two minutes after SIGTERM");
+    assert!(status.success(), "{status}");
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(10), "stopped after {took:?}");
+}

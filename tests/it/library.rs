@@ -742,3 +742,50 @@ fn high_band_db(input: &str) -> f64 {
         .and_then(|v| v.trim().trim_end_matches("dB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no level in {log}"))
 }
+
+/// A library that cannot be read when the server starts (a share not mounted: the mount point
+/// is there, empty, while the index lists tracks): the server serves on, and a track it cannot
+/// know of yet is "try again" (503 with `Retry-After`), not "no such track", until a scan can
+/// read the folder again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmounted_library_at_start_answers_try_again_until_it_is_back() {
+    let lib = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    write_tone(&lib.path().join("a.wav"), 440, 2.0);
+    let id = {
+        let app = spawn_app_with(Some(lib.path()), |c| {
+            c.library_rescan_secs = 0;
+            c.data_dir = data.path().to_path_buf();
+        })
+        .await;
+        app.track_id("a.wav").await
+    };
+    let stored = lib.path().with_extension("away");
+    std::fs::rename(lib.path().join("a.wav"), &stored).unwrap();
+
+    let app = spawn_app_with(Some(lib.path()), |c| {
+        c.library_rescan_secs = 0;
+        c.data_dir = data.path().to_path_buf();
+    })
+    .await;
+    for path in [
+        format!("/hls/{id}/master.m3u8"),
+        format!("/stream/{id}"),
+        "/stream/a.wav".to_string(),
+    ] {
+        let r = app.get(&path).await;
+        assert_eq!(r.status(), 503, "{path}");
+        assert!(r.headers().contains_key("retry-after"), "{path}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "library_unavailable", "{path}: {body}");
+    }
+
+    std::fs::rename(&stored, lib.path().join("a.wav")).unwrap();
+    assert_eq!(rescan(&app).await["added"], 1);
+    assert_eq!(
+        app.get(&format!("/hls/{id}/master.m3u8")).await.status(),
+        200
+    );
+    let r = app.get("/hls/no-such-track/master.m3u8").await;
+    assert_eq!(r.status(), 404, "an unknown track is unknown again");
+}

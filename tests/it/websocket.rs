@@ -611,3 +611,45 @@ async fn unsubscribing_from_everything_subscribed_leaves_no_events() {
         "{never_saw:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seek_while_paused_is_not_listening() {
+    let app = spawn_app(Some(&library().root)).await;
+    let track = app.track_id("mp3/tagged.mp3").await;
+    let mut ws = connect_ready(&app, "user_id=pauser").await;
+    let mut seen = Vec::new();
+    for (id, command) in [
+        ("play", json!({"command": "Play", "track_id": track})),
+        (
+            "at4",
+            json!({"command": "Seek", "track_id": track, "position_ms": 4000}),
+        ),
+        ("pause", json!({"command": "Pause", "track_id": track})),
+        // Moved while paused: a seek, however short.
+        (
+            "at9",
+            json!({"command": "Seek", "track_id": track, "position_ms": 9000}),
+        ),
+        ("resume", json!({"command": "Play", "track_id": track})),
+        (
+            "at10",
+            json!({"command": "Seek", "track_id": track, "position_ms": 10_000}),
+        ),
+    ] {
+        let mut command = command;
+        command["command_id"] = json!(id);
+        send(&mut ws, command).await;
+        let r = response(&mut ws, id, &mut seen).await;
+        assert_eq!(r["success"], true, "{id}: {r}");
+    }
+    send(
+        &mut ws,
+        json!({"command": "Stop", "command_id": "stop", "track_id": track}),
+    )
+    .await;
+    let r = response(&mut ws, "stop", &mut seen).await;
+    assert_eq!(r["data"]["total_played_ms"], 5000, "{r}");
+    app.state.analytics.flush().await.unwrap();
+    let top = app.json("/api/analytics/top-tracks").await;
+    assert_eq!(top["tracks"][0]["listening_ms"], 5000, "{top}");
+}

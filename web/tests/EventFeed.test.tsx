@@ -68,7 +68,7 @@ describe('EventFeed', () => {
     for (let i = 0; i < 10; i++) push(i % 2 ? stats(i) : progress(i));
     expect(live.textContent).toBe('');
 
-    push({ event: 'QualityChanged', session_id: '0123456789abcdef', track_id: 't1', from: 'high', to: 'mobile', reason: 'buffer low' });
+    push({ event: 'QualityChanged', session_id: '0123456789abcdef', user_id: 'u1', track_id: 't1', from: 'high', to: 'mobile', reason: 'buffer low' });
     expect(live.textContent).toBe('session 01234567: high → mobile (buffer low)');
     // Chatter after it does not replace (or repeat) the announcement.
     push(stats(3));

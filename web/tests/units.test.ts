@@ -176,7 +176,7 @@ describe('protocol', () => {
     expect(describeEvent({ event: 'PlaylistUpdated', playlist_id: 'p1', action: 'Added', track_id: 't1', position: 2 })).toBe('playlist p1: Added t1 at 2');
     expect(describeEvent({ event: 'ServerMessage', message: 'maintenance at 2am', level: 'Warning' })).toBe('[Warning] maintenance at 2am');
     expect(describeEvent({ event: 'CommandResponse', command_id: 'c1', success: false, data: null, error: 'nope' })).toBe('c1: failed (nope)');
-    expect(describeEvent({ event: 'QualityChanged', session_id: '0123456789', track_id: 't', from: 'high', to: 'mobile', reason: 'throughput' })).toBe(
+    expect(describeEvent({ event: 'QualityChanged', session_id: '0123456789', user_id: 'u1', track_id: 't', from: 'high', to: 'mobile', reason: 'throughput' })).toBe(
       'session 01234567: high → mobile (throughput)',
     );
   });

@@ -10,6 +10,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, RwLock};
 
 use super::policy::{AbrController, AbrInput};
+use super::table::{Held, SessionHolder, SessionTable};
 use super::{
     select_initial_profile, AdaptiveProfile, ClientCapabilities, HLSManifest, HLSSegment,
     MasterPlaylist, PerformanceMetrics, StreamInfo, StreamingSession, StreamingStats,
@@ -40,6 +41,9 @@ pub enum StreamingError {
     NotReady,
     #[error("too many streaming sessions open ({0}); try again later")]
     TooManySessions(usize),
+    /// The library could not be read at all (see [`Library::set_unavailable`]).
+    #[error("the library cannot be read ({0}); tracks may come back once it can")]
+    LibraryUnavailable(String),
 }
 
 /// Most sessions held at once. A session is about a kilobyte and lives 30 idle minutes; the cap
@@ -48,12 +52,16 @@ pub enum StreamingError {
 pub const MAX_SESSIONS: usize = 100_000;
 
 /// A track of the library, or why there is none: [`StreamingError::NotReady`] while the first
-/// scan runs (a track not seen yet may exist), else [`StreamingError::UnknownTrack`].
+/// scan runs and [`StreamingError::LibraryUnavailable`] while the library cannot be read (a
+/// track not seen yet may exist), else [`StreamingError::UnknownTrack`].
 pub fn find_track(library: &Library, track_id: &str) -> Result<Arc<Track>, StreamingError> {
     match library.get(track_id) {
         Some(t) => Ok(t),
         None if !library.is_ready() => Err(StreamingError::NotReady),
-        None => Err(StreamingError::UnknownTrack(track_id.to_string())),
+        None => match library.unavailable() {
+            Some(reason) => Err(StreamingError::LibraryUnavailable(reason)),
+            None => Err(StreamingError::UnknownTrack(track_id.to_string())),
+        },
     }
 }
 
@@ -117,7 +125,7 @@ pub struct AdaptiveStreamingManager {
     config: Arc<Config>,
     /// Why a tokio `RwLock`: the spec's API is async, and readers (playlist requests) far
     /// outnumber writers; no lock is held across other awaits.
-    sessions: Arc<RwLock<HashMap<String, SessionState>>>,
+    sessions: Arc<RwLock<SessionTable<SessionState>>>,
     profiles: Vec<AdaptiveProfile>,
     /// Frames per segment for each profile (aligned within a codec family).
     segment_frames: HashMap<String, u64>,
@@ -132,6 +140,11 @@ pub struct AdaptiveStreamingManager {
 struct SessionState {
     session: StreamingSession,
     user_id: Option<String>,
+    /// Whose share of the table the session counts in ([`SessionHolder::key`]).
+    holder: Option<String>,
+    /// The last report or use, on the monotonic clock: what idle expiry goes by (a wall clock
+    /// stepped by NTP or by hand would expire every session at once, or none for hours).
+    touched: tokio::time::Instant,
     /// The session's ABR state (throughput history, prediction errors).
     controller: AbrController,
     /// The last quality the server chose for this session. The player may play below it (its
@@ -153,11 +166,26 @@ struct SessionState {
     progressive: Option<String>,
 }
 
+impl SessionState {
+    /// A report or a use of the session: it is not idle.
+    fn touch(&mut self) {
+        self.session.last_updated = SystemTime::now();
+        self.touched = tokio::time::Instant::now();
+    }
+}
+
+impl Held for SessionState {
+    fn holder(&self) -> Option<&str> {
+        self.holder.as_deref()
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     sessions_created: AtomicU64,
     quality_changes: AtomicU64,
     sessions_expired: AtomicU64,
+    sessions_evicted: AtomicU64,
 }
 
 impl AdaptiveStreamingManager {
@@ -187,9 +215,10 @@ impl AdaptiveStreamingManager {
         }
     }
 
-    /// Ids of the sessions the monitor expires (idle for 30 minutes), as it does: their
-    /// listeners left without saying so, and whoever records plays ends them. A receiver that
-    /// falls more than `EXPIRED_BACKLOG` behind loses the oldest.
+    /// Ids of the sessions the monitor expires (idle for 30 minutes), as it does, and of those
+    /// ended to make room in their holder's share: their listeners left without saying so,
+    /// and whoever records plays ends them. A receiver that falls more than `EXPIRED_BACKLOG`
+    /// behind loses the oldest.
     pub fn expired_sessions(&self) -> broadcast::Receiver<String> {
         self.expired.subscribe()
     }
@@ -197,12 +226,7 @@ impl AdaptiveStreamingManager {
     /// Removes every session and returns their ids (at shutdown: their plays end with the
     /// process, and are recorded as ended).
     pub async fn drain_sessions(&self) -> Vec<String> {
-        self.sessions
-            .write()
-            .await
-            .drain()
-            .map(|(id, _)| id)
-            .collect()
+        self.sessions.write().await.drain()
     }
 
     /// Quality changes decided on the server, as they happen. A receiver that falls more than
@@ -266,20 +290,10 @@ impl AdaptiveStreamingManager {
                 let Some(sessions) = sessions.upgrade() else {
                     break;
                 };
-                let mut gone = Vec::new();
+                let gone;
                 let pending: Vec<String> = {
                     let mut sessions = sessions.write().await;
-                    let now = SystemTime::now();
-                    sessions.retain(|id, s| {
-                        let live = now
-                            .duration_since(s.session.last_updated)
-                            .unwrap_or_default()
-                            < SESSION_IDLE;
-                        if !live {
-                            gone.push(id.clone());
-                        }
-                        live
-                    });
+                    gone = sessions.retain(|_, s| s.touched.elapsed() < SESSION_IDLE);
                     sessions
                         .iter()
                         .filter(|(_, s)| s.pending_report)
@@ -350,13 +364,37 @@ impl AdaptiveStreamingManager {
     }
 
     /// As [`Self::create_session_with_capabilities`], for a known listener: the quality
-    /// monitor's changes are addressed to them.
+    /// monitor's changes are addressed to them, and the session counts in their share.
     pub async fn create_session_for_user(
         &self,
         session_id: String,
         track_id: String,
         client_id: String,
         user_id: Option<String>,
+        capabilities: ClientCapabilities,
+    ) -> AdaptiveProfile {
+        let holder = user_id.clone().map(SessionHolder::User);
+        self.create_held_session(
+            session_id,
+            track_id,
+            client_id,
+            user_id,
+            holder,
+            capabilities,
+        )
+        .await
+    }
+
+    /// As [`Self::create_session_for_user`], counted in `holder`'s share of the sessions (see
+    /// [`super::table`]): past it, the holder's oldest sessions are ended to make room, and
+    /// announced with the expired ones ([`Self::expired_sessions`]) so that their plays end.
+    pub async fn create_held_session(
+        &self,
+        session_id: String,
+        track_id: String,
+        client_id: String,
+        user_id: Option<String>,
+        holder: Option<SessionHolder>,
         capabilities: ClientCapabilities,
     ) -> AdaptiveProfile {
         let profile = select_initial_profile(&capabilities, &self.profiles);
@@ -375,11 +413,14 @@ impl AdaptiveStreamingManager {
             created_at: now,
             last_updated: now,
         };
-        self.sessions.write().await.insert(
+        let share = holder.as_ref().map_or(MAX_SESSIONS, SessionHolder::share);
+        let evicted = self.sessions.write().await.insert(
             session_id,
             SessionState {
                 session,
                 user_id,
+                holder: holder.as_ref().map(SessionHolder::key),
+                touched: tokio::time::Instant::now(),
                 controller,
                 recommended: profile.quality_id.clone(),
                 rebuffers_seen: 0,
@@ -388,8 +429,22 @@ impl AdaptiveStreamingManager {
                 pending_report: false,
                 media_left_s: None,
             },
+            share,
         );
         self.stats.sessions_created.fetch_add(1, Ordering::Relaxed);
+        if !evicted.is_empty() {
+            tracing::info!(
+                holder = ?holder,
+                ended = evicted.len(),
+                "a holder past its share of sessions: its oldest ended"
+            );
+            self.stats
+                .sessions_evicted
+                .fetch_add(evicted.len() as u64, Ordering::Relaxed);
+            for (id, _) in evicted {
+                let _ = self.expired.send(id);
+            }
+        }
         profile
     }
 
@@ -406,7 +461,7 @@ impl AdaptiveStreamingManager {
             let Some(state) = sessions.get_mut(session_id) else {
                 return;
             };
-            state.session.last_updated = SystemTime::now();
+            state.touch();
             if state.session.current_quality == quality {
                 return;
             }
@@ -443,7 +498,7 @@ impl AdaptiveStreamingManager {
         let state = sessions
             .get_mut(session_id)
             .ok_or_else(|| StreamingError::UnknownSession(session_id.to_string()))?;
-        state.session.last_updated = SystemTime::now();
+        state.touch();
         if state.player_quality == quality {
             return Ok(None);
         }
@@ -486,7 +541,7 @@ impl AdaptiveStreamingManager {
             quality_switches: switches.max(metrics.quality_switches),
             ..metrics.sanitized()
         };
-        state.session.last_updated = SystemTime::now();
+        state.touch();
         state.pending_report = true;
         state.media_left_s = media_left.map(|d| d.as_secs_f64());
         Ok(state.session.clone())
@@ -503,16 +558,11 @@ impl AdaptiveStreamingManager {
 
     /// Sessions with a report or change within `within`: (user, track) of each.
     pub async fn active_sessions(&self, within: Duration) -> Vec<(Option<String>, String)> {
-        let now = SystemTime::now();
         self.sessions
             .read()
             .await
             .values()
-            .filter(|s| {
-                now.duration_since(s.session.last_updated)
-                    .unwrap_or_default()
-                    < within
-            })
+            .filter(|s| s.touched.elapsed() < within)
             .map(|s| (s.user_id.clone(), s.session.track_id.clone()))
             .collect()
     }
@@ -538,7 +588,7 @@ impl AdaptiveStreamingManager {
             .filter(|s| s.session.track_id == track_id)?;
         // A download is the session in use: a client that posts no metrics (the spec's hook
         // posts none) must not lose its session, and with it its encoding, in a long mix.
-        state.session.last_updated = SystemTime::now();
+        state.touch();
         if let Some(q) = &state.progressive {
             return Some(q.clone());
         }
@@ -789,6 +839,7 @@ impl AdaptiveStreamingManager {
             sessions_created: self.stats.sessions_created.load(Ordering::Relaxed),
             quality_changes: self.stats.quality_changes.load(Ordering::Relaxed),
             sessions_expired: self.stats.sessions_expired.load(Ordering::Relaxed),
+            sessions_evicted: self.stats.sessions_evicted.load(Ordering::Relaxed),
             profiles: self.profiles.clone(),
             monitor_running: self.monitor_started.load(Ordering::Relaxed),
         }
@@ -980,19 +1031,12 @@ mod tests {
     async fn idle_sessions_expire_and_are_announced() {
         let m = AdaptiveStreamingManager::new(Arc::new(Config::default()));
         let mut expired = m.expired_sessions();
-        for id in ["idle", "downloading", "fresh"] {
+        for id in ["idle", "downloading"] {
             m.create_session(id.into(), "t".into()).await;
         }
-        let long_ago = SystemTime::now() - SESSION_IDLE - Duration::from_secs(1);
-        for id in ["idle", "downloading"] {
-            m.sessions
-                .write()
-                .await
-                .get_mut(id)
-                .unwrap()
-                .session
-                .last_updated = long_ago;
-        }
+        // Idle expiry goes by the monotonic clock (tokio's, paused here).
+        tokio::time::advance(SESSION_IDLE + Duration::from_secs(1)).await;
+        m.create_session("fresh".into(), "t".into()).await;
         // A download of the session's track is the session in use.
         assert!(m
             .progressive_quality("downloading", "t", true)

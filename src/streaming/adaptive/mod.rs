@@ -7,6 +7,7 @@ mod playlist;
 pub mod policy;
 mod profile;
 mod session;
+mod table;
 
 pub use capabilities::{
     select_initial_profile, select_progressive_profile, ClientCapabilities, ClientHints,
@@ -18,3 +19,4 @@ pub use manager::{
 pub use playlist::{HLSManifest, HLSSegment, MasterPlaylist, StreamInfo};
 pub use profile::{AdaptiveProfile, Codec};
 pub use session::{PerformanceMetrics, StreamingSession, StreamingStats};
+pub use table::{SessionHolder, SESSIONS_PER_ADDRESS, SESSIONS_PER_USER};

@@ -92,6 +92,10 @@ pub struct StreamingStats {
     pub quality_changes: u64,
     #[ts(type = "number")]
     pub sessions_expired: u64,
+    /// Sessions ended to make room for a newer one of the same holder (a listener or an
+    /// address past its share; see `SESSIONS_PER_USER`, `SESSIONS_PER_ADDRESS`).
+    #[ts(type = "number")]
+    pub sessions_evicted: u64,
     pub profiles: Vec<AdaptiveProfile>,
     pub monitor_running: bool,
 }

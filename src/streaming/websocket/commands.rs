@@ -275,6 +275,15 @@ impl WebSocketManager {
                 pb.position_ms = start.max(p.position_ms).min(track.duration_ms);
             }
             let position = start.max(p.position_ms);
+            if let Some(session) = p.session {
+                // A resume further on is a seek made while paused: moved to, not listened to.
+                if position > p.position_ms {
+                    ctx.analytics
+                        .update_play_progress(session, position, None)
+                        .await;
+                }
+                ctx.analytics.resume_play_session(session).await;
+            }
             self.broadcast_event(WebSocketEvent::PlaybackResumed {
                 track_id: track_id.clone(),
                 user_id: user.into(),
@@ -331,7 +340,7 @@ impl WebSocketManager {
                 .update_play_progress(session, start, None)
                 .await;
         }
-        self.playback.lock().insert(
+        let replaced = self.playback.lock().insert(
             user.into(),
             Playback {
                 track_id: track_id.clone(),
@@ -342,6 +351,11 @@ impl WebSocketManager {
                 session: Some(session),
             },
         );
+        // Another Play of this user's (a second tab) started a playback since `previous` was
+        // read: it is over too, or its play would stay open.
+        if let Some(r) = replaced.filter(|r| r.session != finished && r.session != Some(session)) {
+            self.finish(user, r).await;
+        }
         self.broadcast_event(WebSocketEvent::PlaybackStarted {
             track_id,
             user_id: user.into(),
@@ -355,12 +369,12 @@ impl WebSocketManager {
     }
 
     async fn pause(&self, id: &str, user: &str, track_id: &str) -> WebSocketEvent {
-        let position = {
+        let (position, session) = {
             let mut pb = self.playback.lock();
             match pb.get_mut(user) {
                 Some(p) if p.track_id == track_id && p.playing => {
                     p.playing = false;
-                    p.position_ms
+                    (p.position_ms, p.session)
                 }
                 Some(p) if p.track_id == track_id => {
                     return failure(id.into(), "already paused".into())
@@ -368,6 +382,9 @@ impl WebSocketManager {
                 _ => return failure(id.into(), format!("{track_id:?} is not playing")),
             }
         };
+        if let (Some(ctx), Some(session)) = (&self.context, session) {
+            ctx.analytics.pause_play_session(session, position).await;
+        }
         self.broadcast_event(WebSocketEvent::PlaybackPaused {
             track_id: track_id.into(),
             user_id: user.into(),
@@ -427,10 +444,10 @@ impl WebSocketManager {
                     ),
                 );
             }
-            // Forward moves of up to 30 s count as listening (progress reports); longer jumps
-            // and backward moves are seeks.
+            // Forward moves of up to 30 s while playing count as listening (progress
+            // reports); longer jumps, backward moves and moves while paused are seeks.
             let forward = position.saturating_sub(p.position_ms);
-            if forward > 0 && forward <= 30_000 {
+            if p.playing && forward > 0 && forward <= 30_000 {
                 p.played_ms += forward;
             }
             p.position_ms = position;

@@ -116,9 +116,12 @@ pub enum WebSocketEvent {
         top_tracks: Vec<LiveTrackStats>,
         server_load: f32,
     },
-    /// An addition to the spec: a streaming session's quality changed, and why.
+    /// An addition to the spec: a streaming session's quality changed, and why. Sent to the
+    /// session's user only; `user_id` is that user, so a `user_id` filter applies to it as to
+    /// the playback events.
     QualityChanged {
         session_id: String,
+        user_id: String,
         track_id: String,
         from: String,
         to: String,

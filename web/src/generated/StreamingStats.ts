@@ -16,4 +16,9 @@ average_buffer_health: number | null,
 /**
  * Rebuffers reported by the sessions open now.
  */
-total_rebuffers: number, sessions_created: number, quality_changes: number, sessions_expired: number, profiles: Array<AdaptiveProfile>, monitor_running: boolean, };
+total_rebuffers: number, sessions_created: number, quality_changes: number, sessions_expired: number, 
+/**
+ * Sessions ended to make room for a newer one of the same holder (a listener or an
+ * address past its share; see `SESSIONS_PER_USER`, `SESSIONS_PER_ADDRESS`).
+ */
+sessions_evicted: number, profiles: Array<AdaptiveProfile>, monitor_running: boolean, };

@@ -61,6 +61,7 @@ fn reply() -> WebSocketEvent {
 fn quality_changed(track: &str) -> WebSocketEvent {
     WebSocketEvent::QualityChanged {
         session_id: "s".into(),
+        user_id: "u".into(),
         track_id: track.into(),
         from: "low".into(),
         to: "high".into(),
