@@ -309,10 +309,6 @@ fn spawn_session_expiry(state: Arc<AppState>) {
     });
 }
 
-/// A play that has reported nothing for this long is over: no player is silent for two hours
-/// while it plays (the web player reports every 10 s), and a paused one is long forgotten.
-const PLAY_SILENCE: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
-
 /// Ends the plays left open, at start (a previous process that died ended none of its plays)
 /// and then every ten minutes (listeners gone without a word whose end was missed: a WebSocket
 /// client gone without a Stop, an expiry the announcer lagged on). Without it they would stay
@@ -326,7 +322,11 @@ fn spawn_silent_play_sweep(state: Arc<AppState>) {
         loop {
             tick.tick().await;
             let Some(state) = weak.upgrade() else { break };
-            match state.analytics.end_silent_plays(PLAY_SILENCE).await {
+            match state
+                .analytics
+                .end_silent_plays(crate::analytics::PLAY_SILENCE)
+                .await
+            {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(plays = n, "silent plays ended"),
                 Err(e) => tracing::warn!(error = %e, "ending silent plays failed"),

@@ -144,7 +144,8 @@ pub enum Event {
         session: String,
         at: i64,
     },
-    /// Ends every open play whose last report is older than `before`, at that report: its
+    /// Ends every open play whose last report, plus its track's length, is older than
+    /// `before`, at that report: its
     /// listener left without a word (a closed tab, a lost phone) or the process serving it
     /// died. Answered with the number ended once committed, `None` if the batch failed.
     EndSilent {

@@ -32,6 +32,12 @@ pub use store::Backend;
 
 use event::{Event, PerformanceSample, SessionStart};
 
+/// A play that has reported nothing for this long after its track would have ended is over
+/// (see [`AnalyticsEngine::end_silent_plays`]): no player is silent that long while it plays
+/// (the web player reports every 10 s), and a listener back from so long a pause is starting
+/// a play of their own.
+pub const PLAY_SILENCE: Duration = Duration::from_secs(2 * 3600);
+
 /// Events queued between callers and the writer. Sized for a few seconds of heavy progress
 /// traffic; when full, callers wait (back-pressure) rather than dropping what they report.
 const QUEUE: usize = 100_000;
@@ -368,10 +374,11 @@ impl AnalyticsEngine {
         .await;
     }
 
-    /// Ends every open play that has reported nothing for `silent_for`, at its last report
-    /// (its listener left without a word, or a previous process died before ending it). Open
-    /// plays count in no completion or skip rate, so the server runs this at start and
-    /// periodically. Returns the plays ended.
+    /// Ends every open play that has reported nothing for `silent_for` past its track's length
+    /// (a play may run to its end without a report), at its last report: its listener left
+    /// without a word, or a previous process died before ending it. Open plays count in no
+    /// completion or skip rate, so the server runs this at start and periodically. Returns the
+    /// plays ended.
     pub async fn end_silent_plays(&self, silent_for: Duration) -> Result<u64, AnalyticsError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.tx

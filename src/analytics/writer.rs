@@ -236,8 +236,8 @@ impl Writer {
             started_at: row.get(7),
             track_ms: row.get::<i64, _>(12).max(0) as u64,
             ended: row.get::<i64, _>(13) != 0,
-            // Not stored: a play read back after a long silence may have been paused, which
-            // `advance`'s bound on sparse reports covers.
+            // Not stored: a play read back (after two idle hours, or a restart) whose player
+            // paused meanwhile can be credited a seek made while paused.
             paused: false,
         };
         self.live.insert(id.to_string(), live);
@@ -651,11 +651,14 @@ impl Writer {
         }
         self.write_rollups(&mut tx, &starts, &deltas).await?;
         // After this batch's updates, so a play that reported in it is not taken for silent.
+        // Silent means past `before` by more than the track's length: a long mix played to its
+        // end without a report (a progressive download, a client that reports only its end) is
+        // not cut short.
         let mut swept = 0;
         if let Some(before) = sweep_before {
             swept = sqlx::query(
                 "UPDATE play_sessions SET ended_at = updated_at \
-                 WHERE ended_at IS NULL AND updated_at < $1",
+                 WHERE ended_at IS NULL AND updated_at < $1 AND updated_at + track_duration_ms < $1",
             )
             .bind(before)
             .execute(&mut *tx)
@@ -665,7 +668,8 @@ impl Writer {
         tx.commit().await?;
         if let Some(before) = sweep_before {
             // Ended now: read back (as ended) should they ever report again.
-            self.live.retain(|_, l| l.last_at >= before);
+            self.live
+                .retain(|_, l| l.last_at + l.track_ms as i64 >= before);
         }
         for id in ended.iter().chain(&gone) {
             self.live.remove(id);
@@ -801,20 +805,14 @@ fn delta<'a>(deltas: &'a mut HashMap<String, Delta>, session: &str) -> &'a mut D
     deltas.get_mut(session).expect("just inserted")
 }
 
-/// The longest gap between two reports over which a forward move still counts as listened
-/// to. Players report every few seconds (the web player every 10 s); a longer move over a
-/// longer silence is more likely a pause the server never heard of followed by a seek.
-const SPARSE_REPORTS_MS: i64 = 300_000;
-
 /// Moves a session's position to `position` at time `at`, counting forward movement as
-/// listening unless the play is paused or the move is a jump (a seek): more than 30 s, or
-/// more than the wall-clock time since the last report plus 5 s when reports are sparse (at
-/// most [`SPARSE_REPORTS_MS`]).
+/// listening unless the play is paused (see [`Event::Pause`]) or the move is a jump (a seek):
+/// more than 30 s, or more than the wall-clock time since the last report plus 5 s when
+/// reports are sparse (a client may report nothing until its end).
 fn advance(live: &mut Live, d: &mut Delta, at: i64, position: u64) {
     let forward = position.saturating_sub(live.position) as i64;
     let wall = (at - live.last_at).max(0);
-    let most = 30_000.max((wall + 5_000).min(SPARSE_REPORTS_MS));
-    if !live.paused && forward > 0 && forward <= most {
+    if !live.paused && forward > 0 && forward <= 30_000.max(wall + 5_000) {
         d.played_ms += forward;
         d.kbps_ms += f64::from(live.kbps) * forward as f64;
     }

@@ -34,44 +34,38 @@ fn proxied(headers: &HeaderMap) -> bool {
 }
 
 /// The address a request comes from: the peer's, or, when the peer is a proxy on this machine
-/// (a loopback peer that says whom it relays), the address that proxy names — the last entry of
-/// `X-Forwarded-For` (the one it appended), else `X-Real-IP`, else the last `for=` of
-/// `Forwarded`. A remote peer's headers are its own say-so and are not believed.
+/// (a loopback peer), the address that proxy appended to `X-Forwarded-For` — the last entry of
+/// the last such header line, which is the proxy's own (nginx's `$proxy_add_x_forwarded_for`,
+/// HAProxy's `option forwardfor`, Caddy's default). Entries before it, `X-Real-IP` and
+/// `Forwarded` may come from the client through a proxy that passes them on, and a remote peer's
+/// headers are its own say-so: none of those is believed. A last entry that is no address
+/// (`unknown`) leaves the peer's.
 pub fn client_address(peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    if !peer.ip().is_loopback() {
-        return peer.ip();
+    let ip = peer.ip().to_canonical();
+    if !ip.is_loopback() {
+        return ip;
     }
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let forwarded_for = text("x-forwarded-for").and_then(|v| v.rsplit(',').next());
-    let real_ip = text("x-real-ip");
-    let forwarded = text("forwarded").and_then(|v| {
-        v.split([',', ';'])
-            .filter_map(|p| {
-                p.trim()
-                    .strip_prefix("for=")
-                    .or_else(|| p.trim().strip_prefix("For="))
-            })
-            .next_back()
-    });
-    [forwarded_for, real_ip, forwarded]
-        .into_iter()
-        .flatten()
-        .find_map(parse_address)
-        .unwrap_or(peer.ip())
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(parse_address)
+        .map_or(ip, |a| a.to_canonical())
 }
 
-/// An address as proxies write it: `192.0.2.7`, `"[2001:db8::1]:4711"`, `192.0.2.7:4711`.
+/// An address as proxies write it: `192.0.2.7`, `192.0.2.7:4711`, `[2001:db8::1]:4711`.
 fn parse_address(text: &str) -> Option<IpAddr> {
-    let t = text.trim().trim_matches('"');
-    if let Ok(ip) = t.parse() {
-        return Some(ip);
-    }
-    if let Ok(sock) = t.parse::<SocketAddr>() {
-        return Some(sock.ip());
-    }
-    t.strip_prefix('[')
-        .and_then(|r| r.split(']').next())
-        .and_then(|ip| ip.parse().ok())
+    let t = text.trim();
+    t.parse()
+        .ok()
+        .or_else(|| t.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| {
+            t.strip_prefix('[')
+                .and_then(|r| r.split(']').next())
+                .and_then(|ip| ip.parse().ok())
+        })
 }
 
 /// The machine's own operator: a loopback client that asked for a loopback name, not a browser
@@ -88,7 +82,8 @@ pub fn is_operator(peer: SocketAddr, headers: &HeaderMap) -> bool {
 /// `evil.example:8082`. (A reverse proxy on the same machine should say whom it relays, with
 /// `X-Forwarded-For` as nginx's usual set-up does; one that says nothing looks local.)
 fn local_caller(peer: SocketAddr, headers: &HeaderMap) -> bool {
-    peer.ip().is_loopback() && !proxied(headers) && loopback_host(headers)
+    // Canonical: a dual-stack socket sees a local client as `::ffff:127.0.0.1`.
+    peer.ip().to_canonical().is_loopback() && !proxied(headers) && loopback_host(headers)
 }
 
 /// Whether `Host` names this machine's loopback (no `Host`, from an HTTP/1.0 tool, is taken as
@@ -304,32 +299,38 @@ mod tests {
     }
 
     #[test]
-    fn a_local_proxy_names_the_client_and_a_remote_peer_is_believed_only_for_itself() {
+    fn a_local_proxy_names_the_client_and_nothing_else_is_believed() {
         let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let mapped_local: SocketAddr = "[::ffff:127.0.0.1]:5000".parse().unwrap();
         let remote: SocketAddr = "198.51.100.4:5000".parse().unwrap();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let xff = headers(&[("x-forwarded-for", "10.0.0.1, 192.0.2.7")]);
         assert_eq!(client_address(local, &xff), ip("192.0.2.7"));
+        assert_eq!(client_address(mapped_local, &xff), ip("192.0.2.7"));
         assert_eq!(client_address(remote, &xff), ip("198.51.100.4"));
-        assert_eq!(
-            client_address(local, &headers(&[("x-real-ip", "2001:db8::5")])),
-            ip("2001:db8::5")
-        );
+        // The client's own line comes first; the proxy's appended line is the one believed.
+        let mut two_lines = HeaderMap::new();
+        two_lines.append("x-forwarded-for", "203.0.113.66".parse().unwrap());
+        two_lines.append("x-forwarded-for", "192.0.2.8".parse().unwrap());
+        assert_eq!(client_address(local, &two_lines), ip("192.0.2.8"));
         assert_eq!(
             client_address(
                 local,
-                &headers(&[(
-                    "forwarded",
-                    "for=192.0.2.1, for=\"[2001:db8::7]:4711\";proto=https"
-                )])
+                &headers(&[("x-forwarded-for", "[2001:db8::7]:4711")])
             ),
             ip("2001:db8::7")
         );
+        // Headers a client can send through a proxy that passes them on: not believed.
+        for (name, value) in [("x-real-ip", "192.0.2.9"), ("forwarded", "for=192.0.2.9")] {
+            assert_eq!(
+                client_address(local, &headers(&[(name, value)])),
+                ip("127.0.0.1")
+            );
+        }
         // Nothing usable: the peer.
         assert_eq!(
             client_address(local, &headers(&[("x-forwarded-for", "unknown")])),
             ip("127.0.0.1")
         );
-        assert_eq!(client_address(local, &headers(&[])), ip("127.0.0.1"));
     }
 }

@@ -176,8 +176,7 @@ mod tests {
     }
 
     /// A client that asks for a large body and reads none of it is dropped once writes have
-    /// waited [`super::super::zero_copy::WRITE_STALL`] (time is paused, as above); a client
-    /// that reads on gets everything.
+    /// waited [`super::super::zero_copy::WRITE_STALL`] (time is paused, as above).
     #[tokio::test(start_paused = true)]
     async fn a_client_that_stops_reading_is_dropped() {
         use crate::http::zero_copy::WRITE_STALL;
@@ -201,12 +200,5 @@ mod tests {
             "a client that read nothing for {:?} was sent it all",
             WRITE_STALL * 2
         );
-
-        let mut reader = tokio::net::TcpStream::connect(addr).await.unwrap();
-        reader.write_all(request).await.unwrap();
-        let mut all = Vec::new();
-        reader.read_to_end(&mut all).await.unwrap();
-        assert!(all.starts_with(b"HTTP/1.1 200"));
-        assert!(all.len() > SIZE, "{} bytes", all.len());
     }
 }

@@ -125,12 +125,15 @@ impl FileBacked {
     }
 }
 
-/// How long a write may wait for a client that reads nothing before the connection is closed
-/// (nginx's `send_timeout` is 60 s). A client that stopped reading — a vanished phone, a
-/// slow-read attack — otherwise holds its connection, its task and the response's buffers for
-/// as long as the TCP stack keeps retrying, and enough of them exhaust the descriptors. A
-/// player that paused a progressive download and comes back later asks again with a `Range`.
-pub const WRITE_STALL: std::time::Duration = std::time::Duration::from_secs(120);
+/// How long a write may wait for a client that reads nothing before the connection is closed.
+/// A client that stopped reading — a vanished phone, a slow-read attack — otherwise holds its
+/// connection, its task and the response's buffers for as long as the TCP stack keeps
+/// retrying, and enough of them exhaust the descriptors. Five times nginx's `send_timeout`
+/// (60 s): a player reading a low-bitrate stream at its playback pace wakes a blocked write
+/// only once it has drained a good part of the socket's buffers, which at 96 kbit/s can take
+/// minutes; a player that paused a progressive download and comes back later asks again with
+/// a `Range`.
+pub const WRITE_STALL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A connection's socket as hyper sees it: reads pass through; writes of registered memory go
 /// out with `sendfile`; a write that cannot progress for [`WRITE_STALL`] fails.

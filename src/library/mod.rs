@@ -303,8 +303,11 @@ impl Library {
     /// request for a track it does not know is "try again" (the track may well be on the
     /// missing share), not "no such track".
     pub fn set_unavailable(&self, reason: String) {
-        self.set_catalog(Catalog::default());
+        // The reason first: a lookup in between must never see "ready, no such track".
         *self.unavailable.write() = Some(reason);
+        *self.catalog.write() = Arc::new(Catalog::default());
+        metrics::gauge!("library_tracks").set(0.0);
+        self.ready.store(true, Ordering::SeqCst);
     }
 
     /// Why the library cannot be read, while it cannot (see [`Self::set_unavailable`]).

@@ -504,10 +504,10 @@ async fn a_play_naming_its_streaming_session_is_counted_once() {
 }
 
 /// One caller creating sessions in a loop fills its own share, not the server: past it, its
-/// own oldest session is ended (and its play with it); other callers' sessions are untouched.
-/// Anonymous callers count by address, as the proxy in front names it.
+/// own least recently used session is ended (and its play with it); other callers' sessions
+/// are untouched. Anonymous callers count by address, as the proxy in front names it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_caller_past_its_share_of_sessions_loses_its_own_oldest() {
+async fn a_caller_past_its_share_of_sessions_loses_its_own_least_used() {
     use stream_server::streaming::adaptive::{SESSIONS_PER_ADDRESS, SESSIONS_PER_USER};
     let app = spawn_app(None).await;
     let track = app.json("/api/tracks").await[0]["id"]
@@ -547,14 +547,24 @@ async fn a_caller_past_its_share_of_sessions_loses_its_own_oldest() {
 
     let neighbour = create(Some("neighbour"), "").await;
     let first = create(Some("looper"), "").await;
-    for _ in 0..SESSIONS_PER_USER {
+    let in_use = create(Some("looper"), "").await;
+    let second = create(Some("looper"), "").await;
+    for _ in 0..SESSIONS_PER_USER - 3 {
         create(Some("looper"), "").await;
     }
-    assert_eq!(
-        status(first.clone()).await,
-        404,
-        "the looper's oldest made room"
-    );
+    // The looper's player reports on one of its early sessions: it is in use.
+    report(
+        &app,
+        &in_use,
+        json!({"buffer_health_percentage": 90.0, "download_speed_kbps": 900,
+            "latency_ms": 60, "packet_loss_percentage": 0.0, "rebuffer_count": 0}),
+    )
+    .await;
+    create(Some("looper"), "").await;
+    assert_eq!(status(first.clone()).await, 404, "the least used made room");
+    assert_eq!(status(in_use).await, 200, "a session in use is kept");
+    create(Some("looper"), "").await;
+    assert_eq!(status(second).await, 404);
     assert_eq!(status(neighbour.clone()).await, 200);
 
     let other_client = create(None, "192.0.2.2").await;
@@ -567,7 +577,7 @@ async fn a_caller_past_its_share_of_sessions_loses_its_own_oldest() {
     assert_eq!(status(second_anonymous).await, 200);
     assert_eq!(status(other_client).await, 200);
     let stats = app.json("/api/streaming/stats").await;
-    assert_eq!(stats["sessions_evicted"], 2, "{stats}");
+    assert_eq!(stats["sessions_evicted"], 3, "{stats}");
 
     // The evicted play was ended in analytics (by the expiry path).
     let ended = async {

@@ -870,12 +870,16 @@ async fn an_erased_listener_stays_erased_while_still_reporting() {
 }
 
 async fn play(a: &AnalyticsEngine, user: &str) -> uuid::Uuid {
+    play_of(a, user, 200_000).await
+}
+
+async fn play_of(a: &AnalyticsEngine, user: &str, track_ms: u64) -> uuid::Uuid {
     a.start_play_session(
         Some(user.into()),
         "t".into(),
         "::1".into(),
         None,
-        200_000,
+        track_ms,
         "high".into(),
         Platform::Web,
         None,
@@ -928,18 +932,21 @@ async fn a_pause_stops_the_listening_clock_and_an_ended_play_takes_no_more() {
 async fn silent_plays_are_ended_at_their_last_report_and_stay_ended() {
     let dir = tempfile::tempdir().unwrap();
     let a = sqlite_engine(&dir).await;
-    let silent = play(&a, "gone").await;
-    a.update_play_progress(silent, 8_000, None).await;
+    // A one-second track: silent for the cut-off past its end below.
+    let silent = play_of(&a, "gone", 1_000).await;
+    a.update_play_progress(silent, 800, None).await;
+    // A long mix started at the same moment may still be playing without a report.
+    let mix = play_of(&a, "mix", 3_600_000).await;
     let (_, _, last_report) = played_and_ended(&a, silent).await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     // Reported after the cut-off: still open. Ended already: untouched.
-    let ended = play(&a, "done").await;
+    let ended = play_of(&a, "done", 1_000).await;
     a.end_play_session(ended, Some(1_000)).await;
     let (_, ended_at, _) = played_and_ended(&a, ended).await;
-    let cut = Duration::from_millis(500);
-    let live = play(&a, "here").await;
-    a.update_play_progress(live, 3_000, None).await;
+    let live = play_of(&a, "here", 1_000).await;
+    a.update_play_progress(live, 300, None).await;
     a.flush().await.unwrap();
+    let cut = Duration::from_millis(1500);
     // Nothing silent for an hour.
     assert_eq!(
         a.end_silent_plays(Duration::from_secs(3600)).await.unwrap(),
@@ -948,11 +955,12 @@ async fn silent_plays_are_ended_at_their_last_report_and_stay_ended() {
     assert_eq!(a.end_silent_plays(cut).await.unwrap(), 1);
     let (played, end, _) = played_and_ended(&a, silent).await;
     assert_eq!(end, Some(last_report), "ended at its last report");
-    assert_eq!(played, 8_000);
+    assert_eq!(played, 800);
     assert_eq!(played_and_ended(&a, ended).await.1, ended_at);
     assert_eq!(played_and_ended(&a, live).await.1, None);
+    assert_eq!(played_and_ended(&a, mix).await.1, None);
     // It comes back (a tab woken after hours): nothing more is credited to the ended play.
-    a.update_play_progress(silent, 20_000, None).await;
-    assert_eq!(played_and_ended(&a, silent).await.0, 8_000);
+    a.update_play_progress(silent, 1_000, None).await;
+    assert_eq!(played_and_ended(&a, silent).await.0, 800);
     assert_eq!(a.end_silent_plays(cut).await.unwrap(), 0, "ended once");
 }

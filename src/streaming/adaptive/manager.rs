@@ -178,6 +178,10 @@ impl Held for SessionState {
     fn holder(&self) -> Option<&str> {
         self.holder.as_deref()
     }
+
+    fn last_used(&self) -> tokio::time::Instant {
+        self.touched
+    }
 }
 
 #[derive(Default)]
@@ -386,8 +390,9 @@ impl AdaptiveStreamingManager {
     }
 
     /// As [`Self::create_session_for_user`], counted in `holder`'s share of the sessions (see
-    /// [`super::table`]): past it, the holder's oldest sessions are ended to make room, and
-    /// announced with the expired ones ([`Self::expired_sessions`]) so that their plays end.
+    /// [`super::table`]): past it, the holder's least recently used sessions are ended to make
+    /// room, and announced with the expired ones ([`Self::expired_sessions`]) so that their
+    /// plays end.
     pub async fn create_held_session(
         &self,
         session_id: String,

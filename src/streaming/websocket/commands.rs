@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::connection::failure;
 use super::hub::WebSocketManager;
 use super::protocol::{WebSocketCommand, WebSocketEvent, EVENT_NAMES};
-use crate::analytics::Platform;
+use crate::analytics::{Platform, PLAY_SILENCE};
 use crate::library::Library;
 use crate::social::{PlaylistChange, SocialError, SocialStore};
 use crate::streaming::adaptive::{select_initial_profile, AdaptiveProfile, ClientCapabilities};
@@ -22,6 +22,8 @@ pub(crate) struct Playback {
     pub position_ms: u64,
     pub played_ms: u64,
     pub playing: bool,
+    /// When it was paused, while it is.
+    pub paused_at: Option<tokio::time::Instant>,
     pub session: Option<Uuid>,
 }
 
@@ -269,9 +271,13 @@ impl WebSocketManager {
         if let Some(p) = previous
             .as_ref()
             .filter(|p| p.track_id == track_id && !p.playing)
+            // Back after hours: analytics has ended that play (silent too long), so this is a
+            // play of its own.
+            .filter(|p| p.paused_at.is_none_or(|at| at.elapsed() < PLAY_SILENCE))
         {
             if let Some(pb) = self.playback.lock().get_mut(user) {
                 pb.playing = true;
+                pb.paused_at = None;
                 pb.position_ms = start.max(p.position_ms).min(track.duration_ms);
             }
             let position = start.max(p.position_ms);
@@ -348,6 +354,7 @@ impl WebSocketManager {
                 position_ms: start,
                 played_ms: 0,
                 playing: true,
+                paused_at: None,
                 session: Some(session),
             },
         );
@@ -374,6 +381,7 @@ impl WebSocketManager {
             match pb.get_mut(user) {
                 Some(p) if p.track_id == track_id && p.playing => {
                     p.playing = false;
+                    p.paused_at = Some(tokio::time::Instant::now());
                     (p.position_ms, p.session)
                 }
                 Some(p) if p.track_id == track_id => {
