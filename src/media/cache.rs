@@ -24,7 +24,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 
 use super::id3;
 use super::layout::SegmentLayout;
-use super::pipeline::{self, FrameSink, Output, TranscodeError};
+use super::pipeline::{FrameSink, Output, Transcode, TranscodeError};
 use crate::streaming::adaptive::AdaptiveProfile;
 
 #[derive(Debug, thiserror::Error)]
@@ -180,17 +180,14 @@ struct Inner {
     /// Bounds encodes running at once (each takes a core).
     permits: Arc<Semaphore>,
     /// Bounds head starts: a new encode runs at once, outside the core budget, for its first
-    /// seconds, so a new listener does not wait behind whole-track encodes of other tracks (unless
-    /// every thread place, `threads`, is taken by an encode under way); after
-    /// that, encodes take turns on the cores (`CORE_TURN_SECS`).
+    /// seconds, so a new listener does not wait behind whole-track encodes of other tracks;
+    /// after that, encodes take turns on the cores (`CORE_TURN_SECS`). An encode holds a
+    /// blocking thread only during a turn (a head start or a core): between turns it waits on
+    /// the runtime, holding none. (It used to keep its thread while it waited: a burst of
+    /// requests for different tracks — a crawler, a restart with many listeners — parked one
+    /// thread per encode until tokio's blocking pool was full and file reads queued behind
+    /// them; bounding those threads instead made newcomers wait for whole encodes to end.)
     head_starts: Arc<Semaphore>,
-    /// Bounds encode jobs holding a thread. An encode runs on one of tokio's blocking threads
-    /// and keeps it while it waits for its next turn on a core; without a bound, a burst of
-    /// requests for different tracks (a crawler, a restart with many listeners) parked one
-    /// thread per encode until the blocking pool (512) was full, and then every file read
-    /// (`spawn_blocking`) queued behind them, or never ran. Jobs past the bound wait here, on
-    /// the runtime, holding nothing.
-    threads: Arc<Semaphore>,
     /// Jobs holding a thread now, and the most there ever were (diagnostics and tests).
     threads_busy: AtomicUsize,
     threads_peak: AtomicUsize,
@@ -242,16 +239,13 @@ const HEAD_START_SECS: u64 = 15;
 /// it (about a quarter of a second of one core for the whole ladder).
 const CORE_TURN_SECS: u64 = 20;
 
-/// Encode jobs per core allowed to hold a blocking thread at once (see `Inner::threads`): enough
-/// for head starts and turn-taking to keep every core busy, far below tokio's blocking pool.
-const THREADS_PER_WORKER: usize = 8;
+/// Head starts per core (see `Inner::head_starts`).
+const HEAD_STARTS_PER_WORKER: usize = 4;
 
 /// What lets a job run: a head start, or one of the cores. Dropping it frees the place.
 enum Slot {
     HeadStart(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit),
     Core(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit),
-    /// Between the two: holding nothing.
-    Waiting,
 }
 
 enum Lookup {
@@ -349,8 +343,7 @@ impl TranscodeCache {
             max_bytes,
             state: Mutex::new(state),
             permits: Arc::new(Semaphore::new(workers.max(1))),
-            head_starts: Arc::new(Semaphore::new(workers.max(1) * 4)),
-            threads: Arc::new(Semaphore::new(workers.max(1) * THREADS_PER_WORKER)),
+            head_starts: Arc::new(Semaphore::new(workers.max(1) * HEAD_STARTS_PER_WORKER)),
             threads_busy: AtomicUsize::new(0),
             threads_peak: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
@@ -373,11 +366,10 @@ impl TranscodeCache {
         self.inner.stopping.store(true, Ordering::SeqCst);
         self.inner.permits.close();
         self.inner.head_starts.close();
-        self.inner.threads.close();
     }
 
-    /// The most encode jobs that ever held a thread at once (at most
-    /// `workers × THREADS_PER_WORKER`).
+    /// The most encode jobs that ever held a thread at once (at most the cores plus the head
+    /// starts, `workers × (1 + HEAD_STARTS_PER_WORKER)`).
     pub fn peak_encode_threads(&self) -> usize {
         self.inner.threads_peak.load(Ordering::Relaxed)
     }
@@ -668,134 +660,166 @@ impl Inner {
             let reqs: Vec<TranscodeRequest> = jobs.iter().map(|(r, _)| r.clone()).collect();
             let senders: Vec<watch::Sender<Progress>> =
                 jobs.into_iter().map(|(_, tx)| tx).collect();
-            let thread = self.threads.clone().acquire_owned().await;
-            let slot = match thread {
-                Err(e) => Err(e),
-                Ok(thread) => match self.head_starts.clone().try_acquire_owned() {
-                    Ok(head) => Ok((thread, Slot::HeadStart(head))),
-                    Err(_) => self
-                        .permits
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .map(|core| (thread, Slot::Core(core))),
-                },
-            };
-            let result = match slot {
-                Err(_) => Err(TranscodeError::Cancelled),
-                Ok((thread, slot)) => {
-                    let this = self.clone();
-                    let reqs = reqs.clone();
-                    let senders = senders.clone();
-                    let runtime = tokio::runtime::Handle::current();
-                    tokio::task::spawn_blocking(move || {
-                        /// Counts the thread free again even if the encoder panics.
-                        struct Busy<'a>(&'a AtomicUsize);
-                        impl Drop for Busy<'_> {
-                            fn drop(&mut self) {
-                                self.0.fetch_sub(1, Ordering::Relaxed);
-                            }
-                        }
-                        // Dropped last (locals drop in reverse): the count is down before the
-                        // place is given to the next job.
-                        let _thread = thread;
-                        let busy = this.threads_busy.fetch_add(1, Ordering::Relaxed) + 1;
-                        this.threads_peak.fetch_max(busy, Ordering::Relaxed);
-                        let _busy = Busy(&this.threads_busy);
-                        this.run_job(&reqs, &senders, slot, &runtime)
-                    })
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(TranscodeError::Encode(super::EncodeError::Codec(format!(
-                            "encoder thread panicked: {e}"
-                        ))))
-                    })
-                }
-            };
+            let result = self.clone().run_job(&reqs, &senders).await;
             self.finish(&reqs, &senders, result);
         });
     }
 
-    /// Runs on a blocking thread: the whole transcode of one source into several profiles.
-    fn run_job(
+    /// The whole transcode of one source into several profiles, in turns: each turn runs on a
+    /// blocking thread while the job holds a head start or a core, and between turns the job
+    /// waits for a core on the runtime, holding no thread (its state moves with it). So the
+    /// threads encodes hold are bounded by the cores and head starts, however many encodes are
+    /// under way, and a newcomer's head start never waits for a thread.
+    async fn run_job(
+        self: Arc<Self>,
+        reqs: &[TranscodeRequest],
+        senders: &[watch::Sender<Progress>],
+    ) -> Result<Vec<Encoded>, TranscodeError> {
+        let cancelled = |_| TranscodeError::Cancelled;
+        let mut slot = match self.head_starts.clone().try_acquire_owned() {
+            Ok(head) => Slot::HeadStart(head),
+            Err(_) => Slot::Core(
+                self.permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(cancelled)?,
+            ),
+        };
+        let started = Instant::now();
+        let track_id = reqs[0].track_id.clone();
+        let qualities: Vec<String> = reqs.iter().map(|r| r.profile.quality_id.clone()).collect();
+        tracing::info!(track_id, ?qualities, "transcode started");
+        metrics::counter!("transcodes_started_total").increment(reqs.len() as u64);
+        let job = {
+            let (this, reqs, senders) = (self.clone(), reqs.to_vec(), senders.to_vec());
+            self.on_thread(move || this.open_job(&reqs, &senders))
+                .await?
+        };
+        let rate = u64::from(reqs[0].source_rate);
+        let mut turn_ends = match slot {
+            Slot::HeadStart(_) => rate * HEAD_START_SECS,
+            Slot::Core(_) => rate * CORE_TURN_SECS,
+        };
+        let mut job = Some(job);
+        loop {
+            let mut turn = job.take().expect("the job is back after each turn");
+            let this = self.clone();
+            let turn = self
+                .on_thread(move || {
+                    while !turn.is_fed() && turn.fed() < turn_ends {
+                        if this.stopping.load(Ordering::Relaxed) {
+                            return Err(TranscodeError::Cancelled);
+                        }
+                        turn.step()?;
+                    }
+                    Ok(turn)
+                })
+                .await?;
+            if turn.is_fed() {
+                job = Some(turn);
+                break;
+            }
+            // A turn is over. A head start goes back to the next newcomer (its first segments
+            // are out); a core goes to the next encode in line (the semaphore serves in order),
+            // and this one queues again. So every encode under way advances at its share of the
+            // cores: a listener's encode no longer waits for every whole track queued before
+            // it, each many times faster than real time.
+            drop(slot);
+            slot = Slot::Core(
+                self.permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(cancelled)?,
+            );
+            turn_ends = turn.fed() + rate * CORE_TURN_SECS;
+            job = Some(turn);
+        }
+        let job = job.expect("fed");
+        let this = self.clone();
+        let source = (reqs[0].source.clone(), reqs[0].source_name.clone());
+        let version = reqs[0].source_version.clone();
+        let encoded = self
+            .on_thread(move || {
+                let sinks = job.finish()?;
+                if !this.source_unchanged(&source.1, &source.0, &version) {
+                    return Err(TranscodeError::SourceChanged);
+                }
+                Ok(sinks.into_iter().map(FileSink::into_encoded).collect())
+            })
+            .await;
+        drop(slot);
+        let secs = started.elapsed().as_secs_f64();
+        if encoded.is_ok() {
+            metrics::histogram!("transcode_duration_seconds").record(secs);
+            tracing::info!(track_id, ?qualities, secs, "transcode finished");
+        }
+        encoded
+    }
+
+    /// Runs `work` on one of tokio's blocking threads (file reads, decoding, encoding), counted
+    /// in [`TranscodeCache::peak_encode_threads`]; a panic is an encode error, not a crash.
+    async fn on_thread<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce() -> Result<T, TranscodeError> + Send + 'static,
+    ) -> Result<T, TranscodeError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            /// Counts the thread free again even if the work panics.
+            struct Busy<'a>(&'a AtomicUsize);
+            impl Drop for Busy<'_> {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            let busy = this.threads_busy.fetch_add(1, Ordering::Relaxed) + 1;
+            this.threads_peak.fetch_max(busy, Ordering::Relaxed);
+            let _busy = Busy(&this.threads_busy);
+            work()
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(TranscodeError::Encode(super::EncodeError::Codec(format!(
+                "encoder thread panicked: {e}"
+            ))))
+        })
+    }
+
+    /// Creates the job's sinks and opens its source (on a blocking thread).
+    fn open_job(
         &self,
         reqs: &[TranscodeRequest],
         senders: &[watch::Sender<Progress>],
-        mut slot: Slot,
-        runtime: &tokio::runtime::Handle,
-    ) -> Result<Vec<Encoded>, TranscodeError> {
-        let started = Instant::now();
-        let track_id = reqs
-            .first()
-            .map(|r| r.track_id.as_str())
-            .unwrap_or_default();
-        let qualities: Vec<&str> = reqs.iter().map(|r| r.profile.quality_id.as_str()).collect();
-        tracing::info!(track_id, ?qualities, "transcode started");
-        metrics::counter!("transcodes_started_total").increment(reqs.len() as u64);
-        let mut sinks = Vec::with_capacity(reqs.len());
-        for (req, tx) in reqs.iter().zip(senders) {
-            sinks.push(
-                FileSink::create(&req.key(), &self.dir, &req.layout, tx.clone())
-                    .map_err(TranscodeError::Sink)?,
-            );
-        }
-        let outputs: Vec<Output<'_>> = reqs
-            .iter()
-            .zip(sinks.iter_mut())
-            .map(|(req, sink)| Output {
-                profile: req.profile.clone(),
-                layout: req.layout.clone(),
-                sink: sink as &mut dyn FrameSink,
-            })
-            .collect();
-        let source = &reqs[0].source;
+    ) -> Result<Transcode<FileSink>, TranscodeError> {
         // The catalogue's sample count, duration and version describe the file as scanned: a
         // file replaced since would be encoded to the old length under the old names. Checked
         // before decoding and again after (a file rewritten in place while being decoded); what
         // was served of such an encode meanwhile cannot be taken back, but it is not kept.
-        let unchanged = || {
-            let same = crate::library::file_version(&reqs[0].source_name, source)
-                .is_ok_and(|v| v == reqs[0].source_version);
-            if !same {
-                self.source_changed.notify_one();
-            }
-            same
-        };
-        if !unchanged() {
+        let first = &reqs[0];
+        if !self.source_unchanged(&first.source_name, &first.source, &first.source_version) {
             return Err(TranscodeError::SourceChanged);
         }
-        let rate = u64::from(reqs[0].source_rate);
-        let mut turn_ends = match slot {
-            Slot::HeadStart(_) => rate * HEAD_START_SECS,
-            _ => rate * CORE_TURN_SECS,
-        };
-        let mut checkpoint = |fed: u64| {
-            if self.stopping.load(Ordering::Relaxed) {
-                return Err(TranscodeError::Cancelled);
-            }
-            if fed >= turn_ends {
-                // A turn is over. A head start goes back to the next newcomer (its first
-                // segments are out); a core goes to the next encode in line (the semaphore
-                // serves in order), and this one queues again. So every encode under way
-                // advances at its share of the cores: a listener's encode no longer waits for
-                // every whole track queued before it, each many times faster than real time.
-                slot = Slot::Waiting;
-                let permit = runtime
-                    .block_on(self.permits.clone().acquire_owned())
-                    .map_err(|_| TranscodeError::Cancelled)?;
-                slot = Slot::Core(permit);
-                turn_ends = fed + rate * CORE_TURN_SECS;
-            }
-            Ok(())
-        };
-        pipeline::transcode(source, reqs[0].source_samples, outputs, &mut checkpoint)?;
-        if !unchanged() {
-            return Err(TranscodeError::SourceChanged);
+        let mut outputs = Vec::with_capacity(reqs.len());
+        for (req, tx) in reqs.iter().zip(senders) {
+            outputs.push(Output {
+                profile: req.profile.clone(),
+                layout: req.layout.clone(),
+                sink: FileSink::create(&req.key(), &self.dir, &req.layout, tx.clone())
+                    .map_err(TranscodeError::Sink)?,
+            });
         }
-        let secs = started.elapsed().as_secs_f64();
-        metrics::histogram!("transcode_duration_seconds").record(secs);
-        tracing::info!(track_id, ?qualities, secs, "transcode finished");
-        Ok(sinks.into_iter().map(FileSink::into_encoded).collect())
+        Transcode::start(&first.source, first.source_samples, outputs)
+    }
+
+    /// Whether the source is still the version the library scanned; if not, the library is
+    /// told to scan again.
+    fn source_unchanged(&self, name: &str, path: &Path, version: &str) -> bool {
+        let same = crate::library::file_version(name, path).is_ok_and(|v| v == version);
+        if !same {
+            self.source_changed.notify_one();
+        }
+        same
     }
 
     fn finish(
@@ -1234,18 +1258,40 @@ mod tests {
 
     /// A burst of encodes for different tracks holds a bounded number of blocking threads (it
     /// used to park one per encode until tokio's pool was full and file reads queued behind
-    /// them), and every encode still completes.
+    /// them), every encode still completes, and a newcomer arriving in the middle of the burst
+    /// gets its first segment at once: its head start waits neither for a thread nor for any
+    /// encode of the burst to end (with a bound on threads held between turns, it waited for
+    /// several).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_burst_of_encodes_holds_a_bounded_number_of_threads() {
+    async fn a_burst_of_encodes_holds_few_threads_and_lets_a_newcomer_start() {
         let src = tempfile::tempdir().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let cache = TranscodeCache::open(dir.path(), 1 << 30, 1).unwrap();
-        let burst = 2 * THREADS_PER_WORKER;
+        let burst = 12;
         let reqs: Vec<_> = (0..burst)
-            .map(|i| request(src.path(), &format!("t{i}.wav"), 22050, 45.0, "mobile"))
+            .map(|i| request(src.path(), &format!("t{i}.wav"), 22050, 120.0, "mobile"))
             .collect();
+        let newcomer = request(src.path(), "new.wav", 22050, 120.0, "mobile");
+        // Every encode of the burst under way (its first segment out).
+        let started: Vec<_> = reqs
+            .iter()
+            .map(|req| {
+                let (cache, req) = (cache.clone(), req.clone());
+                tokio::spawn(async move { cache.segment(&req, 0).await.map(|_| ()) })
+            })
+            .collect();
+        for t in started {
+            t.await.unwrap().unwrap();
+        }
+        cache.segment(&newcomer, 0).await.unwrap();
+        let done = reqs.iter().filter(|r| cache.is_complete(r)).count();
+        assert_eq!(
+            done, 0,
+            "the newcomer waited for {done} whole encodes of the burst"
+        );
         let tasks: Vec<_> = reqs
             .iter()
+            .chain([&newcomer])
             .map(|req| {
                 let (cache, req) = (cache.clone(), req.clone());
                 tokio::spawn(async move { cache.complete(&req).await.map(|_| ()) })
@@ -1254,10 +1300,10 @@ mod tests {
         for t in tasks {
             t.await.unwrap().unwrap();
         }
-        assert_eq!(cache.jobs_started(), burst as u64);
+        assert_eq!(cache.jobs_started(), burst as u64 + 1);
         let peak = cache.peak_encode_threads();
         assert!(
-            (1..=THREADS_PER_WORKER).contains(&peak),
+            (1..=1 + HEAD_STARTS_PER_WORKER).contains(&peak),
             "{peak} encodes held a thread at once"
         );
     }

@@ -2,7 +2,10 @@
 //! encoder, and each encoder's frames go to a [`FrameSink`] in the exact number the
 //! [`SegmentLayout`] promises.
 //!
-//! Runs on the calling thread: callers put it on a blocking thread, never on the async runtime.
+//! A [`Transcode`] runs a block at a time on the calling thread: callers put it on a blocking
+//! thread, never on the async runtime. It owns its whole state (decoder, resamplers, encoders,
+//! sinks), so between blocks it can move to another thread: an encode waiting for its next turn
+//! on a core holds no thread (see `media::cache`).
 
 use std::path::Path;
 
@@ -40,10 +43,10 @@ pub trait FrameSink: Send {
 }
 
 /// One requested output.
-pub struct Output<'a> {
+pub struct Output<S> {
     pub profile: AdaptiveProfile,
     pub layout: SegmentLayout,
-    pub sink: &'a mut dyn FrameSink,
+    pub sink: S,
 }
 
 enum Encoder {
@@ -67,19 +70,21 @@ impl Encoder {
 }
 
 /// One output's encoder and bookkeeping.
-struct Lane<'a> {
+struct Lane<S> {
+    /// Its place among the outputs (lanes are grouped by rate).
+    index: usize,
     encoder: Encoder,
     /// Leading frames still to drop (AAC priming).
     to_drop: u64,
     next: u64,
     want: u64,
-    sink: &'a mut dyn FrameSink,
+    sink: S,
     scratch: Vec<Vec<u8>>,
     /// Samples of silence fed before the source (see `encoder_delay::lead_in`).
     lead: u64,
 }
 
-impl Lane<'_> {
+impl<S: FrameSink> Lane<S> {
     fn deliver(&mut self) -> Result<(), TranscodeError> {
         for frame in self.scratch.drain(..) {
             if self.to_drop > 0 {
@@ -101,114 +106,160 @@ impl Lane<'_> {
 /// Decoded samples are processed in blocks of about this many frames (per channel).
 const BLOCK: usize = 8192;
 
-/// Transcodes `source` (which decodes to exactly `source_samples` at its rate, as the library
-/// measured) into every output. `checkpoint` is called between blocks with the source samples
-/// consumed so far: it may block (to wait for a core) or stop the job with an error.
-pub fn transcode(
-    source: &Path,
-    source_samples: u64,
-    outputs: Vec<Output<'_>>,
-    checkpoint: &mut dyn FnMut(u64) -> Result<(), TranscodeError>,
-) -> Result<(), TranscodeError> {
-    let mut decoder = SourceDecoder::open(source)?;
-    let src_rate = decoder.sample_rate;
+/// Outputs of one rate, fed by one resampler.
+struct RateGroup<S> {
+    rate: u32,
+    resampler: StereoResampler,
+    lanes: Vec<Lane<S>>,
+}
 
-    // Group lanes by output rate: one resampler per rate.
-    let mut groups: Vec<(u32, StereoResampler, Vec<Lane<'_>>)> = Vec::new();
-    for out in outputs {
-        let encoder = match out.profile.codec_kind() {
-            Codec::Aac => Encoder::Aac(AacEncoder::new(
-                out.profile.sample_rate,
-                out.profile.bitrate_kbps,
-            )?),
-            Codec::Mp3 => Encoder::Mp3(Mp3Encoder::new(
-                out.profile.sample_rate,
-                out.profile.bitrate_kbps,
-            )?),
-        };
-        let to_drop = match out.profile.codec_kind() {
-            Codec::Aac => AAC_DROPPED_FRAMES,
-            Codec::Mp3 => 0,
-        };
-        // Silence before the source, so that this variant starts the source at the same time
-        // as every other variant of the ladder (the layout's delay).
-        let lead = lead_in(&out.profile, out.layout.delay);
-        let mut lane = Lane {
-            encoder,
-            to_drop,
-            next: 0,
-            want: out.layout.total_frames,
-            sink: out.sink,
-            scratch: Vec::new(),
-            lead,
-        };
-        if lead > 0 {
-            lane.encoder
-                .encode(&vec![0.0; lead as usize * 2], &mut lane.scratch)?;
-            lane.deliver()?;
+/// The transcode of one source (which decodes to exactly `source_samples` at its rate, as the
+/// library measured) into every output: [`Transcode::step`] until [`Transcode::is_fed`], then
+/// [`Transcode::finish`].
+pub struct Transcode<S> {
+    decoder: SourceDecoder,
+    source_samples: u64,
+    groups: Vec<RateGroup<S>>,
+    fed: u64,
+    more: bool,
+    decoded: Vec<f32>,
+    resampled: Vec<f32>,
+}
+
+impl<S: FrameSink> Transcode<S> {
+    /// Opens the source and sets up one encoder per output (each fed its lead-in of silence).
+    pub fn start(
+        source: &Path,
+        source_samples: u64,
+        outputs: Vec<Output<S>>,
+    ) -> Result<Self, TranscodeError> {
+        let decoder = SourceDecoder::open(source)?;
+        let src_rate = decoder.sample_rate;
+        let mut groups: Vec<RateGroup<S>> = Vec::new();
+        for (index, out) in outputs.into_iter().enumerate() {
+            let encoder = match out.profile.codec_kind() {
+                Codec::Aac => Encoder::Aac(AacEncoder::new(
+                    out.profile.sample_rate,
+                    out.profile.bitrate_kbps,
+                )?),
+                Codec::Mp3 => Encoder::Mp3(Mp3Encoder::new(
+                    out.profile.sample_rate,
+                    out.profile.bitrate_kbps,
+                )?),
+            };
+            let to_drop = match out.profile.codec_kind() {
+                Codec::Aac => AAC_DROPPED_FRAMES,
+                Codec::Mp3 => 0,
+            };
+            // Silence before the source, so that this variant starts the source at the same
+            // time as every other variant of the ladder (the layout's delay).
+            let lead = lead_in(&out.profile, out.layout.delay);
+            let mut lane = Lane {
+                index,
+                encoder,
+                to_drop,
+                next: 0,
+                want: out.layout.total_frames,
+                sink: out.sink,
+                scratch: Vec::new(),
+                lead,
+            };
+            if lead > 0 {
+                lane.encoder
+                    .encode(&vec![0.0; lead as usize * 2], &mut lane.scratch)?;
+                lane.deliver()?;
+            }
+            let rate = out.profile.sample_rate;
+            match groups.iter_mut().find(|g| g.rate == rate) {
+                Some(g) => g.lanes.push(lane),
+                None => groups.push(RateGroup {
+                    rate,
+                    resampler: StereoResampler::new(src_rate, rate, source_samples),
+                    lanes: vec![lane],
+                }),
+            }
         }
-        let rate = out.profile.sample_rate;
-        match groups.iter_mut().find(|g| g.0 == rate) {
-            Some(g) => g.2.push(lane),
-            None => groups.push((
-                rate,
-                StereoResampler::new(src_rate, rate, source_samples),
-                vec![lane],
-            )),
-        }
+        Ok(Self {
+            decoder,
+            source_samples,
+            groups,
+            fed: 0,
+            more: true,
+            decoded: Vec::with_capacity(BLOCK * 4),
+            resampled: Vec::with_capacity(BLOCK * 4),
+        })
     }
 
-    let mut decoded = Vec::with_capacity(BLOCK * 4);
-    let mut resampled = Vec::with_capacity(BLOCK * 4);
-    let mut fed: u64 = 0;
-    let mut more = true;
-    while more {
-        checkpoint(fed)?;
-        decoded.clear();
-        while decoded.len() < BLOCK * 2 {
-            if !decoder.next_block(&mut decoded)? {
-                more = false;
+    /// Source samples (per channel) consumed so far.
+    pub fn fed(&self) -> u64 {
+        self.fed
+    }
+
+    /// Whether the whole source has been fed (only [`Self::finish`] is left).
+    pub fn is_fed(&self) -> bool {
+        !self.more
+    }
+
+    /// Decodes a block of the source and feeds it to every output.
+    pub fn step(&mut self) -> Result<(), TranscodeError> {
+        if !self.more {
+            return Ok(());
+        }
+        self.decoded.clear();
+        while self.decoded.len() < BLOCK * 2 {
+            if !self.decoder.next_block(&mut self.decoded)? {
+                self.more = false;
                 break;
             }
         }
         // Hold the stream to the measured length, whatever the decoder says at the edges.
-        let take = (decoded.len() as u64 / 2).min(source_samples - fed) as usize;
-        decoded.truncate(take * 2);
-        fed += take as u64;
-        if fed == source_samples {
-            more = false;
+        let take = (self.decoded.len() as u64 / 2).min(self.source_samples - self.fed) as usize;
+        self.decoded.truncate(take * 2);
+        self.fed += take as u64;
+        if self.fed == self.source_samples {
+            self.more = false;
         }
-        for (_, resampler, lanes) in &mut groups {
-            resampled.clear();
-            resampler.process(&decoded, &mut resampled);
-            feed(lanes, &resampled)?;
+        for g in &mut self.groups {
+            self.resampled.clear();
+            g.resampler.process(&self.decoded, &mut self.resampled);
+            feed(&mut g.lanes, &self.resampled)?;
         }
+        Ok(())
     }
-    for (_, resampler, lanes) in &mut groups {
-        resampled.clear();
-        resampler.finish(&mut resampled);
-        feed(lanes, &resampled)?;
-        for lane in lanes.iter_mut() {
-            lane.encoder.finish(&mut lane.scratch)?;
-            lane.deliver()?;
-            if lane.next < lane.want {
-                return Err(TranscodeError::ShortStream {
-                    got: lane.next,
-                    want: lane.want,
-                });
+
+    /// Flushes the resamplers and encoders, checks every output got the frames its layout
+    /// promises and finishes the sinks, which it returns (in the order of the outputs).
+    pub fn finish(mut self) -> Result<Vec<S>, TranscodeError> {
+        debug_assert!(!self.more, "finish before the source is fed");
+        let mut sinks = Vec::new();
+        for mut g in std::mem::take(&mut self.groups) {
+            self.resampled.clear();
+            g.resampler.finish(&mut self.resampled);
+            feed(&mut g.lanes, &self.resampled)?;
+            for mut lane in g.lanes {
+                lane.encoder.finish(&mut lane.scratch)?;
+                lane.deliver()?;
+                if lane.next < lane.want {
+                    return Err(TranscodeError::ShortStream {
+                        got: lane.next,
+                        want: lane.want,
+                    });
+                }
+                let tag = match &lane.encoder {
+                    // The lead-in is priming to a gapless decoder of the progressive file.
+                    Encoder::Mp3(e) => e.info_tag_with_priming(lane.lead),
+                    Encoder::Aac(_) => None,
+                };
+                lane.sink.finish(tag).map_err(TranscodeError::Sink)?;
+                sinks.push((lane.index, lane.sink));
             }
-            let tag = match &lane.encoder {
-                // The lead-in is priming to a gapless decoder of the progressive file.
-                Encoder::Mp3(e) => e.info_tag_with_priming(lane.lead),
-                Encoder::Aac(_) => None,
-            };
-            lane.sink.finish(tag).map_err(TranscodeError::Sink)?;
         }
+        sinks.sort_by_key(|(index, _)| *index);
+        Ok(sinks.into_iter().map(|(_, sink)| sink).collect())
     }
-    Ok(())
 }
 
-fn feed(lanes: &mut [Lane<'_>], pcm: &[f32]) -> Result<(), TranscodeError> {
+fn feed<S: FrameSink>(lanes: &mut [Lane<S>], pcm: &[f32]) -> Result<(), TranscodeError> {
     if pcm.is_empty() {
         return Ok(());
     }
