@@ -188,9 +188,19 @@ struct Inner {
     /// thread per encode until tokio's blocking pool was full and file reads queued behind
     /// them; bounding those threads instead made newcomers wait for whole encodes to end.)
     head_starts: Arc<Semaphore>,
+    /// Bounds encodes under way (opened: source, encoders, output files, buffers). A job past
+    /// the bound waits before opening anything. The bound also keeps each one's turn coming
+    /// round often enough: with `OPEN_PER_WORKER` encodes per core taking 20 s turns of a
+    /// quarter second or less, a listener's encode advances several times faster than it
+    /// plays. Without it, a crawler asking for thousands of tracks opened them all, and every
+    /// listener's encode waited minutes for its next turn.
+    open: Arc<Semaphore>,
     /// Jobs holding a thread now, and the most there ever were (diagnostics and tests).
     threads_busy: AtomicUsize,
     threads_peak: AtomicUsize,
+    /// The most encodes ever under way at once (diagnostics and tests).
+    open_peak: AtomicUsize,
+    open_bound: usize,
     /// Set at shutdown: running encodes stop between blocks, new ones are refused.
     stopping: AtomicBool,
     /// Encode jobs started since open (one job may produce several profiles).
@@ -241,6 +251,9 @@ const CORE_TURN_SECS: u64 = 20;
 
 /// Head starts per core (see `Inner::head_starts`).
 const HEAD_STARTS_PER_WORKER: usize = 4;
+
+/// Encodes under way per core (see `Inner::open`).
+const OPEN_PER_WORKER: usize = 32;
 
 /// What lets a job run: a head start, or one of the cores. Dropping it frees the place.
 enum Slot {
@@ -344,8 +357,11 @@ impl TranscodeCache {
             state: Mutex::new(state),
             permits: Arc::new(Semaphore::new(workers.max(1))),
             head_starts: Arc::new(Semaphore::new(workers.max(1) * HEAD_STARTS_PER_WORKER)),
+            open: Arc::new(Semaphore::new(workers.max(1) * OPEN_PER_WORKER)),
             threads_busy: AtomicUsize::new(0),
             threads_peak: AtomicUsize::new(0),
+            open_peak: AtomicUsize::new(0),
+            open_bound: workers.max(1) * OPEN_PER_WORKER,
             stopping: AtomicBool::new(false),
             jobs_started: AtomicU64::new(0),
             source_changed: Arc::default(),
@@ -366,12 +382,18 @@ impl TranscodeCache {
         self.inner.stopping.store(true, Ordering::SeqCst);
         self.inner.permits.close();
         self.inner.head_starts.close();
+        self.inner.open.close();
     }
 
     /// The most encode jobs that ever held a thread at once (at most the cores plus the head
     /// starts, `workers × (1 + HEAD_STARTS_PER_WORKER)`).
     pub fn peak_encode_threads(&self) -> usize {
         self.inner.threads_peak.load(Ordering::Relaxed)
+    }
+
+    /// The most encodes that were ever under way at once (at most `workers × OPEN_PER_WORKER`).
+    pub fn peak_open_encodes(&self) -> usize {
+        self.inner.open_peak.load(Ordering::Relaxed)
     }
 
     /// Bytes of finished encodes on disk.
@@ -676,6 +698,9 @@ impl Inner {
         senders: &[watch::Sender<Progress>],
     ) -> Result<Vec<Encoded>, TranscodeError> {
         let cancelled = |_| TranscodeError::Cancelled;
+        let _open = self.open.clone().acquire_owned().await.map_err(cancelled)?;
+        let under_way = self.open_bound - self.open.available_permits();
+        self.open_peak.fetch_max(under_way, Ordering::Relaxed);
         let mut slot = match self.head_starts.clone().try_acquire_owned() {
             Ok(head) => Slot::HeadStart(head),
             Err(_) => Slot::Core(
@@ -726,13 +751,15 @@ impl Inner {
             // cores: a listener's encode no longer waits for every whole track queued before
             // it, each many times faster than real time.
             drop(slot);
-            slot = Slot::Core(
-                self.permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(cancelled)?,
-            );
+            slot = match self.permits.clone().acquire_owned().await {
+                Ok(core) => Slot::Core(core),
+                Err(_) => {
+                    // Shutting down. Closing the encoders and flushing the output files blocks:
+                    // not on the runtime.
+                    tokio::task::spawn_blocking(move || drop(turn));
+                    return Err(TranscodeError::Cancelled);
+                }
+            };
             turn_ends = turn.fed() + rate * CORE_TURN_SECS;
             job = Some(turn);
         }
@@ -780,6 +807,10 @@ impl Inner {
         })
         .await
         .unwrap_or_else(|e| {
+            if e.is_cancelled() {
+                // The blocking pool is shutting down with the runtime.
+                return Err(TranscodeError::Cancelled);
+            }
             Err(TranscodeError::Encode(super::EncodeError::Codec(format!(
                 "encoder thread panicked: {e}"
             ))))
@@ -1305,6 +1336,35 @@ mod tests {
         assert!(
             (1..=1 + HEAD_STARTS_PER_WORKER).contains(&peak),
             "{peak} encodes held a thread at once"
+        );
+    }
+
+    /// More encodes asked for at once than may be under way: the rest wait (holding nothing)
+    /// and all complete.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn encodes_under_way_are_bounded() {
+        let src = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = TranscodeCache::open(dir.path(), 1 << 30, 1).unwrap();
+        let burst = OPEN_PER_WORKER + 8;
+        let reqs: Vec<_> = (0..burst)
+            .map(|i| request(src.path(), &format!("t{i}.wav"), 22050, 30.0, "mobile"))
+            .collect();
+        let tasks: Vec<_> = reqs
+            .into_iter()
+            .map(|req| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.complete(&req).await.map(|_| ()) })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(cache.jobs_started(), burst as u64);
+        let peak = cache.peak_open_encodes();
+        assert!(
+            (1..=OPEN_PER_WORKER).contains(&peak),
+            "{peak} encodes under way at once"
         );
     }
 

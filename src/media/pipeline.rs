@@ -269,3 +269,68 @@ fn feed<S: FrameSink>(lanes: &mut [Lane<S>], pcm: &[f32]) -> Result<(), Transcod
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::encoder_delay::aligned_delay;
+    use crate::media::layout::segment_frames;
+    use crate::media::testutil::write_wav;
+
+    /// Counts the frames it is given.
+    #[derive(Default)]
+    struct Count {
+        frames: u64,
+        finished: bool,
+    }
+
+    impl FrameSink for Count {
+        fn frame(&mut self, index: u64, _data: &[u8]) -> std::io::Result<()> {
+            assert_eq!(index, self.frames, "frames in order");
+            self.frames += 1;
+            Ok(())
+        }
+        fn finish(&mut self, _info_tag: Option<Vec<u8>>) -> std::io::Result<()> {
+            self.finished = true;
+            Ok(())
+        }
+    }
+
+    /// Outputs of different rates, interleaved, come back in the order they were given (they
+    /// are grouped by rate inside), each with the frames its layout promises.
+    #[test]
+    fn sinks_come_back_in_the_order_of_the_outputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.wav");
+        write_wav(&path, 44100, 2, 3.0);
+        let ladder = AdaptiveProfile::presets();
+        let by_id = |id: &str| ladder.iter().find(|p| p.quality_id == id).unwrap().clone();
+        let order = ["high", "mobile", "medium", "low"];
+        let outputs: Vec<Output<Count>> = order
+            .iter()
+            .map(|id| {
+                let profile = by_id(id);
+                let frames = segment_frames(&profile, &ladder, 6.0);
+                let delay = aligned_delay(&profile, &ladder);
+                Output {
+                    layout: SegmentLayout::new(132_300, 44100, &profile, frames, delay),
+                    profile,
+                    sink: Count::default(),
+                }
+            })
+            .collect();
+        let want: Vec<u64> = outputs.iter().map(|o| o.layout.total_frames).collect();
+        let rates: Vec<u32> = outputs.iter().map(|o| o.profile.sample_rate).collect();
+        // The rates really interleave, and the frame counts tell the outputs apart.
+        assert!(rates[0] != rates[1] && rates[1] != rates[2], "{rates:?}");
+        assert_ne!(want[0], want[1]);
+        let mut t = Transcode::start(&path, 132_300, outputs).unwrap();
+        while !t.is_fed() {
+            t.step().unwrap();
+        }
+        let sinks = t.finish().unwrap();
+        let got: Vec<u64> = sinks.iter().map(|s| s.frames).collect();
+        assert_eq!(got, want, "{order:?}");
+        assert!(sinks.iter().all(|s| s.finished));
+    }
+}
