@@ -305,9 +305,8 @@ impl Writer {
                     let Some(live) = self.open_play(&mut tx, &session).await else {
                         continue;
                     };
-                    let position_ms = live.position(position_ms);
                     let d = delta(&mut deltas, &session);
-                    advance(live, d, at, position_ms);
+                    let position_ms = advance(live, d, at, position_ms);
                     if let Some(b) = buffer_health.filter(|b| b.is_finite()) {
                         d.buffer_sum += f64::from(b.clamp(0.0, 100.0));
                         d.buffer_n += 1;
@@ -412,7 +411,6 @@ impl Writer {
                         live.ended = true;
                         let d = delta(&mut deltas, &session);
                         if let Some(p) = position_ms {
-                            let p = live.position(p);
                             advance(live, d, at, p);
                         }
                         d.ended_at = Some(at);
@@ -428,9 +426,7 @@ impl Writer {
                     let Some(live) = self.open_play(&mut tx, &session).await else {
                         continue;
                     };
-                    let position_ms = live.position(position_ms);
-                    let d = delta(&mut deltas, &session);
-                    advance(live, d, at, position_ms);
+                    advance(live, delta(&mut deltas, &session), at, position_ms);
                     live.paused = true;
                 }
                 Event::Resume { session, at } => {
@@ -805,11 +801,13 @@ fn delta<'a>(deltas: &'a mut HashMap<String, Delta>, session: &str) -> &'a mut D
     deltas.get_mut(session).expect("just inserted")
 }
 
-/// Moves a session's position to `position` at time `at`, counting forward movement as
-/// listening unless the play is paused (see [`Event::Pause`]) or the move is a jump (a seek):
-/// more than 30 s, or more than the wall-clock time since the last report plus 5 s when
-/// reports are sparse (a client may report nothing until its end).
-fn advance(live: &mut Live, d: &mut Delta, at: i64, position: u64) {
+/// Moves a session's position to the one a player reported at time `at` (held within the
+/// track) and returns it, counting forward movement as listening unless the play is paused
+/// (see [`Event::Pause`]) or the move is a jump (a seek): more than 30 s, or more than the
+/// wall-clock time since the last report plus 5 s when reports are sparse (a client may report
+/// nothing until its end).
+fn advance(live: &mut Live, d: &mut Delta, at: i64, reported: u64) -> u64 {
+    let position = live.position(reported);
     let forward = position.saturating_sub(live.position) as i64;
     let wall = (at - live.last_at).max(0);
     if !live.paused && forward > 0 && forward <= 30_000.max(wall + 5_000) {
@@ -820,4 +818,5 @@ fn advance(live: &mut Live, d: &mut Delta, at: i64, position: u64) {
     live.max_position = live.max_position.max(position);
     live.last_at = live.last_at.max(at);
     d.updated_at = d.updated_at.max(at);
+    position
 }
