@@ -716,7 +716,7 @@ impl Inner {
         let qualities: Vec<String> = reqs.iter().map(|r| r.profile.quality_id.clone()).collect();
         tracing::info!(track_id, ?qualities, "transcode started");
         metrics::counter!("transcodes_started_total").increment(reqs.len() as u64);
-        let job = {
+        let mut job = {
             let (this, reqs, senders) = (self.clone(), reqs.to_vec(), senders.to_vec());
             self.on_thread(move || this.open_job(&reqs, &senders))
                 .await?
@@ -726,23 +726,21 @@ impl Inner {
             Slot::HeadStart(_) => rate * HEAD_START_SECS,
             Slot::Core(_) => rate * CORE_TURN_SECS,
         };
-        let mut job = Some(job);
         loop {
-            let mut turn = job.take().expect("the job is back after each turn");
+            // The job moves to the turn's thread and comes back with it.
             let this = self.clone();
-            let turn = self
+            job = self
                 .on_thread(move || {
-                    while !turn.is_fed() && turn.fed() < turn_ends {
+                    while !job.is_fed() && job.fed() < turn_ends {
                         if this.stopping.load(Ordering::Relaxed) {
                             return Err(TranscodeError::Cancelled);
                         }
-                        turn.step()?;
+                        job.step()?;
                     }
-                    Ok(turn)
+                    Ok(job)
                 })
                 .await?;
-            if turn.is_fed() {
-                job = Some(turn);
+            if job.is_fed() {
                 break;
             }
             // A turn is over. A head start goes back to the next newcomer (its first segments
@@ -756,21 +754,18 @@ impl Inner {
                 Err(_) => {
                     // Shutting down. Closing the encoders and flushing the output files blocks:
                     // not on the runtime.
-                    tokio::task::spawn_blocking(move || drop(turn));
+                    tokio::task::spawn_blocking(move || drop(job));
                     return Err(TranscodeError::Cancelled);
                 }
             };
-            turn_ends = turn.fed() + rate * CORE_TURN_SECS;
-            job = Some(turn);
+            turn_ends = job.fed() + rate * CORE_TURN_SECS;
         }
-        let job = job.expect("fed");
-        let this = self.clone();
-        let source = (reqs[0].source.clone(), reqs[0].source_name.clone());
-        let version = reqs[0].source_version.clone();
+        let (this, first) = (self.clone(), reqs[0].clone());
         let encoded = self
             .on_thread(move || {
                 let sinks = job.finish()?;
-                if !this.source_unchanged(&source.1, &source.0, &version) {
+                if !this.source_unchanged(&first.source_name, &first.source, &first.source_version)
+                {
                     return Err(TranscodeError::SourceChanged);
                 }
                 Ok(sinks.into_iter().map(FileSink::into_encoded).collect())
